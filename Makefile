@@ -1,0 +1,55 @@
+# wavenet-live: `make play` and `make test` do all set-up on a fresh Debian machine (as root or with sudo).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PACKAGES := libportaudio2 libsndfile1 jackd2 stress-ng
+TRAIN_APT_PACKAGES := fluidsynth fluid-soundfont-gm
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: setup apt play test bench data train evaluate clean
+
+setup: apt $(STAMP)
+
+# apt packages, installed only when missing
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+# the venv: torch first (pip takes the local CPU wheel), then the project with its test extra
+$(STAMP): pyproject.toml
+	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test,train]'
+	@touch $@
+
+play: setup
+	$(BIN)/wavenet-live $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q -m "" $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m realtime.bench
+
+# training-time extras: the General MIDI soundfont and FluidSynth, then the note dataset
+data: setup
+	@missing=""; for p in $(TRAIN_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+	[ -f data/gm/dataset.json ] || $(BIN)/python -m models.dataset build data/gm
+
+# resume training the default model on one core (taskset), one torch thread
+train: data
+	taskset -c 1 $(BIN)/python -m models.train --data data/gm --out models/default --resume $(TRAIN_ARGS)
+
+evaluate: setup
+	$(BIN)/python -m models.evaluate --model models/default/model.npz
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,79 @@
+"""Export a trained WaveNet to a model file with its seed bank and model card."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import mulaw
+from .model_file import ModelFile, SeedBank
+from .wavenet import WaveNet, export_weights
+
+
+def build_seedbank(notes, receptive_field: int, offset_s: float = 0.0, sample_rate: int = 16000,
+                   velocity: int = 90) -> SeedBank:
+    """One snippet per (instrument, pitch): ``receptive_field`` samples from ``offset_s`` after the onset.
+
+    Uses the note whose velocity is closest to ``velocity``. Snippets are mu-law uint8.
+    """
+    n = receptive_field
+    best: dict[tuple[int, int], Any] = {}
+    for note in notes:
+        key = (note.instrument_id, note.pitch)
+        if key not in best or abs(note.velocity - velocity) < abs(best[key].velocity - velocity):
+            best[key] = note
+    snippets, inst, pitch, vel = [], [], [], []
+    for (i, p), note in sorted(best.items()):
+        start = note.onset + int(offset_s * sample_rate)
+        seg = np.zeros(n, np.float32)
+        part = note.audio[start:start + n]
+        seg[:len(part)] = part
+        snippets.append(mulaw.encode(seg).astype(np.uint8))
+        inst.append(i)
+        pitch.append(p)
+        vel.append(note.velocity)
+    return SeedBank(np.stack(snippets), np.asarray(inst), np.asarray(pitch), np.asarray(vel))
+
+
+def export_model(model: WaveNet, dataset, out_dir: str | Path, summary: dict[str, Any]) -> Path:
+    """Write ``out_dir/model.npz`` (weights + seed bank + training summary) and refresh ``MODEL.md``."""
+    out_dir = Path(out_dir)
+    cfg = model.cfg
+    seed = build_seedbank(dataset.notes, cfg.receptive_field, sample_rate=cfg.sample_rate)
+    meta = {"training": summary, "n_params": model.n_params(),
+            "dataset": {"source": getattr(dataset, "source", ""), "n_notes": len(dataset.notes)}}
+    path = ModelFile(cfg, export_weights(model), meta, seed).save(out_dir / "model.npz")
+    write_card(out_dir, cfg, meta)
+    return path
+
+
+def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
+    """Model card: data, config, training time/steps, losses; evaluator figures from ``eval.json`` if present."""
+    tr = meta.get("training", {})
+    last = (tr.get("history") or [{}])[-1]
+    ev_path = out_dir / "eval.json"
+    ev = json.loads(ev_path.read_text()) if ev_path.is_file() else None
+    lines = [
+        "# Model card", "",
+        f"- Config: R{cfg.residual_channels}/S{cfg.skip_channels}, {cfg.stacks} stacks x {cfg.layers_per_stack} "
+        f"layers, receptive field {cfg.receptive_field} samples ({cfg.receptive_field / cfg.sample_rate * 1000:.0f} ms), "
+        f"{cfg.sample_rate} Hz, {meta.get('n_params', 0):,} parameters.",
+        f"- Conditioning: pitch embedding {cfg.conditioning.pitch_dim}, instrument embedding "
+        f"{cfg.conditioning.instrument_dim}, velocity {cfg.conditioning.velocity}, local {list(cfg.conditioning.local)}.",
+        f"- Instruments: {', '.join(cfg.conditioning.instruments)}.",
+        f"- Data: {meta.get('dataset', {}).get('n_notes', '?')} notes from {meta.get('dataset', {}).get('source', '?')}.",
+        f"- Training: {tr.get('steps', 0)} steps, {tr.get('hours', 0):.2f} h on one CPU core.",
+    ]
+    if last:
+        lines.append("- Last eval: " + ", ".join(f"{k} {v:.3f}" for k, v in last.items()
+                                                   if isinstance(v, float) and k != "hours"))
+    lines += ["", "## Evaluator", ""]
+    if ev is None:
+        lines.append("Not yet evaluated (`python -m models.evaluate --model model.npz --json > eval.json`).")
+    else:
+        lines.append("```json")
+        lines.append(json.dumps(ev, indent=2))
+        lines.append("```")
+    (out_dir / "MODEL.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,182 @@
+"""The model file: config + weights + metadata + seed bank in one ``.npz``.
+
+Readable with numpy alone (no torch, no training code). Layout: an entry
+``header`` holding UTF-8 JSON ``{"format": "wavenet-live-model", "version": 1,
+"config": {...}, "metadata": {...}}``, weights as ``w/<name>`` (engine layout,
+see :func:`models.wavenet.export_weights`) and an optional seed bank as
+``seed/<name>``.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import WaveNetConfig
+
+FORMAT = "wavenet-live-model"
+VERSION = 1
+
+REQUIRED_WEIGHTS = ("embed", "w_dil", "b_dil", "w_glob", "w_loc", "w_rs", "b_res", "b_skip",
+                    "w_out1", "b_out1", "w_out2", "b_out2", "pitch_embed", "instrument_embed")
+
+
+class ModelFileError(Exception):
+    """A model file is missing, unreadable or does not match this version."""
+
+
+@dataclass
+class SeedBank:
+    """Short real snippets per (instrument, pitch), stored mu-law (uint8), at the model rate.
+
+    ``snippets`` (K, N) uint8; ``instrument`` (K,) int; ``pitch`` (K,) MIDI; ``velocity`` (K,) MIDI.
+    """
+
+    snippets: np.ndarray
+    instrument: np.ndarray
+    pitch: np.ndarray
+    velocity: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.snippets = np.ascontiguousarray(self.snippets, dtype=np.uint8)
+        self.instrument = np.asarray(self.instrument, dtype=np.int32)
+        self.pitch = np.asarray(self.pitch, dtype=np.int32)
+        self.velocity = np.asarray(self.velocity, dtype=np.int32)
+        k = self.snippets.shape[0]
+        if not (self.snippets.ndim == 2 and len(self.instrument) == len(self.pitch) == len(self.velocity) == k):
+            raise ValueError("seed bank arrays disagree in length")
+
+    def __len__(self) -> int:
+        return int(self.snippets.shape[0])
+
+    def lookup(self, instrument: int, pitch: int, velocity: int = 100) -> np.ndarray | None:
+        """The snippet (mu-law uint8) closest in pitch (then velocity) for ``instrument``, or None."""
+        idx = np.flatnonzero(self.instrument == instrument)
+        if idx.size == 0:
+            return None
+        cost = np.abs(self.pitch[idx] - pitch) * 1000 + np.abs(self.velocity[idx] - velocity)
+        return self.snippets[idx[int(np.argmin(cost))]]
+
+
+@dataclass
+class ModelFile:
+    """Everything the engines need to play a trained model."""
+
+    config: WaveNetConfig
+    weights: dict[str, np.ndarray]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    seedbank: SeedBank | None = None
+    path: Path | None = None
+
+    @property
+    def instruments(self) -> tuple[str, ...]:
+        return self.config.conditioning.instruments
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model file atomically (temp file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = dict(self.metadata)
+        meta.setdefault("sample_rate", self.config.sample_rate)
+        meta.setdefault("receptive_field", self.config.receptive_field)
+        meta.setdefault("instruments", list(self.instruments))
+        header = {"format": FORMAT, "version": VERSION, "config": self.config.to_dict(), "metadata": meta}
+        arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+        arrays.update({f"w/{k}": v for k, v in self.weights.items()})
+        if self.seedbank is not None:
+            for k in ("snippets", "instrument", "pitch", "velocity"):
+                arrays[f"seed/{k}"] = getattr(self.seedbank, k)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        tmp.replace(path)
+        self.path = path
+        return path
+
+
+def load_model(path: str | Path) -> ModelFile:
+    """Read a model file; raise :class:`ModelFileError` naming the file on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path}: not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
+        raise ModelFileError(f"model file {path}: not a readable wavenet-live model ({type(e).__name__}: {e})") from None
+    if "header" not in arrays:
+        raise ModelFileError(f"model file {path}: no header entry; not a wavenet-live model")
+    try:
+        header = json.loads(arrays.pop("header").tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"model file {path}: corrupt header ({e})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ModelFileError(f"model file {path}: not a wavenet-live model (format {header.get('format')!r})"
+                             if isinstance(header, dict) else f"model file {path}: corrupt header")
+    if header.get("version") != VERSION:
+        raise ModelFileError(f"model file {path}: unknown version {header.get('version')!r} "
+                             f"(this wavenet-live reads version {VERSION})")
+    try:
+        cfg = WaveNetConfig.from_dict(header["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"model file {path}: bad config ({e})") from None
+    weights = {k[2:]: v for k, v in arrays.items() if k.startswith("w/")}
+    missing = [k for k in REQUIRED_WEIGHTS if k not in weights]
+    if missing:
+        raise ModelFileError(f"model file {path}: missing weights {', '.join(missing)}")
+    _check_shapes(path, cfg, weights)
+    seed = None
+    if "seed/snippets" in arrays:
+        try:
+            seed = SeedBank(**{k: arrays[f"seed/{k}"] for k in ("snippets", "instrument", "pitch", "velocity")})
+        except (KeyError, ValueError) as e:
+            raise ModelFileError(f"model file {path}: bad seed bank ({e})") from None
+    return ModelFile(cfg, {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()},
+                     header.get("metadata", {}), seed, path)
+
+
+def _check_shapes(path: Path, cfg: WaveNetConfig, w: dict[str, np.ndarray]) -> None:
+    r, s, L, c = cfg.residual_channels, cfg.skip_channels, cfg.n_layers, cfg.conditioning
+    expect = {
+        "embed": (256, r), "w_dil": (L, 2 * r, 2 * r), "b_dil": (L, 2 * r),
+        "w_glob": (L, c.global_dim, 2 * r), "w_loc": (L, len(c.local), 2 * r),
+        "w_rs": (L, r, r + s), "b_res": (L, r), "b_skip": (s,), "w_out1": (s, s), "b_out1": (s,),
+        "w_out2": (s, 256), "b_out2": (256,), "pitch_embed": (128, c.pitch_dim),
+        "instrument_embed": (c.n_instruments, c.instrument_dim),
+    }
+    for k, shape in expect.items():
+        if tuple(w[k].shape) != shape:
+            raise ModelFileError(f"model file {path}: weight {k} has shape {tuple(w[k].shape)}, config needs {shape}")
+        if not np.all(np.isfinite(w[k])):
+            raise ModelFileError(f"model file {path}: weight {k} holds NaN or Inf")
+
+
+def model_bytes_hash(path: str | Path) -> str:
+    """SHA-256 of a model file's bytes (for session manifests)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def random_model(cfg: WaveNetConfig, seed: int = 0, scale: float = 1.0) -> ModelFile:
+    """A model file with torch's default random init (for tests and benchmarks)."""
+    import torch
+
+    from .wavenet import WaveNet, export_weights
+
+    torch.manual_seed(seed)
+    net = WaveNet(cfg)
+    if scale != 1.0:
+        with torch.no_grad():
+            for p in net.parameters():
+                p.mul_(scale)
+    return ModelFile(cfg, export_weights(net), {"kind": "random", "seed": seed})
+

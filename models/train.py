@@ -1,0 +1,272 @@
+"""Train a WaveNet on a note dataset; checkpointed, resumable, DDP-capable.
+
+    python -m models.train --data DIR --out models/NAME [--config FILE.json] [--minutes M] [--resume]
+
+Writes into ``--out``: ``ckpt.pt`` (weights, optimiser, step, elapsed time,
+history), ``model.npz`` (the playable model file, with seed bank),
+``history.jsonl`` (one line per eval), ``loss.png`` and ``MODEL.md``.
+Under ``torchrun --nproc_per_node N`` each rank trains on its own crops and
+gradients are averaged (gloo on CPU, nccl on CUDA); rank 0 writes files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import ConditioningSpec, WaveNetConfig
+from .crops import Batch, make_batch
+from .wavenet import WaveNet
+
+
+@dataclass
+class TrainOptions:
+    batch: int = 6
+    window: int = 4096         # scored samples per crop
+    lr: float = 1e-3
+    input_noise: float = 1.5   # max std of input noise in mu-law classes (exposure bias)
+    eval_every_s: float = 600.0
+    ckpt_every_s: float = 300.0
+    eval_notes: int = 48
+    seed: int = 0
+
+
+def default_config(instruments: list[str], sample_rate: int) -> WaveNetConfig:
+    """The default model's size: R32/S64, 2 stacks x 10 layers (see MODEL.md for the trade-off)."""
+    return WaveNetConfig(32, 64, 10, 2, sample_rate, conditioning=ConditioningSpec(instruments=tuple(instruments)))
+
+
+def to_torch(b: Batch, device: torch.device) -> dict[str, torch.Tensor]:
+    return {
+        "inputs": torch.from_numpy(b.inputs).to(device), "targets": torch.from_numpy(b.targets).to(device),
+        "pitch": torch.from_numpy(b.pitch).to(device), "instrument": torch.from_numpy(b.instrument).to(device),
+        "velocity": torch.from_numpy(b.velocity).to(device), "local": torch.from_numpy(b.local).to(device),
+    }
+
+
+def batch_loss(model: WaveNet, b: Batch, device: torch.device, net=None) -> torch.Tensor:
+    """Mean cross-entropy (nats) over the scored window of a batch."""
+    t = to_torch(b, device)
+    core = model
+    g = core.global_vector(t["pitch"], t["instrument"], t["velocity"])
+    logits = (net or model)(t["inputs"], g, t["local"])
+    s = b.score_from
+    return F.cross_entropy(logits[:, :, s:], t["targets"][:, s:])
+
+
+def split_notes(notes, every: int = 20):
+    """Deterministic train/eval split: every ``every``-th note is held out."""
+    train = [n for i, n in enumerate(notes) if i % every != every // 2]
+    held = [n for i, n in enumerate(notes) if i % every == every // 2]
+    return train, held
+
+
+@torch.no_grad()
+def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int, device: torch.device,
+             n_notes: int, n_instruments: int) -> dict[str, float]:
+    """Eval loss on fixed crops, plus probes: loss with pitch +7 semitones and with the wrong instrument.
+
+    The probe deltas tell whether the network reads its conditioning at all.
+    """
+    model.eval()
+    rng = np.random.default_rng(1234)
+    idx = rng.choice(len(notes), size=min(n_notes, len(notes)), replace=False)
+    starts = [int(rng.integers(notes[i].onset, max(notes[i].onset + 1, notes[i].release))) for i in idx]
+    out = {}
+    probes = {"eval_loss": {}, "pitch_shift_loss": {"pitch_shift": 7},
+              "instrument_swap_loss": {"instrument_map": lambda i: (i + 1) % max(1, n_instruments)}}
+    for name, kw in probes.items():
+        losses = []
+        for k in range(0, len(idx), 8):
+            b = make_batch(notes, idx[k:k + 8], sample_rate, context, window, np.random.default_rng(k),
+                           starts=starts[k:k + 8], **kw)
+            losses.append(float(batch_loss(model, b, device)) * len(b.pitch))
+        out[name] = sum(losses) / len(idx)
+    model.train()
+    return out
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ev = [h for h in history if "eval_loss" in h]
+    tr = [h for h in history if "train_loss" in h]
+    if tr:
+        ax.plot([h["hours"] for h in tr], [h["train_loss"] for h in tr], label="train (crops)", alpha=0.6)
+    for key, lab in (("eval_loss", "eval"), ("pitch_shift_loss", "eval, pitch +7"),
+                     ("instrument_swap_loss", "eval, wrong instrument")):
+        if ev:
+            ax.plot([h["hours"] for h in ev], [h[key] for h in ev], marker="o", label=lab)
+    ax.set_xlabel("training time (hours, one CPU core)")
+    ax.set_ylabel("cross-entropy (nats)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, help="dataset folder (python -m models.dataset build)")
+    ap.add_argument("--out", required=True, help="output folder, e.g. models/default")
+    ap.add_argument("--config", help="JSON file with WaveNetConfig fields (default R32/S64/L20)")
+    ap.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
+    ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
+    ap.add_argument("--batch", type=int, default=TrainOptions.batch)
+    ap.add_argument("--window", type=int, default=TrainOptions.window)
+    ap.add_argument("--lr", type=float, default=TrainOptions.lr)
+    ap.add_argument("--input-noise", type=float, default=TrainOptions.input_noise)
+    ap.add_argument("--eval-every", type=float, default=10.0, help="minutes between evals")
+    ap.add_argument("--ckpt-every", type=float, default=5.0, help="minutes between checkpoints")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads per process")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        return train(a)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def train(a) -> int:
+    from .dataset import load_dataset
+    from .export import export_model
+
+    torch.set_num_threads(a.threads)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() \
+        else torch.device("cpu")
+    if world > 1:
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    out = Path(a.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    ds = load_dataset(a.data)
+    train_notes, eval_notes = split_notes(ds.notes)
+    ckpt_path = out / "ckpt.pt"
+    state = None
+    if a.resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        cfg = WaveNetConfig.from_dict(state["config"])
+    elif a.config:
+        cfg = WaveNetConfig.from_dict(json.loads(Path(a.config).read_text()))
+    else:
+        cfg = default_config(ds.instruments, ds.sample_rate)
+    if list(cfg.conditioning.instruments) != list(ds.instruments):
+        raise ValueError(f"{a.data}: instruments {ds.instruments} differ from the model's "
+                         f"{list(cfg.conditioning.instruments)}")
+    if cfg.sample_rate != ds.sample_rate:
+        raise ValueError(f"{a.data}: sample rate {ds.sample_rate} differs from the model's {cfg.sample_rate}")
+    torch.manual_seed(a.seed)
+    model = WaveNet(cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    step, elapsed, history = 0, 0.0, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        for group in opt.param_groups:
+            group["lr"] = a.lr
+        step, elapsed, history = state["step"], state["elapsed_s"], state["history"]
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    context = cfg.receptive_field - 1
+    rng = np.random.default_rng([a.seed, rank, step])
+    budget = a.minutes * 60.0 if a.minutes is not None else math.inf
+    t_start = time.monotonic()
+    t_ckpt = t_eval = t_start
+    session_elapsed = 0.0
+    bar = None
+    if rank == 0 and not a.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=None if budget == math.inf else int(budget), unit="s", dynamic_ncols=True,
+                   bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}s [ETA {remaining}]{postfix}")
+    if rank == 0:
+        print(f"training {model.n_params():,} params, config R{cfg.residual_channels}/S{cfg.skip_channels}/"
+              f"L{cfg.n_layers}, RF {cfg.receptive_field} samples, {len(train_notes)} train / {len(eval_notes)} "
+              f"eval notes, world {world}, resuming at step {step}", flush=True)
+    ema, samples_done = None, 0
+
+    def save(final: bool = False) -> None:
+        torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "step": step, "elapsed_s": elapsed, "history": history}, str(ckpt_path) + ".tmp")
+        os.replace(str(ckpt_path) + ".tmp", ckpt_path)
+        export_model(model, ds, out, {"steps": step, "hours": elapsed / 3600, "history": history[-1:]})
+        plot_history(history, out / "loss.png")
+
+    while True:
+        now = time.monotonic()
+        session_elapsed = now - t_start
+        stop = session_elapsed >= budget or (a.max_steps is not None and step >= a.max_steps)
+        if world > 1:  # all ranks stop together
+            flag = torch.tensor([1.0 if stop else 0.0])
+            torch.distributed.all_reduce(flag)
+            stop = flag.item() > 0
+        if stop:
+            break
+        idx = rng.integers(0, len(train_notes), size=a.batch)
+        b = make_batch(train_notes, idx, cfg.sample_rate, context, a.window, rng, a.input_noise)
+        t0 = time.monotonic()
+        loss = batch_loss(model, b, device, net)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        dt = time.monotonic() - t0
+        step += 1
+        elapsed += time.monotonic() - now
+        samples_done += b.inputs.size
+        lv = float(loss.detach())
+        ema = lv if ema is None else 0.98 * ema + 0.02 * lv
+        if rank == 0:
+            if bar is not None:
+                bar.n = int(min(session_elapsed, bar.total or session_elapsed))
+                bar.set_description(f"step {step}")
+                bar.set_postfix_str(f"loss {ema:.3f} nats, {b.inputs.size / dt:,.0f} samples/s")
+                bar.refresh()
+            if step % 50 == 0:
+                history.append({"step": step, "hours": elapsed / 3600, "train_loss": ema})
+            if time.monotonic() - t_eval >= a.eval_every * 60 or step == 1:
+                t_eval = time.monotonic()
+                ev = evaluate(model, eval_notes, cfg.sample_rate, context, a.window, device,
+                              TrainOptions.eval_notes, cfg.conditioning.n_instruments)
+                history.append({"step": step, "hours": elapsed / 3600, **ev})
+                with open(out / "history.jsonl", "a") as fh:
+                    fh.write(json.dumps(history[-1]) + "\n")
+                print(f"\n[eval] step {step} {elapsed / 3600:.2f} h: " +
+                      ", ".join(f"{k} {v:.3f}" for k, v in ev.items()), flush=True)
+            if time.monotonic() - t_ckpt >= a.ckpt_every * 60:
+                t_ckpt = time.monotonic()
+                save()
+    if rank == 0:
+        if bar is not None:
+            bar.close()
+        save(final=True)
+        print(json.dumps({"steps": step, "hours": round(elapsed / 3600, 3), "loss": ema,
+                          "model": str(out / "model.npz")}), flush=True)
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""MIDI meaning: raw MIDI bytes -> engine conditioning and output-stage targets.
+
+Thread: generator (live) or the render loop (offline); the same code drives
+both, so a take re-renders exactly. Monophonic, last-note priority, legato
+glide. Every applied change is returned as an event dict for the session log.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .engine import Engine
+from .midi_parse import MidiParser
+from .output_stage import OutputStage
+from .presets import Preset
+
+
+@dataclass
+class ControlState:
+    """What the musician is doing now (read by the status line)."""
+
+    held: list[int] = field(default_factory=list)   # held notes, most recent last
+    note: int | None = None                          # sounding note (MIDI)
+    velocity: int = 100
+    instrument: int = 0
+    bend: float = 0.0                                # semitones
+    temperature: float = 0.9
+    morph: float = 0.0
+    gain_db: float = 0.0
+    glide_s: float = 0.04
+    reprimes: int = 0
+
+
+class Controller:
+    """Applies MIDI messages to an engine and an output stage according to a preset."""
+
+    def __init__(self, engine: Engine, stage: OutputStage, preset: Preset) -> None:
+        self.engine, self.stage, self.preset = engine, stage, preset
+        self.instruments = list(engine.cfg.conditioning.instruments)
+        preset.check_instruments(self.instruments)
+        snd = preset.sound
+        self.state = ControlState(temperature=preset.model.temperature, gain_db=snd.gain_db,
+                                  glide_s=snd.glide_ms / 1000.0)
+        self.morph_to = self.instruments.index(snd.morph_to) if snd.morph_to else None
+        self.parser = MidiParser()
+        self.seedbank = engine.model.seedbank
+        self.crossfade = int(preset.model.reprime_crossfade_ms / 1000.0 * engine.sample_rate)
+        self.smooth = max(1, int(0.01 * engine.sample_rate))  # 10 ms for morph changes
+        engine.set_temperature(self.state.temperature)
+        stage.set_targets(env=0.0, level=1.0, gain=10 ** (snd.gain_db / 20.0))
+        stage.set_release(snd.release_ms / 1000.0)
+
+    # ---------------------------------------------------------------- input
+    def feed(self, data) -> list[dict[str, Any]]:
+        """Parse raw MIDI bytes and apply every complete message; returns the applied events."""
+        events = []
+        for msg in self.parser.feed(data):
+            ev = self.apply(msg)
+            if ev is not None:
+                events.append(ev)
+        return events
+
+    def apply(self, msg: list[int]) -> dict[str, Any] | None:
+        """Apply one complete MIDI message; None if it maps to nothing."""
+        status = msg[0]
+        kind, ch = status & 0xF0, (status & 0x0F) + 1
+        if status >= 0xF0 or (self.preset.midi.channel and ch != self.preset.midi.channel):
+            return None
+        if kind == 0x90 and msg[2] > 0:
+            return self.note_on(msg[1], msg[2]) | {"midi": msg}
+        if kind == 0x80 or kind == 0x90:
+            return self.note_off(msg[1]) | {"midi": msg}
+        if kind == 0xC0:
+            ev = self.program_change(msg[1])
+            return None if ev is None else ev | {"midi": msg}
+        if kind == 0xE0:
+            return self.pitch_bend((msg[2] << 7 | msg[1]) - 8192) | {"midi": msg}
+        if kind == 0xB0:
+            ev = self.control_change(msg[1], msg[2])
+            return None if ev is None else ev | {"midi": msg}
+        return None
+
+    # ---------------------------------------------------------------- notes
+    def note_on(self, note: int, velocity: int) -> dict[str, Any]:
+        s, e = self.state, self.engine
+        was_sounding = s.note is not None
+        if note in s.held:
+            s.held.remove(note)
+        s.held.append(note)
+        s.note, s.velocity = note, velocity
+        snd = self.preset.sound
+        level = 1.0 - snd.velocity_to_level * (1.0 - velocity / 127.0)
+        self.stage.set_targets(env=1.0, level=level)
+        if was_sounding:  # legato: glide, no re-attack
+            glide = int(s.glide_s * e.sample_rate)
+            e.set_note(gate=1.0, pitch=note + s.bend, glide_s=s.glide_s)
+            e.set_conditioning(pitch=note, velocity=velocity, glide_samples=glide)
+            return {"param": "note_on", "value": note, "velocity": velocity, "legato": True}
+        e.set_note(gate=1.0, pitch=note + s.bend, glide_s=0.0)
+        e.set_conditioning(pitch=note, velocity=velocity)
+        if self.preset.model.reprime != "off":
+            self._reprime()
+        return {"param": "note_on", "value": note, "velocity": velocity, "legato": False}
+
+    def note_off(self, note: int) -> dict[str, Any]:
+        s, e = self.state, self.engine
+        if note in s.held:
+            s.held.remove(note)
+        if note == s.note:
+            if s.held:  # last-note priority: fall back to the previous held note
+                prev = s.held[-1]
+                s.note = prev
+                e.set_note(pitch=prev + s.bend, glide_s=s.glide_s)
+                e.set_conditioning(pitch=prev, glide_samples=int(s.glide_s * e.sample_rate))
+            else:
+                s.note = None
+                e.set_note(gate=0.0)
+                self.stage.set_targets(env=0.0)
+        return {"param": "note_off", "value": note}
+
+    def all_notes_off(self) -> dict[str, Any]:
+        self.state.held.clear()
+        self.state.note = None
+        self.engine.set_note(gate=0.0)
+        self.stage.set_targets(env=0.0)
+        return {"param": "all_notes_off", "value": 0}
+
+    def _reprime(self) -> None:
+        if self.seedbank is None:
+            return
+        s = self.state
+        pitch = s.note if s.note is not None else int(round(self.engine.pitch))
+        snippet = self.seedbank.lookup(s.instrument, pitch, s.velocity)
+        if snippet is not None:
+            self.engine.reprime(snippet, self.crossfade)
+            s.reprimes += 1
+
+    # ------------------------------------------------------- other messages
+    def program_change(self, program: int) -> dict[str, Any] | None:
+        progs = self.preset.midi.programs
+        if progs:
+            if program not in progs:
+                return None
+            inst = self.instruments.index(progs[program])
+        else:
+            inst = program % len(self.instruments)
+        self.state.instrument = inst
+        self.engine.set_conditioning(instrument=inst, glide_samples=self.smooth)
+        if self.preset.model.reprime == "note_on_program" and self.state.note is not None:
+            self._reprime()
+        return {"param": "instrument", "value": inst, "name": self.instruments[inst]}
+
+    def pitch_bend(self, value: int) -> dict[str, Any]:
+        s = self.state
+        s.bend = value / 8192.0 * self.preset.sound.bend_range
+        if s.note is not None:
+            self.engine.set_note(pitch=s.note + s.bend, glide_s=0.005)
+        return {"param": "bend", "value": round(s.bend, 5)}
+
+    def control_change(self, cc: int, value: int) -> dict[str, Any] | None:
+        if cc in (120, 123):
+            return self.all_notes_off()
+        param = self.preset.midi.cc.get(cc)
+        if param is None:
+            return None
+        x = value / 127.0
+        return self.set_param(param, x)
+
+    def set_param(self, param: str, x: float) -> dict[str, Any]:
+        """Set a mapped parameter from a normalised position ``x`` in 0..1."""
+        s, snd = self.state, self.preset.sound
+        if param == "temperature":
+            s.temperature = snd.temperature_min + x * (snd.temperature_max - snd.temperature_min)
+            self.engine.set_temperature(s.temperature)
+            return {"param": "temperature", "value": round(s.temperature, 6)}
+        if param == "morph":
+            s.morph = x
+            other = self.morph_to if self.morph_to is not None else (s.instrument + 1) % len(self.instruments)
+            self.engine.set_conditioning(morph=(other, x) if x > 0 else None, glide_samples=self.smooth)
+            return {"param": "morph", "value": round(x, 6)}
+        if param == "gain":
+            s.gain_db = -60.0 + 66.0 * x if x > 0 else -np.inf
+            self.stage.set_targets(gain=0.0 if x <= 0 else 10 ** (s.gain_db / 20.0))
+            return {"param": "gain", "value": round(float(s.gain_db), 3)}
+        if param == "glide":
+            s.glide_s = x * snd.max_glide_ms / 1000.0
+            return {"param": "glide", "value": round(s.glide_s, 6)}
+        raise ValueError(f"unknown parameter {param!r}")

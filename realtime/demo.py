@@ -1,0 +1,19 @@
+"""A built-in demo phrase (used when render/play get no MIDI input)."""
+from __future__ import annotations
+
+
+def demo_events(sample_rate: int, seconds: float, programs: list[int],
+                step_s: float = 0.5) -> list[tuple[int, bytes]]:
+    """A slow C-minor arpeggio that moves to the next program every 4 notes; (sample, bytes) events."""
+    pattern = [48, 55, 60, 63, 62, 58, 55, 51]
+    events: list[tuple[int, bytes]] = []
+    t, k = 0.0, 0
+    while t + step_s * 0.9 <= seconds:
+        if k % 4 == 0 and programs:
+            events.append((int(t * sample_rate), bytes([0xC0, programs[(k // 4) % len(programs)]])))
+        note = pattern[k % len(pattern)]
+        events.append((int(t * sample_rate), bytes([0x90, note, 96])))
+        events.append((int((t + step_s * 0.85) * sample_rate), bytes([0x80, note, 0])))
+        t += step_s
+        k += 1
+    return sorted(events, key=lambda e: e[0])

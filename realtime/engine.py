@@ -1,0 +1,240 @@
+"""The engine interface shared by the Numba and TorchScript engines.
+
+Thread: generator. All control calls (conditioning, note, temperature,
+priming) take effect at the next generated sample; callers split blocks at
+event positions to place changes exactly. The state (queues, per-layer bias,
+local-control state, next input) lives in numpy arrays owned here, so both
+engines start from the same numbers and priming is shared.
+Random numbers: a PCG64 stream of float64 uniforms, one per sample, so the
+output does not depend on block sizes and is identical across engines.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from models import local_cond, mulaw
+from models.config import LOCAL_CHANNELS
+from models.model_file import ModelFile
+
+from . import priming
+
+#: ints[] layout: next input class, glide samples left, non-finite logit count
+INT_NEXT, INT_GLIDE, INT_BAD = 0, 1, 2
+
+
+class Engine(ABC):
+    """Sample-by-sample WaveNet generation with block-wise control."""
+
+    name = "base"
+
+    def __init__(self, model: ModelFile, seed: int = 0, max_block: int = 4096,
+                 attack_s: float = 0.002, release_s: float = 0.05) -> None:
+        self.model = model
+        self.cfg = cfg = model.config
+        self.sample_rate: int = cfg.sample_rate
+        self.max_block = int(max_block)
+        w = model.weights
+        self.w = w
+        r, s, L = cfg.residual_channels, cfg.skip_channels, cfg.n_layers
+        self.dilations = np.asarray(cfg.dilations, dtype=np.int64)
+        self.q_off = np.concatenate(([0], np.cumsum(self.dilations)[:-1])).astype(np.int64)
+        self.queues = np.zeros((int(self.dilations.sum()), r), np.float32)
+        self.q_pos = np.zeros(L, np.int64)
+        self.bias = np.empty((L, 2 * r), np.float32)
+        self.bias_target = np.empty((L, 2 * r), np.float32)
+        self.bias_step = np.zeros((L, 2 * r), np.float32)
+        self.ints = np.zeros(3, np.int64)
+        self.temperature = np.ones(1, np.float64)
+        self.loc_idx = np.asarray([LOCAL_CHANNELS.index(c) for c in cfg.conditioning.local], np.int64)
+        self.ctrl = local_cond.new_state(60.0, self.sample_rate, attack_s, release_s)
+        self._ctrl_rest = self.ctrl.copy()
+        self._uniforms = np.empty(self.max_block, np.float64)
+        self._empty_forced = np.zeros(0, np.int64)
+        self._empty_logits = np.zeros((0, 256), np.float32)
+        self._xfade_old = np.zeros(0, np.float32)  # pending crossfade tail (old state's continuation)
+        self._xfade_pos = 0
+        self.pitch, self.instrument, self.velocity = 60.0, 0, 100
+        self.morph: tuple[int, float] | None = None
+        self.reset(seed)
+
+    # ----------------------------------------------------------- conditioning
+    def global_vector(self, pitch: float, instrument: int, velocity: float,
+                      morph: tuple[int, float] | None = None) -> np.ndarray:
+        """Global conditioning vector (G,) for MIDI ``pitch``, instrument id, MIDI ``velocity``.
+
+        ``morph=(other_instrument, amount)`` interpolates the instrument
+        embedding towards another instrument (amount 0..1).
+        """
+        c = self.cfg.conditioning
+        parts = []
+        if c.pitch_dim:
+            p = int(np.clip(round(pitch), 0, 127))
+            parts.append(self.w["pitch_embed"][p])
+        if c.instrument_dim:
+            emb = self.w["instrument_embed"]
+            e = emb[self._instrument_index(instrument)]
+            if morph is not None:
+                e = (1.0 - morph[1]) * e + morph[1] * emb[self._instrument_index(morph[0])]
+            parts.append(e)
+        if c.velocity:
+            parts.append(np.array([velocity / 127.0], np.float32))
+        return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+
+    def _instrument_index(self, instrument: int) -> int:
+        n = self.cfg.conditioning.n_instruments
+        if not 0 <= int(instrument) < n:
+            raise ValueError(f"instrument {instrument} out of range 0..{n - 1}")
+        return int(instrument)
+
+    def layer_bias(self, gvec: np.ndarray) -> np.ndarray:
+        """Per-layer bias (L, 2R): the dilated conv bias plus the global projection, once per change."""
+        if gvec.size == 0:
+            return self.w["b_dil"].copy()
+        return (self.w["b_dil"] + np.einsum("g,lgo->lo", gvec, self.w["w_glob"])).astype(np.float32)
+
+    def set_conditioning(self, pitch: float | None = None, instrument: int | None = None,
+                         velocity: float | None = None, morph: tuple[int, float] | None | bool = False,
+                         glide_samples: int = 0) -> None:
+        """Change global conditioning; glides linearly over ``glide_samples`` (0 = next sample).
+
+        Arguments left as None keep their value; ``morph=False`` keeps the morph, None clears it.
+        """
+        if pitch is not None:
+            self.pitch = float(pitch)
+        if instrument is not None:
+            self.instrument = self._instrument_index(instrument)
+        if velocity is not None:
+            self.velocity = float(velocity)
+        if morph is not False:
+            self.morph = morph  # type: ignore[assignment]
+        target = self.layer_bias(self.global_vector(self.pitch, self.instrument, self.velocity, self.morph))
+        self.bias_target[:] = target
+        if glide_samples <= 0:
+            self.bias[:] = target
+            self.bias_step[:] = 0
+            self.ints[INT_GLIDE] = 0
+        else:
+            self.bias_step[:] = (target - self.bias) / np.float32(glide_samples)
+            self.ints[INT_GLIDE] = int(glide_samples)
+        self._state_changed()
+
+    def set_note(self, gate: float | None = None, pitch: float | None = None, glide_s: float | None = None) -> None:
+        """Local control: gate target (0..1), pitch target (MIDI, fractional for bends), glide time (s)."""
+        if gate is not None:
+            self.ctrl[local_cond.GATE_TARGET] = float(gate)
+        if glide_s is not None:
+            self.ctrl[local_cond.PITCH_COEFF] = local_cond.one_pole_coeff(glide_s, self.sample_rate)
+        if pitch is not None:
+            self.ctrl[local_cond.PITCH_TARGET] = float(pitch)
+
+    def set_temperature(self, t: float) -> None:
+        """Sampling temperature (0 = argmax); takes effect at the next sample."""
+        if not np.isfinite(t) or t < 0:
+            raise ValueError(f"temperature must be finite and >= 0, got {t}")
+        self.temperature[0] = float(t)
+
+    # ---------------------------------------------------------------- priming
+    def reset(self, seed: int = 0) -> None:
+        """Zero the queues, reseed the RNG, restore rest control and default conditioning (pitch 60, instrument 0)."""
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.queues[:] = 0
+        self.q_pos[:] = 0
+        self.ints[:] = 0
+        self.ints[INT_NEXT] = mulaw.SILENCE
+        self.ctrl[:] = self._ctrl_rest
+        self._xfade_old = np.zeros(0, np.float32)
+        self.set_conditioning(60.0, 0, 100, None)
+        self._state_changed()
+
+    def prime(self, waveform: np.ndarray) -> None:
+        """Fill the queues from a waveform at the model rate (float in [-1, 1]) with one parallel pass."""
+        self.prime_classes(mulaw.encode(np.asarray(waveform, np.float32)))
+
+    def prime_classes(self, classes: np.ndarray) -> None:
+        """Fill the queues from mu-law classes (one parallel pass); the last class is the next input."""
+        inputs, nxt = priming.prime_inputs(classes)
+        feats = np.empty((len(inputs), local_cond.N_LOCAL), np.float32)
+        local_cond.fill(self.ctrl.copy(), float(self.sample_rate), feats)
+        hists = priming.layer_histories(self.w, list(self.dilations), inputs, self.bias, feats, self.loc_idx)
+        for l, hist in enumerate(hists):
+            o, d = int(self.q_off[l]), int(self.dilations[l])
+            self.queues[o:o + d] = hist
+        self.q_pos[:] = 0
+        self.ints[INT_NEXT] = nxt
+        self._state_changed()
+
+    def reprime(self, classes: np.ndarray, crossfade: int) -> None:
+        """Splice a snippet into the queues; the next ``crossfade`` samples fade from the old state.
+
+        The old state's continuation (same uniforms, same controls) is
+        generated first, then the queues are primed from ``classes``; the fade
+        is applied to the output only, the network continues from its own samples.
+        """
+        crossfade = int(max(0, min(crossfade, self.max_block)))
+        old = np.empty(crossfade, np.float32)
+        if crossfade:
+            rng_state = self.rng.bit_generator.state
+            ctrl = self.ctrl.copy()
+            bias, glide = self.bias.copy(), int(self.ints[INT_GLIDE])
+            self._generate_raw(old)
+            self.rng.bit_generator.state = rng_state
+            self.ctrl[:] = ctrl
+            self.bias[:] = bias
+            self.ints[INT_GLIDE] = glide
+            self._state_changed()
+        self.prime_classes(classes)
+        self._xfade_old, self._xfade_pos = old, 0
+
+    # ------------------------------------------------------------- generation
+    def generate(self, n: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Generate ``n`` samples (float32, model rate); writes into ``out`` when given."""
+        if out is None:
+            out = np.empty(n, np.float32)
+        self._generate_raw(out[:n])
+        k = len(self._xfade_old) - self._xfade_pos
+        if k > 0:
+            m = min(k, n)
+            pos = self._xfade_pos + np.arange(m)
+            fade = (pos + 1.0) / (len(self._xfade_old) + 1.0)
+            out[:m] = fade * out[:m] + (1.0 - fade) * self._xfade_old[self._xfade_pos:self._xfade_pos + m]
+            self._xfade_pos += m
+        return out[:n]
+
+    def _generate_raw(self, out: np.ndarray) -> None:
+        n = len(out)
+        done = 0
+        while done < n:
+            m = min(self.max_block, n - done)
+            u = self._uniforms[:m]
+            self.rng.random(out=u)
+            self._run(m, u, self._empty_forced, out[done:done + m], self._empty_logits)
+            done += m
+
+    def teacher_force(self, classes: np.ndarray) -> np.ndarray:
+        """Run the given input classes through the network; return logits (n, 256). For tests."""
+        classes = np.ascontiguousarray(classes, dtype=np.int64)
+        n = len(classes)
+        logits = np.empty((n, 256), np.float32)
+        out = np.empty(n, np.float32)
+        done = 0
+        while done < n:
+            m = min(self.max_block, n - done)
+            u = self._uniforms[:m]
+            self.rng.random(out=u)
+            self._run(m, u, classes[done:done + m], out[done:done + m], logits[done:done + m])
+            done += m
+        return logits
+
+    @property
+    def nonfinite_count(self) -> int:
+        """How many samples so far had NaN/Inf logits (the sample was held instead)."""
+        return int(self.ints[INT_BAD])
+
+    def _state_changed(self) -> None:
+        """Hook: engines that mirror the state elsewhere (a GPU) re-upload it."""
+
+    @abstractmethod
+    def _run(self, n: int, uniforms: np.ndarray, forced: np.ndarray, out: np.ndarray, logits: np.ndarray) -> None:
+        """Generate ``n`` samples into ``out`` with the given uniforms (and optional forcing/logits)."""

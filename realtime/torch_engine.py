@@ -1,0 +1,139 @@
+"""The TorchScript engine: the same incremental step, compiled with TorchScript.
+
+Thread: generator. Runs on CUDA when present (state mirrored to the device
+each block), else on the CPU, where it shares the engine's numpy state
+zero-copy; it exists for GPUs and for equivalence tests against the Numba
+kernel (same weights + same uniforms -> same samples).
+"""
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+import torch
+
+from models import local_cond, mulaw
+from models.model_file import ModelFile
+
+from .engine import Engine
+
+
+class IncrementalStep(torch.nn.Module):
+    """Fast WaveNet step over a block; weights in engine layout (in, out)."""
+
+    def __init__(self, w: dict[str, np.ndarray], dilations: List[int], q_off: List[int], loc_idx: List[int]) -> None:
+        super().__init__()
+        t = lambda k: torch.from_numpy(np.ascontiguousarray(w[k]))  # noqa: E731
+        self.register_buffer("embed", t("embed"))
+        self.register_buffer("w_dil", t("w_dil"))
+        self.register_buffer("w_loc", t("w_loc"))
+        self.register_buffer("w_rs", t("w_rs"))
+        self.register_buffer("b_res", t("b_res"))
+        self.register_buffer("b_skip", t("b_skip"))
+        self.register_buffer("w_out1", t("w_out1"))
+        self.register_buffer("b_out1", t("b_out1"))
+        self.register_buffer("w_out2", t("w_out2"))
+        self.register_buffer("b_out2", t("b_out2"))
+        self.register_buffer("decode", torch.from_numpy(mulaw.DECODE_TABLE.copy()))
+        self.register_buffer("loc_idx", torch.tensor(loc_idx, dtype=torch.long))
+        self.dilations: List[int] = list(dilations)
+        self.q_off: List[int] = list(q_off)
+        self.r: int = int(w["embed"].shape[1])
+
+    def forward(self, n: int, queues: torch.Tensor, q_pos: torch.Tensor, bias: torch.Tensor,
+                bias_target: torch.Tensor, bias_step: torch.Tensor, ints: torch.Tensor, temperature: float,
+                feats: torch.Tensor, uniforms: torch.Tensor, forced: torch.Tensor, out: torch.Tensor,
+                logits_out: torch.Tensor) -> int:
+        r = self.r
+        forcing = forced.shape[0] > 0
+        keep = logits_out.shape[0] > 0
+        loc = feats.index_select(1, self.loc_idx) if self.loc_idx.shape[0] > 0 else feats[:, :0]
+        inp = int(ints[0])
+        glide = int(ints[1])
+        pos: List[int] = q_pos.tolist()
+        bad = 0
+        for t in range(n):
+            if forcing:
+                inp = int(forced[t])
+            if glide > 0:
+                glide -= 1
+                if glide == 0:
+                    bias.copy_(bias_target)
+                else:
+                    bias.add_(bias_step)
+            x = self.embed[inp]
+            skip = self.b_skip
+            lt = loc[t]
+            for l in range(len(self.dilations)):
+                row = self.q_off[l] + pos[l]
+                wl = self.w_dil[l]
+                h = bias[l] + lt @ self.w_loc[l] + queues[row] @ wl[:r] + x @ wl[r:]
+                queues[row] = x
+                p = pos[l] + 1
+                pos[l] = 0 if p >= self.dilations[l] else p
+                z = torch.tanh(h[:r]) * torch.sigmoid(h[r:])
+                rs = z @ self.w_rs[l]
+                x = x + self.b_res[l] + rs[:r]
+                skip = skip + rs[r:]
+            o1 = torch.relu(torch.relu(skip) @ self.w_out1 + self.b_out1)
+            logits = o1 @ self.w_out2 + self.b_out2
+            if keep:
+                logits_out[t] = logits
+            lg = logits.to(torch.float64)
+            m = lg.max()
+            if not bool(torch.isfinite(m)):
+                bad += 1
+                k = inp
+            elif temperature <= 0.0:
+                k = int(torch.argmax(lg))
+            else:
+                cdf = torch.cumsum(torch.exp((lg - m) * (1.0 / temperature)), 0)
+                target = uniforms[t] * cdf[-1]
+                k = min(int(torch.searchsorted(cdf, target.reshape(1), right=True)[0]), 255)
+            out[t] = self.decode[k]
+            inp = k
+        ints[0] = inp
+        ints[1] = glide
+        ints[2] += bad
+        q_pos.copy_(torch.tensor(pos, dtype=torch.long))
+        return bad
+
+
+class TorchScriptEngine(Engine):
+    """The incremental step under TorchScript; ``device`` 'auto' picks CUDA when present."""
+
+    name = "torchscript"
+
+    def __init__(self, model: ModelFile, seed: int = 0, max_block: int = 4096, device: str = "auto", **kw) -> None:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        super().__init__(model, seed=seed, max_block=max_block, **kw)
+        step = IncrementalStep(self.w, [int(d) for d in self.dilations], [int(o) for o in self.q_off],
+                               [int(i) for i in self.loc_idx]).to(self.device)
+        self.step = torch.jit.script(step)
+        self._feats = np.empty((self.max_block, local_cond.N_LOCAL), np.float32)
+        self._names = ("queues", "q_pos", "bias", "bias_target", "bias_step", "ints")
+        self._state_changed()
+
+    def _state_changed(self) -> None:
+        if not hasattr(self, "_names"):
+            return
+        self._dev = {k: torch.from_numpy(getattr(self, k)).to(self.device) for k in self._names}
+
+    def _run(self, n, uniforms, forced, out, logits):
+        feats = self._feats[:n]
+        local_cond.fill(self.ctrl, float(self.sample_rate), feats)
+        d, dev = self._dev, self.device
+        out_t = torch.from_numpy(out).to(dev)
+        logits_t = torch.from_numpy(logits).to(dev)
+        with torch.no_grad():
+            self.step(n, d["queues"], d["q_pos"], d["bias"], d["bias_target"], d["bias_step"], d["ints"],
+                      float(self.temperature[0]), torch.from_numpy(feats).to(dev),
+                      torch.from_numpy(uniforms).to(dev), torch.from_numpy(forced).to(dev), out_t, logits_t)
+        if dev.type != "cpu":
+            out[:] = out_t.cpu().numpy()
+            if logits.shape[0]:
+                logits[:] = logits_t.cpu().numpy()
+            for k in self._names:
+                getattr(self, k)[:] = d[k].cpu().numpy()

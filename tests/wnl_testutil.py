@@ -1,0 +1,44 @@
+"""Shared test helpers: small random models and ways to run the CLI."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from models.config import ConditioningSpec, WaveNetConfig
+from models.model_file import ModelFile, random_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: small but complete: 2 stacks, all conditioning kinds, 3 instruments
+SMALL = WaveNetConfig(16, 32, 6, 2, 16000,
+                      conditioning=ConditioningSpec(8, 8, True, ("gate", "f0_sin", "f0_cos"), ("a", "b", "c")))
+
+
+def small_model(seed: int = 0, scale: float = 2.0, cfg: WaveNetConfig = SMALL) -> ModelFile:
+    """A random model whose logits are spread enough that sampling is not trivial."""
+    return random_model(cfg, seed=seed, scale=scale)
+
+
+def classes_of(audio: np.ndarray) -> np.ndarray:
+    """Mu-law classes of engine output (the decode table inverts exactly)."""
+    from models import mulaw
+
+    return mulaw.encode(audio)
+
+
+def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``python run_live.py ARGS`` and capture its output."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, str(ROOT / "run_live.py"), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd or ROOT, env=env)
+
+
+def write_preset(path: Path, model_path: Path, extra: str = "") -> Path:
+    """A minimal preset pointing at ``model_path``."""
+    path.write_text(f'[model]\npath = "{model_path}"\nreprime = "off"\n{extra}\n')
+    return path
