@@ -1,0 +1,210 @@
+"""Quality evaluator: generate notes through the real engine and measure pitch, timbre and stability.
+
+    python -m models.evaluate [--model PATH] [--data DIR] [--json] [--quick] [--png PATH]
+
+- pitch: held 2 s notes on a grid of (tonal instrument, MIDI pitch), generated
+  with the preset's re-priming mode and with re-priming off; f0 by YIN on the
+  sounding part; |cents| vs the MIDI pitch (unvoiced notes count as 1200 cents);
+- timbre: a nearest-centroid classifier on log-mel statistics, fitted on the
+  real notes, names the instrument of each generated note;
+- stability: 60 s per instrument of 1.5 s held notes with 0.5 s gaps; fraction
+  of 100 ms windows while a note is held that are silent (< -50 dBFS) or
+  noise-like (spectral flatness > 0.5), NaN count;
+- a PNG sheet of spectrograms, real vs generated.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .audio_features import NearestCentroid, logmel_stats, window_db, window_flatness
+
+PITCH_GRID = (40, 45, 50, 55, 60, 65, 70, 75, 80)
+QUICK_GRID = (48, 60, 72)
+
+
+def generate_note(preset, model, instrument: int, pitch: int, seconds: float, velocity: int = 90,
+                  reprime: str | None = None, seed: int = 0) -> np.ndarray:
+    """One held note through Session (engine + controller + output stage), as a musician would play it."""
+    from realtime.render import Session
+
+    p = replace(preset, model=replace(preset.model, seed=seed, **({"reprime": reprime} if reprime else {})),
+                midi=replace(preset.midi, programs={}))
+    s = Session.open(p, model)
+    s.controller.program_change(instrument)
+    s.apply_midi(bytes([0x90, pitch, velocity]))
+    out = np.zeros(int(seconds * model.config.sample_rate), np.float32)
+    return s.generate(out)
+
+
+def cents_error(f0: float, pitch: int) -> float:
+    """|cents| between an f0 (Hz) and a MIDI pitch; 1200 when unvoiced (NaN)."""
+    if not np.isfinite(f0) or f0 <= 0:
+        return 1200.0
+    return float(abs(1200.0 * np.log2(f0 / (440.0 * 2 ** ((pitch - 69) / 12)))))
+
+
+def pitch_figures(errors: list[float]) -> dict:
+    e = np.asarray(errors)
+    return {"n": int(e.size), "median_abs_cents": round(float(np.median(e)), 2),
+            "within_50_cents": round(float(np.mean(e <= 50)), 4), "unvoiced": int(np.sum(e >= 1200))}
+
+
+def tonal_instruments(model, data) -> list[int]:
+    names = model.config.conditioning.instruments
+    if data is not None:
+        tonal = {n.instrument_id for n in data.notes if n.tonal}
+        return [i for i in range(len(names)) if i in tonal]
+    return [i for i, n in enumerate(names) if n != "drums"]
+
+
+def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: str | None = None,
+             log=print) -> dict:
+    from models.dataset import estimate_f0, load_dataset
+    from models.model_file import load_model
+    from realtime.presets import load_preset
+
+    t0 = time.time()
+    model = load_model(model_path)
+    sr = model.config.sample_rate
+    preset = load_preset()
+    data = load_dataset(data_dir) if data_dir and Path(data_dir, "dataset.json").is_file() else None
+    names = list(model.config.conditioning.instruments)
+    tonal = tonal_instruments(model, data)
+    grid = QUICK_GRID if quick else PITCH_GRID
+    held = slice(int(0.15 * sr), int(1.9 * sr))
+    res: dict = {"model": str(model_path), "preset_reprime": preset.model.reprime}
+
+    # pitch, with and without seed-bank priming
+    generated: dict[tuple[int, int], np.ndarray] = {}
+    modes = {"preset": preset.model.reprime, "no_seedbank": "off"}
+    for label, mode in modes.items():
+        errs = []
+        for i in tonal:
+            for p in grid:
+                a = generate_note(preset, model, i, p, 2.0, reprime=mode)
+                if label == "preset":
+                    generated[(i, p)] = a
+                errs.append(cents_error(estimate_f0(a[held], sr), p))
+        res[f"pitch_{label}"] = pitch_figures(errs)
+        log(f"pitch ({label}, reprime={mode}): {res[f'pitch_{label}']}")
+    if data is not None:  # the estimator on the real notes, for reference
+        real = [n for n in data.notes if n.tonal and n.pitch in grid and n.velocity == 80]
+        res["pitch_real_notes"] = pitch_figures([cents_error(estimate_f0(n.audio[held], sr), n.pitch) for n in real])
+
+    # timbre: classifier fitted on real notes (or the seed bank when no dataset)
+    if data is not None:
+        ref = [(n.instrument_id, n.audio[: int(2.0 * sr)]) for n in data.notes if n.velocity == 80]
+    else:
+        sb = model.seedbank
+        from models import mulaw
+
+        ref = [(int(i), mulaw.decode(s)) for i, s in zip(sb.instrument, sb.snippets)] if sb is not None else []
+    if ref:
+        x = np.stack([logmel_stats(a, sr) for _, a in ref])
+        y = np.asarray([i for i, _ in ref])
+        clf = NearestCentroid().fit(x, y)
+        gen_items = list(generated.items())
+        for i in range(len(names)):  # drums too
+            if i not in tonal:
+                gen_items.append(((i, 38), generate_note(preset, model, i, 38, 2.0)))
+        xg = np.stack([logmel_stats(a, sr) for _, a in gen_items])
+        yg = np.asarray([k[0] for k, _ in gen_items])
+        res["timbre"] = {"accuracy_generated": round(float(np.mean(clf.predict(xg) == yg)), 4),
+                         "accuracy_real": round(float(np.mean(clf.predict(x) == y)), 4), "n": int(len(yg))}
+        log(f"timbre: {res['timbre']}")
+
+    # stability: 1.5 s held notes, 0.5 s gaps
+    stab_s = 10.0 if quick else 60.0
+    per = {}
+    silent_all, noise_all, nan_total = [], [], 0
+    for i in range(len(names)):
+        from realtime.render import Session, render_timeline
+
+        s = Session.open(replace(preset, midi=replace(preset.midi, programs={})), model)
+        s.controller.program_change(i)
+        tl, gate = [], np.zeros(int(stab_s * sr), bool)
+        rng = np.random.default_rng(i)
+        t = 0.0
+        while t + 2.0 <= stab_s:
+            p = int(rng.choice(grid)) if i in tonal else 38
+            tl += [(int(t * sr), bytes([0x90, p, 90])), (int((t + 1.5) * sr), bytes([0x80, p, 0]))]
+            gate[int((t + 0.05) * sr):int((t + 1.5) * sr)] = True
+            t += 2.0
+        audio = render_timeline(s, tl, len(gate))
+        nan_total += int(np.count_nonzero(~np.isfinite(audio))) + s.engine.nonfinite_count
+        n = int(0.1 * sr)
+        win_held = gate[: len(gate) // n * n].reshape(-1, n).all(axis=1)
+        db, flat = window_db(audio, sr), window_flatness(audio, sr)
+        silent = db[win_held] < -50.0
+        noisy = (flat[win_held] > 0.5) & ~silent
+        per[names[i]] = {"silent": round(float(silent.mean()), 4), "noise_like": round(float(noisy.mean()), 4)}
+        silent_all.append(silent)
+        if i in tonal:
+            noise_all.append(noisy)
+    res["stability"] = {
+        "seconds_per_instrument": stab_s,
+        "silent_fraction": round(float(np.concatenate(silent_all).mean()), 4),
+        "noise_like_fraction_tonal": round(float(np.concatenate(noise_all).mean()), 4) if noise_all else None,
+        "nan_count": nan_total, "per_instrument": per}
+    log(f"stability: {res['stability']}")
+    if png:
+        write_sheet(png, model, data, generated, names, sr)
+        res["png"] = png
+    res["seconds"] = round(time.time() - t0, 1)
+    return res
+
+
+def write_sheet(path: str, model, data, generated, names, sr: int) -> None:
+    """Spectrograms of real (left) and generated (right) notes at MIDI 60 for up to four instruments."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in generated if k[1] == 60][:4] or list(generated)[:4]
+    fig, axes = plt.subplots(len(keys), 2, figsize=(10, 2.4 * len(keys)), squeeze=False)
+    for row, key in enumerate(keys):
+        real = None
+        if data is not None:
+            cands = [n for n in data.notes if n.instrument_id == key[0] and n.pitch == key[1]]
+            real = min(cands, key=lambda n: abs(n.velocity - 90)).audio[: 2 * sr] if cands else None
+        for col, (title, a) in enumerate((("real", real), ("generated", generated[key]))):
+            ax = axes[row][col]
+            if a is not None:
+                ax.specgram(a + 1e-9, NFFT=512, Fs=sr, noverlap=384, cmap="magma", vmin=-120)
+            ax.set_title(f"{names[key[0]]} MIDI {key[1]}: {title}", fontsize=9)
+            ax.set_ylim(0, 4000)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=str(Path(__file__).resolve().parent / "default" / "model.npz"))
+    ap.add_argument("--data", default="data/gm", help="dataset with the real notes (optional)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--quick", action="store_true", help="3 pitches, 10 s stability")
+    ap.add_argument("--png", default=None, help="spectrogram sheet (default: next to the model)")
+    a = ap.parse_args(argv)
+    from models.model_file import ModelFileError
+
+    png = a.png or str(Path(a.model).with_name("eval_spectrograms.png"))
+    try:
+        res = evaluate(a.model, a.data, a.quick, png, log=(lambda *x: None) if a.json else print)
+    except (ModelFileError, ValueError, OSError) as e:
+        print(f"evaluate: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(res) if a.json else json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
