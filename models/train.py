@@ -53,12 +53,21 @@ def to_torch(b: Batch, device: torch.device) -> dict[str, torch.Tensor]:
     }
 
 
+class Conditioned(torch.nn.Module):
+    """The WaveNet with its global-vector lookup inside forward (so DDP sees every parameter used)."""
+
+    def __init__(self, model: WaveNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs, pitch, instrument, velocity, local):
+        return self.model(inputs, self.model.global_vector(pitch, instrument, velocity), local)
+
+
 def batch_loss(model: WaveNet, b: Batch, device: torch.device, net=None) -> torch.Tensor:
-    """Mean cross-entropy (nats) over the scored window of a batch."""
+    """Mean cross-entropy (nats) over the scored window of a batch; ``net`` is the (DDP-wrapped) Conditioned."""
     t = to_torch(b, device)
-    core = model
-    g = core.global_vector(t["pitch"], t["instrument"], t["velocity"])
-    logits = (net or model)(t["inputs"], g, t["local"])
+    logits = (net or Conditioned(model))(t["inputs"], t["pitch"], t["instrument"], t["velocity"], t["local"])
     s = b.score_from
     return F.cross_entropy(logits[:, :, s:], t["targets"][:, s:])
 
@@ -184,9 +193,10 @@ def train(a) -> int:
         for group in opt.param_groups:
             group["lr"] = a.lr
         step, elapsed, history = state["step"], state["elapsed_s"], state["history"]
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    net = Conditioned(model)
+    if world > 1:  # the last layer's residual conv feeds nothing: find_unused_parameters
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
+                                                        find_unused_parameters=True)
     context = cfg.receptive_field - 1
     rng = np.random.default_rng([a.seed, rank, step])
     budget = a.minutes * 60.0 if a.minutes is not None else math.inf
@@ -205,7 +215,16 @@ def train(a) -> int:
               f"eval notes, world {world}, resuming at step {step}", flush=True)
     ema, samples_done = None, 0
 
-    def save(final: bool = False) -> None:
+    def run_eval() -> None:
+        ev = evaluate(model, eval_notes, cfg.sample_rate, context, a.window, device,
+                      TrainOptions.eval_notes, cfg.conditioning.n_instruments)
+        history.append({"step": step, "hours": elapsed / 3600, **ev})
+        with open(out / "history.jsonl", "a") as fh:
+            fh.write(json.dumps(history[-1]) + "\n")
+        print(f"\n[eval] step {step} {elapsed / 3600:.2f} h: " +
+              ", ".join(f"{k} {v:.3f}" for k, v in ev.items()), flush=True)
+
+    def save() -> None:
         torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "step": step, "elapsed_s": elapsed, "history": history}, str(ckpt_path) + ".tmp")
         os.replace(str(ckpt_path) + ".tmp", ckpt_path)
@@ -246,26 +265,33 @@ def train(a) -> int:
                 history.append({"step": step, "hours": elapsed / 3600, "train_loss": ema})
             if time.monotonic() - t_eval >= a.eval_every * 60 or step == 1:
                 t_eval = time.monotonic()
-                ev = evaluate(model, eval_notes, cfg.sample_rate, context, a.window, device,
-                              TrainOptions.eval_notes, cfg.conditioning.n_instruments)
-                history.append({"step": step, "hours": elapsed / 3600, **ev})
-                with open(out / "history.jsonl", "a") as fh:
-                    fh.write(json.dumps(history[-1]) + "\n")
-                print(f"\n[eval] step {step} {elapsed / 3600:.2f} h: " +
-                      ", ".join(f"{k} {v:.3f}" for k, v in ev.items()), flush=True)
+                run_eval()
             if time.monotonic() - t_ckpt >= a.ckpt_every * 60:
                 t_ckpt = time.monotonic()
                 save()
     if rank == 0:
         if bar is not None:
             bar.close()
-        save(final=True)
+        if not history or history[-1].get("step") != step or "eval_loss" not in history[-1]:
+            run_eval()
+        save()
         print(json.dumps({"steps": step, "hours": round(elapsed / 3600, 3), "loss": ema,
                           "model": str(out / "model.npz")}), flush=True)
+    print(json.dumps({"rank": rank, "step": step, "weights_sha256": weights_digest(model)}), flush=True)
     if world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 over all parameters' bytes (DDP ranks must agree)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(p.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from models import local_cond, mulaw
 from models.model_file import ModelFile
 
 from .engine import Engine
+from .kernel import EXP2_POLY, LOG2E, POW2_NEG
 
 
 class IncrementalStep(torch.nn.Module):
@@ -36,9 +37,25 @@ class IncrementalStep(torch.nn.Module):
         self.register_buffer("b_out2", t("b_out2"))
         self.register_buffer("decode", torch.from_numpy(mulaw.DECODE_TABLE.copy()))
         self.register_buffer("loc_idx", torch.tensor(loc_idx, dtype=torch.long))
+        self.register_buffer("pow2", torch.from_numpy(POW2_NEG.copy()))
+        self.register_buffer("poly", torch.tensor(EXP2_POLY, dtype=torch.float32))
         self.dilations: List[int] = list(dilations)
         self.q_off: List[int] = list(q_off)
         self.r: int = int(w["embed"].shape[1])
+        self.log2e: float = LOG2E
+
+    def cdf(self, logits: torch.Tensor, m: torch.Tensor, temperature: float) -> torch.Tensor:
+        """The kernel's softmax CDF, operation for operation in float32 (see kernel.sample_from_logits)."""
+        scale = torch.tensor(self.log2e / temperature, dtype=torch.float32)
+        y = torch.clamp_min((logits - m) * scale, -126.0)
+        ki = torch.clamp((-y).to(torch.int32), 0, 127)
+        f = y + ki.to(torch.float32)
+        c = self.poly
+        p = c[0] * f + c[1]
+        for j in range(2, 7):
+            p = p * f + c[j]
+        e = p * self.pow2[ki.to(torch.long)]
+        return torch.cumsum(e.to(torch.float64), 0).to(torch.float32)
 
     def forward(self, n: int, queues: torch.Tensor, q_pos: torch.Tensor, bias: torch.Tensor,
                 bias_target: torch.Tensor, bias_step: torch.Tensor, ints: torch.Tensor, temperature: float,
@@ -79,17 +96,20 @@ class IncrementalStep(torch.nn.Module):
             logits = o1 @ self.w_out2 + self.b_out2
             if keep:
                 logits_out[t] = logits
-            lg = logits.to(torch.float64)
-            m = lg.max()
+            m = logits.max()
             if not bool(torch.isfinite(m)):
                 bad += 1
                 k = inp
             elif temperature <= 0.0:
-                k = int(torch.argmax(lg))
+                k = int(torch.argmax(logits))
             else:
-                cdf = torch.cumsum(torch.exp((lg - m) * (1.0 / temperature)), 0)
-                target = uniforms[t] * cdf[-1]
-                k = min(int(torch.searchsorted(cdf, target.reshape(1), right=True)[0]), 255)
+                cdf = self.cdf(logits, m, temperature)
+                if not bool(torch.isfinite(cdf[-1])):
+                    bad += 1
+                    k = inp
+                else:
+                    target = uniforms[t] * cdf[-1].to(torch.float64)
+                    k = min(int(torch.searchsorted(cdf.to(torch.float64), target.reshape(1), right=True)[0]), 255)
             out[t] = self.decode[k]
             inp = k
         ints[0] = inp
