@@ -35,45 +35,72 @@ def sounding_range(audio: np.ndarray, onset: int, release: int, floor_db: float 
     return min(onset, int(loud[0])), max(release, int(loud[-1]) + 1)
 
 
+def _segment(audio: np.ndarray, begin: int, length: int) -> np.ndarray:
+    """audio[begin:begin+length] with zeros outside the note."""
+    seg = np.zeros(length, np.float32)
+    a0, a1 = max(begin, 0), min(begin + length, len(audio))
+    if a1 > a0:
+        seg[a0 - begin:a1 - begin] = audio[a0:a1]
+    return seg
+
+
 def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_rate: int,
               context: int, window: int, rng: np.random.Generator, input_noise: float = 0.0,
-              start: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              start: int | None = None, prev=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One crop of a note: (inputs (T,), targets (T,), local (3, T)), T = context + window.
 
     The scored window starts uniformly within the sounding range (or at
     ``start``); samples before the note are zero. ``input_noise`` is the std
     (in mu-law classes) of Gaussian noise added to the inputs only (exposure-bias aid).
+    With ``prev`` (another note, e.g. of another pitch), the scored window
+    starts at this note's onset and the context before it is a sounding part
+    of ``prev``, with ``prev``'s local conditioning: the history then contradicts
+    the new note and only the conditioning tells what comes next (a note change).
     """
     t_len = context + window
+    if prev is not None:
+        start = onset
     lo, hi = sounding_range(audio, onset, release)
     if start is None:
         start = int(rng.integers(lo - window // 2, max(lo - window // 2 + 1, hi - window // 2)))
     begin = start - context  # crop covers [begin, start + window)
-    seg = np.zeros(t_len + 1, np.float32)  # one extra sample in front for the shifted input
-    a0, a1 = max(begin - 1, 0), min(begin + t_len, len(audio))
-    if a1 > a0:
-        seg[a0 - (begin - 1):a1 - (begin - 1)] = audio[a0:a1]
+    seg = _segment(audio, begin - 1, t_len + 1)  # one extra sample in front for the shifted input
+    phase = float(rng.random())
+    feats = local_cond.features_for_note(t_len, onset - begin, release - begin, float(pitch), sample_rate, phase)
+    if prev is not None:
+        plo, phi = sounding_range(prev.audio, prev.onset, prev.release)
+        end_a = int(rng.integers(min(plo + context // 4, phi - 1), phi))  # prev plays up to here
+        seg[:context + 1] = _segment(prev.audio, end_a - context - 1, context + 1)
+        feats[:context] = local_cond.features_for_note(context, prev.onset - (end_a - context),
+                                                       prev.release - (end_a - context), float(prev.pitch),
+                                                       sample_rate, phase)
     targets = mulaw.encode(seg[1:])
     inputs = mulaw.encode(seg[:-1])
     if input_noise > 0:  # noise in the companded domain: the same few classes at every level
         jitter = np.rint(rng.normal(0.0, input_noise, size=inputs.shape)).astype(np.int64)
         inputs = np.clip(inputs + jitter, 0, mulaw.MU)
-    feats = local_cond.features_for_note(t_len, onset - begin, release - begin, float(pitch), sample_rate,
-                                         phase=float(rng.random()))
     return inputs, targets, np.ascontiguousarray(feats.T)
 
 
 def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng: np.random.Generator,
                input_noise: float = 0.0, pitch_shift: int = 0, instrument_map=None,
-               starts=None) -> Batch:
-    """Stack crops of ``notes[indices]``. ``pitch_shift``/``instrument_map`` falsify conditioning (for probes)."""
+               starts=None, splice_prob: float = 0.0) -> Batch:
+    """Stack crops of ``notes[indices]``. ``pitch_shift``/``instrument_map`` falsify conditioning (for probes);
+    ``splice_prob`` is the share of crops that start at a note change (see :func:`make_crop`)."""
     ins, tgs, locs, p, ins_id, vel = [], [], [], [], [], []
+    by_inst: dict[int, list[int]] = {}
+    if splice_prob > 0:
+        for j, n in enumerate(notes):
+            by_inst.setdefault(n.instrument_id, []).append(j)
     for k, i in enumerate(indices):
         n = notes[i]
         pitch = int(np.clip(n.pitch + pitch_shift, 0, 127))
         noise = input_noise * float(rng.random()) if input_noise else 0.0
+        prev = None
+        if splice_prob > 0 and starts is None and rng.random() < splice_prob:
+            prev = notes[int(rng.choice(by_inst[n.instrument_id]))]
         a, b, loc = make_crop(n.audio, n.onset, n.release, pitch, sample_rate, context, window, rng, noise,
-                              None if starts is None else int(starts[k]))
+                              None if starts is None else int(starts[k]), prev)
         ins.append(a)
         tgs.append(b)
         locs.append(loc)

@@ -34,6 +34,7 @@ class TrainOptions:
     window: int = 4096         # scored samples per crop
     lr: float = 1e-3
     input_noise: float = 1.5   # max std of input noise in mu-law classes (exposure bias)
+    splice_prob: float = 0.35  # share of crops that start at a note change (teaches reading the pitch input)
     eval_every_s: float = 600.0
     ckpt_every_s: float = 300.0
     eval_notes: int = 48
@@ -140,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=TrainOptions.window)
     ap.add_argument("--lr", type=float, default=TrainOptions.lr)
     ap.add_argument("--input-noise", type=float, default=TrainOptions.input_noise)
+    ap.add_argument("--splice-prob", type=float, default=TrainOptions.splice_prob,
+                    help="share of crops starting at a note change after another note's audio")
     ap.add_argument("--eval-every", type=float, default=10.0, help="minutes between evals")
     ap.add_argument("--ckpt-every", type=float, default=5.0, help="minutes between checkpoints")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads per process")
@@ -242,7 +245,8 @@ def train(a) -> int:
         if stop:
             break
         idx = rng.integers(0, len(train_notes), size=a.batch)
-        b = make_batch(train_notes, idx, cfg.sample_rate, context, a.window, rng, a.input_noise)
+        b = make_batch(train_notes, idx, cfg.sample_rate, context, a.window, rng, a.input_noise,
+                       splice_prob=a.splice_prob)
         t0 = time.monotonic()
         loss = batch_loss(model, b, device, net)
         opt.zero_grad(set_to_none=True)

@@ -81,24 +81,46 @@ class Session:
         return out
 
 
-def render_timeline(session: Session, timeline: list[tuple[int, bytes]], n_samples: int,
-                    block: int = 1024, progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Render ``n_samples`` applying each (sample, bytes) event at its exact sample index."""
-    out = np.zeros(n_samples, np.float32)
-    k = 0
-    pos = 0
-    while pos < n_samples:
+def run_stream(session: Session, timeline: list[tuple[int, bytes]], n_samples: int, block: int = 1024,
+               resampler=None, sink=None, stop_after: int | None = None,
+               progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Generate ``n_samples`` (model rate) in blocks of ``block``, applying each (sample, bytes)
+    event at its exact sample index (blocks are split there).
+
+    Each block optionally goes through a streaming ``resampler`` and to ``sink.write``; applied
+    events go to ``sink.event``. Returns the concatenated output (resampled if a resampler is
+    given), stopping early once ``stop_after`` output samples exist.
+    """
+    buf = np.zeros(max(1, block), np.float32)
+    chunks: list[np.ndarray] = []
+    have = 0
+    k = pos = 0
+    while pos < n_samples and (stop_after is None or have < stop_after):
         while k < len(timeline) and timeline[k][0] <= pos:
-            session.apply_midi(timeline[k][1])
+            for ev in session.apply_midi(timeline[k][1]):
+                if sink is not None:
+                    sink.event(ev)
             k += 1
         end = min(n_samples, pos + block)
         if k < len(timeline):
             end = min(end, max(timeline[k][0], pos + 1))
-        session.generate(out[pos:end])
+        x = session.generate(buf[:end - pos])
+        y = resampler.process(x) if resampler is not None else x
+        if sink is not None and len(y):
+            sink.write(y)
+        chunks.append(y.copy())
+        have += len(y)
         pos = end
         if progress is not None:
             progress(pos)
-    return out
+    out = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return out if stop_after is None else out[:stop_after]
+
+
+def render_timeline(session: Session, timeline: list[tuple[int, bytes]], n_samples: int,
+                    block: int = 1024, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Render ``n_samples`` at the model rate applying each (sample, bytes) event at its exact sample index."""
+    return run_stream(session, timeline, n_samples, block, progress=progress)
 
 
 def timed_render(session: Session, timeline, n_samples: int, block: int = 1024) -> tuple[np.ndarray, dict]:
