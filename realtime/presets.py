@@ -5,6 +5,7 @@ preset are relative to the preset file's folder.
 """
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -73,11 +74,24 @@ class MidiSection:
 
 
 @dataclass
+class WatchdogSection:
+    enabled: bool = True
+    silence_db: float = -50.0
+    silence_s: float = 0.4
+    dc_max: float = 0.25
+    dc_s: float = 0.3
+    flatness_max: float = 0.4
+    noise_s: float = 0.6
+    noise_ok: str = "drums"   # comma-separated instrument names exempt from the noise check
+
+
+@dataclass
 class Preset:
     model: ModelSection = field(default_factory=ModelSection)
     sound: SoundSection = field(default_factory=SoundSection)
     audio: AudioSection = field(default_factory=AudioSection)
     midi: MidiSection = field(default_factory=MidiSection)
+    watchdog: WatchdogSection = field(default_factory=WatchdogSection)
     name: str = "default"
     path: Path | None = None
 
@@ -99,7 +113,8 @@ class Preset:
                               f"(model has: {', '.join(instruments)})")
 
 
-_SECTIONS = {"model": ModelSection, "sound": SoundSection, "audio": AudioSection, "midi": MidiSection}
+_SECTIONS = {"model": ModelSection, "sound": SoundSection, "audio": AudioSection, "midi": MidiSection,
+             "watchdog": WatchdogSection}
 
 
 def load_preset(path: str | Path | None = None) -> Preset:
@@ -177,12 +192,19 @@ def _validate(where, p: Preset) -> None:
     def bad(key, msg):
         raise PresetError(f"{where}: {key}: {msg}")
 
+    for sec in _SECTIONS:  # nan/inf pass every range check below (nan < 0 is False)
+        for f in fields(getattr(p, sec)):
+            v = getattr(getattr(p, sec), f.name)
+            if f.type == "float" and isinstance(v, (int, float)) and not math.isfinite(v):
+                bad(f"{sec}.{f.name}", f"must be a finite number, got {v}")
     if p.model.engine not in ENGINES:
         bad("model.engine", f"{p.model.engine!r} is not one of {', '.join(ENGINES)}")
     if p.model.compute not in ("cpu", "cuda"):
         bad("model.compute", f"{p.model.compute!r} is not cpu or cuda")
     if p.model.reprime not in REPRIME_MODES:
         bad("model.reprime", f"{p.model.reprime!r} is not one of {', '.join(REPRIME_MODES)}")
+    if p.model.seed < 0:
+        bad("model.seed", "must be >= 0")
     if p.model.temperature < 0:
         bad("model.temperature", "must be >= 0")
     if not 0 <= p.model.reprime_crossfade_ms <= 100:
@@ -206,9 +228,21 @@ def _validate(where, p: Preset) -> None:
         bad("audio.lead_ms", "must be within 1-2000")
     if a.latency not in ("low", "high"):
         try:
-            float(a.latency)
+            ok = math.isfinite(float(a.latency)) and float(a.latency) >= 0
         except ValueError:
-            bad("audio.latency", "must be 'low', 'high' or seconds as a string")
+            ok = False
+        if not ok:
+            bad("audio.latency", "must be 'low', 'high' or seconds >= 0 as a string")
+    w = p.watchdog
+    if w.silence_db > 0:
+        bad("watchdog.silence_db", "must be <= 0 (dBFS)")
+    for k in ("silence_s", "dc_s", "noise_s"):
+        if not 0 < getattr(w, k) <= 60:
+            bad(f"watchdog.{k}", "must be within 0-60 seconds")
+    if not 0 < w.dc_max <= 1:
+        bad("watchdog.dc_max", "must be within 0-1")
+    if not 0 < w.flatness_max <= 1:
+        bad("watchdog.flatness_max", "must be within 0-1")
     if not 0 <= p.midi.channel <= 16:
         bad("midi.channel", "must be 0 (omni) or 1-16")
     for cc, param in p.midi.cc.items():

@@ -19,6 +19,7 @@ from .engine import Engine
 from .output_stage import OutputStage
 from .presets import Preset
 from .priming import prime_waveform
+from .watchdog import Watchdog, WatchdogConfig
 
 
 def make_engine(name: str, model: ModelFile, seed: int = 0, compute: str = "cpu") -> Engine:
@@ -52,8 +53,11 @@ class Session:
     engine: Engine
     stage: OutputStage
     controller: Controller
-    events: list[dict[str, Any]] = field(default_factory=list)
+    watchdog: Watchdog | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)   # the whole log (render); see keep_log
+    pending: list[dict[str, Any]] = field(default_factory=list)  # not yet taken by take_events()
     position: int = 0  # samples generated so far (model rate)
+    keep_log: bool = True
 
     @classmethod
     def open(cls, preset: Preset, model: ModelFile | None = None) -> "Session":
@@ -63,21 +67,44 @@ class Session:
         rf = model.config.receptive_field
         engine.prime(prime_waveform(preset.model.prime, sr, rf, seed=preset.model.seed))
         stage = OutputStage(sr, release_s=preset.sound.release_ms / 1000.0)
-        return cls(preset, model, engine, stage, Controller(engine, stage, preset))
+        w = preset.watchdog
+        dog = Watchdog(WatchdogConfig(w.enabled, w.silence_db, w.silence_s, w.dc_max, w.dc_s, w.flatness_max,
+                                      w.noise_s, tuple(x.strip() for x in w.noise_ok.split(",") if x.strip())), sr)
+        return cls(preset, model, engine, stage, Controller(engine, stage, preset), dog)
 
-    def apply_midi(self, data: bytes, log: bool = True) -> list[dict[str, Any]]:
-        """Apply raw MIDI bytes now (at ``position``); returns (and logs) the applied events."""
-        evs = self.controller.feed(data)
-        if log:
-            for ev in evs:
-                self.events.append({"sample": self.position, **ev})
+    def emit(self, ev: dict[str, Any]) -> dict[str, Any]:
+        """Log an applied change at the current sample (``position``)."""
+        ev = {"sample": self.position, **ev}
+        if self.keep_log:
+            self.events.append(ev)
+        self.pending.append(ev)
+        return ev
+
+    def take_events(self) -> list[dict[str, Any]]:
+        """Events logged since the last call (for a recorder)."""
+        out, self.pending = self.pending, []
+        return out
+
+    def apply_midi(self, data: bytes) -> list[dict[str, Any]]:
+        """Apply raw MIDI bytes now (at ``position``); returns the applied events (also logged)."""
+        evs = [self.emit(ev) for ev in self.controller.feed(data)]
+        if self.watchdog is not None and any(e.get("param") == "note_on" for e in evs):
+            self.watchdog.note_started()
         return evs
 
     def generate(self, out: np.ndarray) -> np.ndarray:
-        """Generate ``len(out)`` samples through engine and output stage into ``out``."""
+        """Generate ``len(out)`` samples through engine, watchdog and output stage into ``out``."""
         self.engine.generate(len(out), out)
-        self.stage.process(out)
         self.position += len(out)
+        if self.watchdog is not None:
+            ctl = self.controller
+            inst = ctl.instruments[ctl.state.instrument]
+            reason = self.watchdog.check(out, self.engine.nonfinite_count, ctl.state.note is not None,
+                                         inst in self.watchdog.cfg.noise_ok)
+            if reason is not None:
+                ctl.recover()
+                self.emit({"param": "recovery", "value": reason, "count": self.watchdog.total})
+        self.stage.process(out)
         return out
 
 
@@ -97,14 +124,15 @@ def run_stream(session: Session, timeline: list[tuple[int, bytes]], n_samples: i
     k = pos = 0
     while pos < n_samples and (stop_after is None or have < stop_after):
         while k < len(timeline) and timeline[k][0] <= pos:
-            for ev in session.apply_midi(timeline[k][1]):
-                if sink is not None:
-                    sink.event(ev)
+            session.apply_midi(timeline[k][1])
             k += 1
         end = min(n_samples, pos + block)
         if k < len(timeline):
             end = min(end, max(timeline[k][0], pos + 1))
         x = session.generate(buf[:end - pos])
+        if sink is not None:
+            for ev in session.take_events():
+                sink.event(ev)
         y = resampler.process(x) if resampler is not None else x
         if sink is not None and len(y):
             sink.write(y)

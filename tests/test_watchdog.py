@@ -1,0 +1,100 @@
+"""The watchdog: each collapse condition is detected, recovered from, counted and logged."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models import mulaw
+from models.model_file import load_model
+from realtime.presets import load_preset
+from realtime.render import Session, render_timeline
+from realtime.watchdog import Watchdog, WatchdogConfig
+from wnl_testutil import small_model, write_preset
+
+SR = 16000
+
+
+def feed(dog: Watchdog, x: np.ndarray, held: bool = True, noise_ok: bool = False, block: int = 160):
+    reasons = []
+    for i in range(0, len(x), block):
+        r = dog.check(x[i:i + block], 0, held, noise_ok)
+        if r:
+            reasons.append((i, r))
+    return reasons
+
+
+def sine(seconds: float, hz: float = 220.0, amp: float = 0.3) -> np.ndarray:
+    return (amp * np.sin(2 * np.pi * hz * np.arange(int(seconds * SR)) / SR)).astype(np.float32)
+
+
+def test_a_healthy_tone_is_left_alone():
+    assert feed(Watchdog(WatchdogConfig(), SR), sine(5.0)) == []
+
+
+def test_silence_while_held_is_caught_after_silence_s():
+    dog = Watchdog(WatchdogConfig(silence_s=0.4), SR)
+    x = np.concatenate([sine(0.5), np.zeros(SR, np.float32)])
+    reasons = feed(dog, x)
+    assert reasons and reasons[0][1] == "silence"
+    detected = reasons[0][0] + 160  # end of the block that completed the last silent window
+    assert 0.5 * SR + 0.4 * SR <= detected <= 0.5 * SR + 0.55 * SR
+
+
+def test_silence_without_a_note_is_fine():
+    assert feed(Watchdog(WatchdogConfig(), SR), np.zeros(2 * SR, np.float32), held=False) == []
+
+
+def test_noise_is_caught_except_for_noise_instruments():
+    noise = np.random.default_rng(0).uniform(-0.3, 0.3, 2 * SR).astype(np.float32)
+    assert feed(Watchdog(WatchdogConfig(), SR), noise)[0][1] == "noise"
+    assert feed(Watchdog(WatchdogConfig(), SR), noise, noise_ok=True) == []
+
+
+def test_dc_drift_is_caught_with_or_without_a_note():
+    x = sine(1.0, amp=0.1) + np.float32(0.5)
+    assert feed(Watchdog(WatchdogConfig(), SR), x, held=False)[0][1] == "dc"
+
+
+def test_nonfinite_is_caught_at_once():
+    dog = Watchdog(WatchdogConfig(), SR)
+    assert dog.check(np.zeros(10, np.float32), 1, False, False) == "nonfinite"
+    assert dog.check(np.array([0.0, np.nan], np.float32), 1, False, False) == "nonfinite"
+    assert dog.total == 2
+
+
+def session_with(tmp_path, bias_class: int | None = None, temperature: float = 0.9):
+    model = small_model()
+    if bias_class is not None:  # a model that collapses onto one class
+        model.weights["b_out2"][:] = -50.0
+        model.weights["b_out2"][bias_class] = 50.0
+    path = model.save(tmp_path / "m.npz")
+    preset = load_preset(write_preset(tmp_path / "p.toml", path, f"temperature = {temperature}"))
+    return Session.open(preset, load_model(path))
+
+
+@pytest.mark.parametrize("klass,reason", [(mulaw.SILENCE, "silence"), (255, "dc")])
+def test_collapsing_model_is_recovered_and_logged(tmp_path, klass, reason):
+    s = session_with(tmp_path, klass)
+    out = render_timeline(s, [(0, bytes([0x90, 60, 100]))], 3 * SR)
+    rec = [e for e in s.events if e["param"] == "recovery"]
+    assert rec and all(e["value"] == reason for e in rec)
+    assert rec[-1]["count"] == len(rec) == s.watchdog.total
+    assert np.isfinite(out).all() and np.abs(out).max() <= 0.98
+
+
+def test_injected_nan_is_recovered(tmp_path):
+    s = session_with(tmp_path)
+    s.apply_midi(bytes([0x90, 60, 100]))
+    out = np.zeros(1600, np.float32)
+    s.generate(out)
+    b = s.engine.w["b_out2"]
+    saved = b[7]
+    b[7] = np.nan  # poison the logits for one block
+    s.generate(out)
+    assert np.isfinite(out).all()
+    b[7] = saved
+    assert [e["value"] for e in s.events if e["param"] == "recovery"] == ["nonfinite"]
+    before = s.engine.nonfinite_count
+    assert before > 0
+    s.generate(out)
+    assert s.engine.nonfinite_count == before and np.isfinite(out).all()
