@@ -144,7 +144,8 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         db, flat = window_db(audio, sr), window_flatness(audio, sr)
         silent = db[win_held] < -50.0
         noisy = (flat[win_held] > 0.4) & ~silent
-        per[names[i]] = {"silent": round(float(silent.mean()), 4), "noise_like": round(float(noisy.mean()), 4)}
+        per[names[i]] = {"silent": round(float(silent.mean()), 4), "noise_like": round(float(noisy.mean()), 4),
+                         "watchdog_recoveries": s.watchdog.total if s.watchdog is not None else 0}
         silent_all.append(silent)
         if i in tonal:
             noise_all.append(noisy)
