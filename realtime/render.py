@@ -110,13 +110,14 @@ class Session:
 
 def run_stream(session: Session, timeline: list[tuple[int, bytes]], n_samples: int, block: int = 1024,
                resampler=None, sink=None, stop_after: int | None = None,
-               progress: Callable[[int], None] | None = None) -> np.ndarray:
+               progress: Callable[[int], None] | None = None, keep: bool = True) -> np.ndarray:
     """Generate ``n_samples`` (model rate) in blocks of ``block``, applying each (sample, bytes)
     event at its exact sample index (blocks are split there).
 
     Each block optionally goes through a streaming ``resampler`` and to ``sink.write``; applied
     events go to ``sink.event``. Returns the concatenated output (resampled if a resampler is
-    given), stopping early once ``stop_after`` output samples exist.
+    given), stopping early once ``stop_after`` output samples exist; with ``keep=False`` nothing
+    is kept (long renders that only stream to the sink) and an empty array is returned.
     """
     buf = np.zeros(max(1, block), np.float32)
     chunks: list[np.ndarray] = []
@@ -136,7 +137,8 @@ def run_stream(session: Session, timeline: list[tuple[int, bytes]], n_samples: i
         y = resampler.process(x) if resampler is not None else x
         if sink is not None and len(y):
             sink.write(y)
-        chunks.append(y.copy())
+        if keep:
+            chunks.append(y.copy())
         have += len(y)
         pos = end
         if progress is not None:
