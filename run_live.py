@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """wavenet-live: play a WaveNet live from MIDI, or render it offline.
 
-    wavenet-live [play] [options]          play the preset live (default)
+    wavenet-live [play] [options]          play the preset live (default); --record PATH records
     wavenet-live render --out OUT.wav ...  render headless, as fast as the engine goes
+    wavenet-live replay SESSION --out OUT.wav   re-render a recorded take, sample for sample
+    wavenet-live plot SESSION              waveform + spectrogram + MIDI events as a PNG
+    wavenet-live repair FILE.wav           fix the header of a WAV cut short by a crash
 
 The command line is a thin layer: the work is done in the ``realtime`` and
 ``models`` packages.
@@ -14,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-SUBCOMMANDS = ("play", "render")
+SUBCOMMANDS = ("play", "render", "replay", "plot", "repair")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -31,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="wavenet-live", description=__doc__.split("\n")[1])
     sub = ap.add_subparsers(dest="command")
     r = sub.add_parser("render", help="render offline to a WAV file")
-    r.add_argument("--out", required=True, help="output audio file (.wav or .flac)")
+    r.add_argument("--out", required=True,
+                   help="output audio file (.wav or .flac), or a session folder (audio, events, manifest)")
     r.add_argument("--seconds", type=float, help="length (default: the MIDI file's length, or 8 s)")
     r.add_argument("--midi", help="standard MIDI file to play")
     r.add_argument("--samplerate", type=int, help="resample the output to this rate (Hz)")
@@ -39,7 +43,33 @@ def build_parser() -> argparse.ArgumentParser:
     _common(r)
     p = sub.add_parser("play", help="play live (default)")
     p.add_argument("--seconds", type=float, help="stop after this many seconds")
+    p.add_argument("-l", "--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("-d", "--device", help="output device: index or name substring (overrides the preset)")
+    p.add_argument("-r", "--samplerate", type=int, help="device sample rate in Hz (default: the device's)")
+    p.add_argument("-b", "--blocksize", type=int, help="audio callback block size in frames")
+    p.add_argument("--latency", help="device latency: low, high or seconds")
+    p.add_argument("--lead-ms", type=float, help="generator lead in ms: the latency/robustness knob")
+    p.add_argument("--resample", choices=("hq", "fast"),
+                   help="model->device resampler: hq (soxr, ~15 ms) or fast (cubic, ~0 ms); overrides the preset")
+    p.add_argument("--record", metavar="PATH",
+                   help="record: PATH.wav/.flac is the audio only, any other PATH a session folder")
+    p.add_argument("--plot", action="store_true", help="with --record: write a PNG of the take at the end")
+    p.add_argument("--list-midi", action="store_true", help="list MIDI input ports and exit")
+    p.add_argument("-m", "--midi-port", help="MIDI input port: number or name substring")
+    p.add_argument("--virtual-midi", nargs="?", const="midi_in", metavar="NAME",
+                   help="open a virtual MIDI input port (default name: midi_in)")
+    p.add_argument("--midi-api", help="MIDI API: alsa, jack, coremidi, winmm (default: env RTMIDI_API, else any)")
+    p.add_argument("--client-name", default="wavenet-live", help="JACK client name of the audio output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no live status line")
     _common(p)
+    rp = sub.add_parser("replay", help="re-render a recorded session folder")
+    rp.add_argument("session", help="session folder (from --record or render --out FOLDER)")
+    rp.add_argument("--out", required=True, help="output WAV")
+    pl = sub.add_parser("plot", help="PNG of a session: envelope, spectrogram, MIDI events")
+    pl.add_argument("session", help="session folder or audio file")
+    pl.add_argument("--out", help="PNG path (default: next to the take)")
+    rr = sub.add_parser("repair", help="fix the header of a WAV cut short by a crash")
+    rr.add_argument("file", help="WAV file")
     return ap
 
 
@@ -74,14 +104,36 @@ def cmd_render(a) -> int:
         timeline = demo_events(sr, seconds, progs)
     if not seconds > 0:
         raise ValueError(f"--seconds must be > 0, got {seconds}")
-    audio, info = timed_render(session, timeline, int(round(seconds * sr)), a.block)
+    out = Path(a.out)
+    n = int(round(seconds * sr))
+    if out.suffix.lower() not in (".wav", ".flac"):  # a session folder: the same kind of thing as a live take
+        from realtime.recorder import Recorder
+        from realtime.render import run_stream
+        from realtime.replay import manifest_for
+        from realtime.resample import Resampler
+
+        out_sr = a.samplerate or sr
+        rec = Recorder(out, synchronous=True)
+        rec.begin(out_sr, {**manifest_for(session), "device_rate": out_sr, "gen_block": a.block, "resample": "hq",
+                           "kind": "render"})
+        import time
+
+        t0 = time.perf_counter()
+        run_stream(session, timeline, n, a.block, Resampler(sr, out_sr, "hq") if out_sr != sr else None,
+                   sink=rec, keep=False)
+        wall = time.perf_counter() - t0
+        rec.close({"recoveries": session.watchdog.total if session.watchdog else 0})
+        info = {"seconds": round(n / sr, 6), "samples": n, "sample_rate": sr, "rtf": round(n / sr / wall, 3),
+                "engine": session.engine.name, "out": str(out), "frames_written": rec.frames_written}
+        print(json.dumps(info), flush=True)
+        return 0
+    audio, info = timed_render(session, timeline, n, a.block)
     out_sr = sr
     if a.samplerate and a.samplerate != sr:
         import soxr
 
         audio = soxr.resample(audio, sr, a.samplerate).astype(np.float32)
         out_sr = a.samplerate
-    out = Path(a.out)
     try:
         sf.write(str(out), audio, out_sr, subtype="PCM_16" if out.suffix.lower() == ".wav" else None)
     except (OSError, RuntimeError, TypeError, ValueError) as e:
@@ -91,15 +143,149 @@ def cmd_render(a) -> int:
     return 0
 
 
-def cmd_play(a) -> int:
-    """Until the live host exists, play renders a demo to a WAV file."""
-    import tempfile
+def cmd_replay(a) -> int:
+    import numpy as np
+    import soundfile as sf
 
-    out = Path(tempfile.gettempdir()) / "wavenet-live-demo.wav"
-    print(f"no live audio host yet: rendering a demo to {out}", file=sys.stderr)
-    a.out, a.midi, a.samplerate, a.block = str(out), None, None, 1024
-    a.seconds = a.seconds or 8.0
-    return cmd_render(a)
+    from realtime.replay import read_session, replay
+
+    audio, rate = replay(a.session)
+    out = Path(a.out)
+    try:
+        sf.write(str(out), audio, rate, subtype="FLOAT")
+    except (OSError, RuntimeError) as e:
+        raise OSError(f"output {out}: cannot write ({e})") from None
+    manifest, _ = read_session(a.session)
+    rec_path = Path(a.session) / manifest.get("audio", "audio.wav")
+    info = {"seconds": round(len(audio) / rate, 6), "samples": len(audio), "sample_rate": rate, "out": str(out)}
+    if rec_path.is_file():
+        rec, _ = sf.read(str(rec_path), dtype="float32")
+        info["matches_recording"] = bool(len(rec) == len(audio) and np.array_equal(rec, audio))
+    print(json.dumps(info), flush=True)
+    return 0
+
+
+def cmd_plot(a) -> int:
+    from realtime.plot import plot_session
+
+    print(plot_session(a.session, a.out), flush=True)
+    return 0
+
+
+def cmd_repair(a) -> int:
+    from realtime.recorder import repair_wav
+
+    frames = repair_wav(a.file)
+    print(json.dumps({"file": a.file, "frames": frames}), flush=True)
+    return 0
+
+
+def cmd_play(a) -> int:
+    """Play the preset live from MIDI (realtime.host); with no audio output at all, render a demo WAV."""
+    import signal
+    import time
+
+    from realtime import devices, midi_in
+    from realtime.presets import override
+
+    if a.list_midi:
+        for api, ports in midi_in.list_ports(a.midi_api).items():
+            print(f"{api}: " + ("(not running)" if ports is None else ", ".join(
+                f"[{i}] {p}" for i, p in enumerate(ports)) or "no input ports"))
+        return 0
+    sd = devices.import_sounddevice(a.client_name)  # lazily: PortAudio sees JACK only if it runs now
+    if a.list_devices:
+        print(devices.list_devices_text())
+        return 0
+    preset = load_session_preset(a)
+    preset = override(preset, "audio", device=a.device, samplerate=a.samplerate, blocksize=a.blocksize,
+                      latency=a.latency, lead_ms=a.lead_ms, resample=a.resample)
+    preset = override(preset, "midi", port=a.midi_port, api=a.midi_api)
+    if not devices.has_output_device():
+        import tempfile
+
+        out = Path(tempfile.gettempdir()) / "wavenet-live-demo.wav"
+        print(f"wavenet-live: no audio output device (no sound card, no JACK server): "
+              f"rendering a demo to {out}", file=sys.stderr)
+        a.out, a.midi, a.samplerate, a.block = str(out), None, None, 1024
+        a.seconds = a.seconds or 8.0
+        code = cmd_render(a)
+        print(out, flush=True)
+        return code
+
+    from realtime.host import LiveHost
+    from realtime.render import Session
+    from realtime.status import StatusLine
+
+    au = preset.audio
+    device = devices.choose_output_device(au.device)
+    latency = au.latency if au.latency in ("low", "high") else float(au.latency)
+    virtual = a.virtual_midi or ("midi_in" if preset.midi.virtual else None)
+    midi = midi_in.open_input(preset.midi.port or None, virtual, preset.midi.api or None,
+                              client_name=f"{a.client_name}-midi", required=bool(preset.midi.port))
+    recorder = None
+    try:
+        session = Session.open(preset)
+        session.keep_log = False  # events go to the recorder, if any
+        if a.record:  # fails here, before any sound, if the path is not writable
+            from realtime.recorder import Recorder
+            from realtime.replay import manifest_for
+
+            recorder = Recorder(a.record)
+            recorder.manifest_base = {**manifest_for(session), "kind": "live"}
+    except BaseException:
+        if midi is not None:
+            midi.close()
+        raise
+    host = LiveHost(session, device=device, samplerate=au.samplerate or None, blocksize=au.blocksize,
+                    latency=latency, lead_ms=au.lead_ms, midi=midi, resample=au.resample,
+                    client_name=a.client_name, tee=recorder)
+    stopping: list[int] = []  # the handlers only append (no locks in a signal handler)
+    old = {sig: signal.signal(sig, lambda sig, _: stopping.append(sig)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            host.start()
+        except sd.PortAudioError as e:
+            raise devices.DeviceError(f"audio device: cannot open ({e}) "
+                                      f"(available: {devices.describe_outputs()})") from None
+        st = host.snapshot()
+        if not a.quiet:
+            print(f"wavenet-live: playing {preset.name!r} on {st.device} at {st.samplerate:.0f} Hz, "
+                  f"lead {st.lead_ms:.0f} ms; MIDI: {host.midi or 'none (no port found)'}; Ctrl-C stops",
+                  file=sys.stderr, flush=True)
+        deadline = time.monotonic() + a.seconds if a.seconds else None
+        with StatusLine(quiet=a.quiet) as status:
+            while not stopping:
+                time.sleep(0.25)
+                status.update(host.snapshot())
+                if host.error is not None or (deadline and time.monotonic() >= deadline):
+                    break
+    finally:
+        host.stop()
+        for sig, h in old.items():
+            signal.signal(sig, h)
+        if recorder is not None:
+            st = host.snapshot()
+            recorder.close({"underruns": st.underruns, "pa_underflows": st.pa_underflows,
+                            "recoveries": session.watchdog.total if session.watchdog else 0})
+    st = host.snapshot()
+    if recorder is not None:
+        if recorder.error:
+            print(f"wavenet-live: warning: {recorder.error}", file=sys.stderr)
+        print(f"wavenet-live: recorded {recorder.frames_written / st.samplerate:.1f} s to {recorder.path}"
+              + (f" ({recorder.frames_dropped} frames dropped)" if recorder.frames_dropped else ""),
+              file=sys.stderr, flush=True)
+        if a.plot:
+            from realtime.plot import plot_session
+
+            print(f"wavenet-live: plot {plot_session(recorder.path)}", file=sys.stderr, flush=True)
+    print(json.dumps({"seconds": round(st.seconds, 3), "samplerate": st.samplerate, "device": st.device,
+                      "frames": st.frames, "underruns": st.underruns, "pa_underflows": st.pa_underflows,
+                      "rtf": round(st.rtf, 3), "events": st.events, "midi": st.midi or None}), flush=True)
+    if host.error is not None:
+        print(f"wavenet-live: error: generator stopped: {host.error!r}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.priming import PrimeError
 
     try:
-        return {"render": cmd_render, "play": cmd_play}[a.command](a)
+        return {"render": cmd_render, "play": cmd_play, "replay": cmd_replay, "plot": cmd_plot,
+                "repair": cmd_repair}[a.command](a)
     except (ModelFileError, PresetError, MidiFileError, PrimeError, OSError, ValueError) as e:
         print(f"wavenet-live: error: {e}", file=sys.stderr)
         return 2

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .config import WaveNetConfig
+from .config import ConditioningSpec, WaveNetConfig
 
 FORMAT = "wavenet-live-model"
 VERSION = 1
@@ -114,16 +114,22 @@ def load_model(path: str | Path) -> ModelFile:
         header = json.loads(arrays.pop("header").tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFileError(f"model file {path}: corrupt header ({e})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ModelFileError(f"model file {path}: not a wavenet-live model (format {header.get('format')!r})"
-                             if isinstance(header, dict) else f"model file {path}: corrupt header")
+    if not isinstance(header, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+        raise ModelFileError(f"model file {path}: corrupt header (JSON {kind.get(type(header), 'null')}, "
+                             f"not an object)")
+    if header.get("format") != FORMAT:
+        raise ModelFileError(f"model file {path}: not a wavenet-live model (format {header.get('format')!r})")
     if header.get("version") != VERSION:
         raise ModelFileError(f"model file {path}: unknown version {header.get('version')!r} "
                              f"(this wavenet-live reads version {VERSION})")
+    _check_config_types(path, header.get("config"))
     try:
         cfg = WaveNetConfig.from_dict(header["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"model file {path}: bad config ({e})") from None
+    if not isinstance(header.get("metadata", {}), dict):
+        raise ModelFileError(f"model file {path}: metadata: expected a JSON object")
     weights = {k[2:]: v for k, v in arrays.items() if k.startswith("w/")}
     missing = [k for k in REQUIRED_WEIGHTS if k not in weights]
     if missing:
@@ -139,6 +145,31 @@ def load_model(path: str | Path) -> ModelFile:
                      header.get("metadata", {}), seed, path)
 
 
+def _check_config_types(path: Path, d: Any) -> None:
+    """JSON types of the config values (WaveNetConfig only checks some, and only by calling int() on them)."""
+    def check(where: str, d: Any, cls) -> None:
+        if not isinstance(d, dict):
+            raise ModelFileError(f"model file {path}: {where}: expected a JSON object, got {d!r}")
+        for f in fields(cls):
+            if f.name not in d or f.name == "conditioning":
+                continue
+            v = d[f.name]
+            if f.type == "int":
+                ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            elif f.type == "bool":
+                ok = isinstance(v, bool)
+            else:  # tuple[str, ...]
+                ok = isinstance(v, list) and all(isinstance(x, str) for x in v) and (v or f.name != "instruments")
+            if not ok:
+                want = {"int": "an int >= 0", "bool": "true or false"}.get(f.type, "a list of strings")
+                want += " (at least one)" if f.name == "instruments" else ""
+                raise ModelFileError(f"model file {path}: {where}.{f.name}: expected {want}, got {v!r}")
+
+    check("config", d, WaveNetConfig)
+    if "conditioning" in d:
+        check("config.conditioning", d["conditioning"], ConditioningSpec)
+
+
 def _check_shapes(path: Path, cfg: WaveNetConfig, w: dict[str, np.ndarray]) -> None:
     r, s, L, c = cfg.residual_channels, cfg.skip_channels, cfg.n_layers, cfg.conditioning
     expect = {
@@ -149,6 +180,8 @@ def _check_shapes(path: Path, cfg: WaveNetConfig, w: dict[str, np.ndarray]) -> N
         "instrument_embed": (c.n_instruments, c.instrument_dim),
     }
     for k, shape in expect.items():
+        if not (np.issubdtype(w[k].dtype, np.floating) or np.issubdtype(w[k].dtype, np.integer)):
+            raise ModelFileError(f"model file {path}: weight {k} has dtype {w[k].dtype}, need a real number type")
         if tuple(w[k].shape) != shape:
             raise ModelFileError(f"model file {path}: weight {k} has shape {tuple(w[k].shape)}, config needs {shape}")
         if not np.all(np.isfinite(w[k])):

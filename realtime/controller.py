@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .engine import Engine
-from .midi_parse import MidiParser
+from .midi_parse import _CHANNEL_LEN, MidiParser
 from .output_stage import OutputStage
 from .presets import Preset
 
@@ -63,7 +63,10 @@ class Controller:
         return events
 
     def apply(self, msg: list[int]) -> dict[str, Any] | None:
-        """Apply one complete MIDI message; None if it maps to nothing."""
+        """Apply one complete MIDI message; None if it maps to nothing or is malformed."""
+        msg = _as_message(msg)
+        if msg is None:
+            return None
         status = msg[0]
         kind, ch = status & 0xF0, (status & 0x0F) + 1
         if status >= 0xF0 or (self.preset.midi.channel and ch != self.preset.midi.channel):
@@ -127,6 +130,15 @@ class Controller:
         self.stage.set_targets(env=0.0)
         return {"param": "all_notes_off", "value": 0}
 
+    def recover(self) -> None:
+        """Watchdog recovery: re-prime from the seed bank (crossfaded), else restart from silence."""
+        if self.seedbank is not None and self.state.note is not None:
+            self._reprime()
+            return
+        e = self.engine
+        e.reprime(np.full(e.cfg.receptive_field, 128, np.uint8), self.crossfade)
+        self.state.reprimes += 1
+
     def _reprime(self) -> None:
         if self.seedbank is None:
             return
@@ -188,3 +200,20 @@ class Controller:
             s.glide_s = x * snd.max_glide_ms / 1000.0
             return {"param": "glide", "value": round(s.glide_s, 6)}
         raise ValueError(f"unknown parameter {param!r}")
+
+
+def _as_message(msg: Any) -> list[int] | None:
+    """``msg`` as a list of ints if it is a well-formed MIDI message (status 0x80-0xFF, a channel
+    message with its exact number of data bytes 0-127), else None."""
+    try:
+        m = list(msg)
+    except TypeError:  # not iterable
+        return None
+    if not m or not all(isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in m):
+        return None
+    m = [int(b) for b in m]
+    if not 0x80 <= m[0] <= 0xFF:
+        return None
+    if m[0] < 0xF0 and len(m) != 1 + _CHANNEL_LEN[m[0] & 0xF0]:
+        return None
+    return m if all(0 <= b <= 0x7F for b in m[1:]) else None

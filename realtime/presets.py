@@ -61,6 +61,7 @@ class AudioSection:
     blocksize: int = 256
     latency: str = "low"
     lead_ms: float = 40.0
+    resample: str = "hq"     # hq (soxr, ~15 ms, clean) | fast (cubic, ~0 ms, some imaging)
 
 
 @dataclass
@@ -226,6 +227,8 @@ def _validate(where, p: Preset) -> None:
         bad("audio.blocksize", "must be within 16-8192")
     if not 1 <= a.lead_ms <= 2000:
         bad("audio.lead_ms", "must be within 1-2000")
+    if a.resample not in ("hq", "fast"):
+        bad("audio.resample", f"{a.resample!r} is not hq or fast")
     if a.latency not in ("low", "high"):
         try:
             ok = math.isfinite(float(a.latency)) and float(a.latency) >= 0

@@ -46,8 +46,10 @@ class Recorder:
     """Tee sink that writes what the generator produced (device rate, mono float32) to disk."""
 
     def __init__(self, path: str | Path, audio_format: str = "wav", max_buffer_s: float = 30.0,
-                 flush_s: float = 0.25, min_free_bytes: int = 16 << 20) -> None:
+                 flush_s: float = 0.25, min_free_bytes: int = 16 << 20, synchronous: bool = False) -> None:
+        """``synchronous``: write in the caller's thread (offline renders, which must not drop)."""
         self.path = Path(path)
+        self.synchronous = synchronous
         self.audio_path, self.events_path, self.session_path = session_paths(path, audio_format)
         self.max_buffer_s, self.flush_s = max_buffer_s, flush_s
         self.min_free_bytes = min_free_bytes
@@ -57,6 +59,7 @@ class Recorder:
         self.events_written = 0
         self.error: str = ""
         self.manifest: dict[str, Any] = {}
+        self.manifest_base: dict[str, Any] = {}  # merged into the manifest at begin()
         self._events: collections.deque = collections.deque()
         self._ring: Ring | None = None
         self._sf = None
@@ -99,12 +102,13 @@ class Recorder:
                 self._events_fh = open(self.events_path, "w", buffering=1)
         except (OSError, RuntimeError) as e:
             raise RecordError(f"record {self.audio_path}: cannot open ({e})") from None
-        self.manifest = {**manifest, "audio": self.audio_path.name, "device_rate": self.samplerate,
+        self.manifest = {**self.manifest_base, **manifest, "audio": self.audio_path.name, "device_rate": self.samplerate,
                          "audio_subtype": subtype, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         self._write_manifest()
         self._running = True
-        self._thread = threading.Thread(target=self._run, name="wavenet-live-recorder", daemon=True)
-        self._thread.start()
+        if not self.synchronous:
+            self._thread = threading.Thread(target=self._run, name="wavenet-live-recorder", daemon=True)
+            self._thread.start()
 
     def close(self, stats: dict[str, Any] | None = None) -> None:
         """Drain everything, close the files, write the final manifest (idempotent)."""
@@ -137,9 +141,14 @@ class Recorder:
         """Copy a block into the record ring; frames that do not fit are counted as dropped."""
         if self._ring is None or not self._running:
             return
-        n = self._ring.write(block)
-        if n < len(block):
-            self.dropped_full += len(block) - n
+        pos = 0
+        while True:
+            pos += self._ring.write(block[pos:])
+            if pos == len(block) or not self.synchronous:
+                break
+            self._drain()  # offline: make room by writing now
+        if pos < len(block):
+            self.dropped_full += len(block) - pos
 
     def event(self, ev: dict[str, Any]) -> None:
         """Queue an applied control change for events.jsonl."""
@@ -219,3 +228,37 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, float) and not np.isfinite(x):
         return str(x)
     return x
+
+
+def repair_wav(path: str | Path) -> int:
+    """Fix the RIFF and data chunk sizes of a WAV cut short (e.g. a killed recorder); returns frames.
+
+    Only the size fields are rewritten, from the file's length; a torn last frame is dropped.
+    """
+    import struct
+
+    path = Path(path)
+    with open(path, "r+b") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            raise ValueError(f"repair {path}: not a RIFF/WAVE file")
+        size = path.stat().st_size
+        pos, block_align = 12, None
+        while pos + 8 <= size:
+            fh.seek(pos)
+            cid, clen = struct.unpack("<4sI", fh.read(8))
+            if cid == b"fmt ":
+                fmt = fh.read(16)
+                block_align = struct.unpack("<HHIIHH", fmt)[4]
+            if cid == b"data":
+                if not block_align:
+                    raise ValueError(f"repair {path}: data chunk before fmt chunk")
+                data_len = (size - pos - 8) // block_align * block_align
+                fh.seek(pos + 4)
+                fh.write(struct.pack("<I", data_len))
+                fh.seek(4)
+                fh.write(struct.pack("<I", pos + 8 + data_len - 8))
+                fh.truncate(pos + 8 + data_len)
+                return data_len // block_align
+            pos += 8 + clen + (clen & 1)
+    raise ValueError(f"repair {path}: no data chunk")

@@ -22,6 +22,26 @@ class SessionError(ValueError):
     """A session folder is missing files or holds something unusable."""
 
 
+def manifest_for(session: Session) -> dict[str, Any]:
+    """What a recorded take needs for replay: resolved preset, seed, model path and hash, versions."""
+    from dataclasses import asdict
+    from importlib import metadata
+
+    preset = asdict(session.preset)
+    preset.pop("path", None)
+    model_path = Path(session.model.path or session.preset.model_path()).resolve()
+    preset["model"]["path"] = str(model_path)
+    versions = {}
+    for pkg in ("wavenet-live", "numpy", "numba", "soxr", "soundfile", "sounddevice", "torch"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {"format": "wavenet-live-session", "version": 1, "preset": preset, "seed": session.preset.model.seed,
+            "engine": session.engine.name, "model": {"path": str(model_path), "sha256": model_bytes_hash(model_path)},
+            "model_rate": session.engine.sample_rate, "versions": versions}
+
+
 def read_session(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(manifest, events) of a session folder; SessionError naming the file on any problem."""
     folder = Path(folder)

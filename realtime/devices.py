@@ -1,0 +1,98 @@
+"""Audio devices: lazy ``sounddevice`` import, listing, and choosing an output device. Thread: main.
+
+PortAudio enumerates host APIs once, when it is initialised (``import
+sounddevice``); a JACK server started later stays invisible. So nothing
+here imports ``sounddevice`` at module level.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+_jack_name_keep: list[Any] = []  # the C string PortAudio keeps a pointer to
+open_streams = [0]  # streams open in this process (AudioOutput counts); PortAudio is not re-initialised then
+
+
+class DeviceError(ValueError):
+    """No such output device (the message is one line and lists what is available)."""
+
+
+def import_sounddevice(jack_client_name: str | None = None) -> ModuleType:
+    """Import ``sounddevice``; with ``jack_client_name``, name PortAudio's JACK client (re-initialises PortAudio).
+
+    Naming is skipped while a stream is open (the first name stays) and where
+    PortAudio has no JACK support.
+    """
+    import sounddevice as sd
+
+    if jack_client_name and not _jack_name_keep[-1:] == [jack_client_name] and not open_streams[0]:
+        try:
+            import cffi
+
+            ffi = cffi.FFI()
+            ffi.cdef("int PaJack_SetClientName(const char *name);")
+            lib = ffi.dlopen(sd._libname)
+            cname = ffi.new("char[]", jack_client_name.encode())
+            while sd._initialized:
+                sd._terminate()
+            lib.PaJack_SetClientName(cname)
+            _jack_name_keep[:] = [cname, lib, ffi, jack_client_name]
+            sd._initialize()
+        except (AttributeError, OSError, ImportError):  # no JACK in this PortAudio: keep the default name
+            if not sd._initialized:
+                sd._initialize()
+    return sd
+
+
+def output_devices() -> list[dict[str, Any]]:
+    """Devices with at least one output channel, each with ``index`` and ``hostapi_name``."""
+    sd = import_sounddevice()
+    apis = sd.query_hostapis()
+    out = []
+    for d in sd.query_devices():
+        if d["max_output_channels"] > 0:
+            out.append(dict(d, hostapi_name=apis[d["hostapi"]]["name"]))
+    return out
+
+
+def has_output_device() -> bool:
+    return bool(output_devices())
+
+
+def describe_outputs() -> str:
+    """One line: the output devices as ``[index] name (host API)``, or 'none'."""
+    devs = output_devices()
+    return "; ".join(f"[{d['index']}] {d['name']} ({d['hostapi_name']})" for d in devs) or "none"
+
+
+def list_devices_text() -> str:
+    """Every device, sounddevice-style (``>`` marks the default output, ``<`` the default input)."""
+    return str(import_sounddevice().query_devices())
+
+
+def choose_output_device(spec: str | int | None) -> int | None:
+    """Resolve ``spec`` (index, or a case-insensitive name substring; ''/None = default) to a device index.
+
+    Raises :class:`DeviceError` with the available outputs when nothing (or
+    more than one device) matches, or when there is no default output.
+    """
+    devs = output_devices()
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        sd = import_sounddevice()
+        default = sd.default.device[1]
+        if default is None or default < 0:
+            if not devs:
+                raise DeviceError("no audio output device (available outputs: none)")
+            return int(devs[0]["index"])
+        return None
+    text = str(spec).strip()
+    if text.lstrip("-").isdigit():
+        idx = int(text)
+        if any(d["index"] == idx for d in devs):
+            return idx
+        raise DeviceError(f"output device {idx}: no such output device (available: {describe_outputs()})")
+    hits = [d for d in devs if text.lower() in d["name"].lower()]
+    if len(hits) != 1:
+        why = "no output device matches" if not hits else "several output devices match"
+        raise DeviceError(f"output device {text!r}: {why} (available: {describe_outputs()})")
+    return int(hits[0]["index"])
