@@ -92,13 +92,16 @@ def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int,
     idx = rng.choice(len(notes), size=min(n_notes, len(notes)), replace=False)
     starts = [int(rng.integers(notes[i].onset, max(notes[i].onset + 1, notes[i].release))) for i in idx]
     out = {}
-    probes = {"eval_loss": {}, "pitch_shift_loss": {"pitch_shift": 7},
-              "instrument_swap_loss": {"instrument_map": lambda i: (i + 1) % max(1, n_instruments)}}
+    swap = {"instrument_map": lambda i: (i + 1) % max(1, n_instruments)}
+    # note-change crops (the history is another note): here only the conditioning tells the pitch
+    change = {"splice_prob": 1.0, "starts": None}
+    probes = {"eval_loss": {}, "pitch_shift_loss": {"pitch_shift": 7}, "instrument_swap_loss": swap,
+              "note_change_loss": change, "note_change_pitch_shift_loss": {**change, "pitch_shift": 7}}
     for name, kw in probes.items():
         losses = []
         for k in range(0, len(idx), 8):
-            b = make_batch(notes, idx[k:k + 8], sample_rate, context, window, np.random.default_rng(k),
-                           starts=starts[k:k + 8], **kw)
+            kw = {"starts": starts[k:k + 8], **kw}
+            b = make_batch(notes, idx[k:k + 8], sample_rate, context, window, np.random.default_rng(k), **kw)
             losses.append(float(batch_loss(model, b, device)) * len(b.pitch))
         out[name] = sum(losses) / len(idx)
     model.train()
@@ -117,7 +120,9 @@ def plot_history(history: list[dict], path: Path) -> None:
     if tr:
         ax.plot([h["hours"] for h in tr], [h["train_loss"] for h in tr], label="train (crops)", alpha=0.6)
     for key, lab in (("eval_loss", "eval"), ("pitch_shift_loss", "eval, pitch +7"),
-                     ("instrument_swap_loss", "eval, wrong instrument")):
+                     ("instrument_swap_loss", "eval, wrong instrument"), ("note_change_loss", "note change"),
+                     ("note_change_pitch_shift_loss", "note change, pitch +7")):
+        ev = [h for h in history if key in h]
         if ev:
             ax.plot([h["hours"] for h in ev], [h[key] for h in ev], marker="o", label=lab)
     ax.set_xlabel("training time (hours, one CPU core)")
