@@ -77,6 +77,7 @@ class HostStats:
     samplerate: float = 0.0
     device: str = ""
     midi: str = ""
+    recoveries: int = 0           # watchdog recoveries (collapse, blow-up)
     error: str = ""
 
 
@@ -216,6 +217,9 @@ class LiveHost:
             st.lead_ms = 1000.0 * self.lead_frames / self.rate
         if self._started_at:
             st.seconds = time.monotonic() - self._started_at
+        dog = getattr(self.session, "watchdog", None)
+        if dog is not None:
+            st.recoveries = dog.total
         ctl = getattr(self.session, "controller", None)
         if ctl is not None:
             cs = ctl.state

@@ -35,6 +35,8 @@ def format_status(st: HostStats) -> str:
         f"{st.instrument or '-'} {note_name(st.note)} T={temp}",
         f"MIDI {st.midi or 'none'}",
     ]
+    if st.recoveries:
+        parts.append(f"recoveries {st.recoveries}")
     if st.error:
         parts.append(f"ERROR {st.error}")
     return " | ".join(parts)
