@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -260,14 +261,20 @@ def cmd_play(a) -> int:
                 status.update(host.snapshot())
                 if host.error is not None or (deadline and time.monotonic() >= deadline):
                     break
+                if host.device_stalled(2.0):
+                    print("\nwavenet-live: error: the audio device stopped (no callbacks for 2 s: "
+                          "device unplugged or audio server gone); stopping", file=sys.stderr, flush=True)
+                    break
     finally:
-        host.stop()
+        host.stop_generator()
         for sig, h in old.items():
             signal.signal(sig, h)
-        if recorder is not None:
+        if recorder is not None:  # before the devices: a hung device must not cost the take
             st = host.snapshot()
             recorder.close({"underruns": st.underruns, "pa_underflows": st.pa_underflows,
-                            "recoveries": session.watchdog.total if session.watchdog else 0})
+                            "recoveries": session.watchdog.total if session.watchdog else 0,
+                            "device_lost": host.device_lost})
+        closed = host.close_devices(timeout=3.0)
     st = host.snapshot()
     if recorder is not None:
         if recorder.error:
@@ -285,7 +292,12 @@ def cmd_play(a) -> int:
     if host.error is not None:
         print(f"wavenet-live: error: generator stopped: {host.error!r}", file=sys.stderr)
         return 1
-    return 0
+    code = 3 if host.device_lost else 0
+    if not closed:  # PortAudio hangs on a dead device: everything is saved, leave without its atexit hook
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(code)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,6 +117,8 @@ class LiveHost:
         self._events = 0
         self._rtf = 0.0
         self._old_switch = sys.getswitchinterval()
+        self.device_lost = False
+        self._cb_seen, self._cb_time = -1, 0.0
 
     # ------------------------------------------------------------ main thread
     def start(self, prefill_timeout: float = 120.0) -> None:
@@ -163,17 +165,44 @@ class LiveHost:
 
     def stop(self) -> None:
         """Fade out, stop generating, join the thread, close the stream and MIDI (idempotent)."""
-        if self.output is not None and self.output.stream.active and self._running:
+        self.stop_generator()
+        self.close_devices()
+
+    def stop_generator(self) -> None:
+        """Fade out (if the device still runs), stop the generator thread and join it (idempotent)."""
+        if (self.output is not None and self._running and not self.device_lost
+                and not self.output.stream.closed and self.output.stream.active):
             time.sleep(self.output.fade_out())
         self._running = False
         if self._thread is not None:
             self._thread.join(timeout=10.0)
             self._thread = None
-        if self.output is not None:
-            self.output.stop()
-        if self.midi is not None:
-            self.midi.close()
+
+    def close_devices(self, timeout: float = 3.0) -> bool:
+        """Close the stream and MIDI; False if the device hung (gone) and was abandoned after ``timeout`` s."""
+        def close() -> None:
+            if self.output is not None:
+                self.output.stop()
+            if self.midi is not None:
+                self.midi.close()
+
+        t = threading.Thread(target=close, name="wavenet-live-close", daemon=True)
+        t.start()
+        t.join(timeout)
         sys.setswitchinterval(self._old_switch)
+        return not t.is_alive()
+
+    def device_stalled(self, seconds: float = 2.0) -> bool:
+        """Main thread: True once the audio callback has not run for ``seconds`` (device gone, server died)."""
+        if self.output is None or not self._started_at:
+            return False
+        n, now = int(self.output.stats[CALLBACKS]), time.monotonic()
+        if n != self._cb_seen:
+            self._cb_seen, self._cb_time = n, now
+            return False
+        if now - self._cb_time >= seconds or (not self.output.stream.closed and not self.output.stream.active):
+            self.device_lost = True
+        return self.device_lost
 
     def __enter__(self) -> "LiveHost":
         self.start()
