@@ -76,12 +76,14 @@ class MidiSection:
 
 @dataclass
 class WatchdogSection:
+    """Thresholds of the generation watchdog (realtime/watchdog.py)."""
+
     enabled: bool = True
     silence_db: float = -50.0
     silence_s: float = 0.4
     dc_max: float = 0.25
     dc_s: float = 0.3
-    flatness_max: float = 0.4
+    flatness_max: float = 0.4   # white noise measures ~0.56, tonal notes < 0.1
     noise_s: float = 0.6
     noise_ok: str = "drums"   # comma-separated instrument names exempt from the noise check
 

@@ -19,7 +19,7 @@ from .engine import Engine
 from .output_stage import OutputStage
 from .presets import Preset
 from .priming import prime_waveform
-from .watchdog import Watchdog, WatchdogConfig
+from .watchdog import Watchdog
 
 
 def make_engine(name: str, model: ModelFile, seed: int = 0, compute: str = "cpu") -> Engine:
@@ -67,9 +67,7 @@ class Session:
         rf = model.config.receptive_field
         engine.prime(prime_waveform(preset.model.prime, sr, rf, seed=preset.model.seed))
         stage = OutputStage(sr, release_s=preset.sound.release_ms / 1000.0)
-        w = preset.watchdog
-        dog = Watchdog(WatchdogConfig(w.enabled, w.silence_db, w.silence_s, w.dc_max, w.dc_s, w.flatness_max,
-                                      w.noise_s, tuple(x.strip() for x in w.noise_ok.split(",") if x.strip())), sr)
+        dog = Watchdog(preset.watchdog, sr)
         return cls(preset, model, engine, stage, Controller(engine, stage, preset), dog)
 
     def emit(self, ev: dict[str, Any]) -> dict[str, Any]:
@@ -100,7 +98,7 @@ class Session:
             ctl = self.controller
             inst = ctl.instruments[ctl.state.instrument]
             reason = self.watchdog.check(out, self.engine.nonfinite_count, ctl.state.note is not None,
-                                         inst in self.watchdog.cfg.noise_ok)
+                                         inst in self.watchdog.noise_ok)
             if reason is not None:
                 ctl.recover()
                 self.emit({"param": "recovery", "value": reason, "count": self.watchdog.total})

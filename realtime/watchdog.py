@@ -15,31 +15,21 @@ It is deterministic (no clocks), so a replayed take recovers at the same samples
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-
-@dataclass
-class WatchdogConfig:
-    enabled: bool = True
-    silence_db: float = -50.0
-    silence_s: float = 0.4
-    dc_max: float = 0.25
-    dc_s: float = 0.3
-    flatness_max: float = 0.4   # white noise measures ~0.56, tonal notes < 0.1
-    noise_s: float = 0.6
-    noise_ok: tuple[str, ...] = ("drums",)
-    hold_off_s: float = 0.15   # after a note-on or a recovery, give the network this long
-    window_s: float = 0.1
+from .presets import WatchdogSection
 
 
 class Watchdog:
     """Feed it every generated block; ``check`` returns a reason string when a recovery is due."""
 
-    def __init__(self, cfg: WatchdogConfig, sample_rate: int) -> None:
+    window_s = 0.1     # analysis window (seconds)
+    hold_off_s = 0.15  # after a note-on or a recovery, give the network this long
+
+    def __init__(self, cfg: WatchdogSection, sample_rate: int) -> None:
         self.cfg = cfg
-        self.n = max(64, int(cfg.window_s * sample_rate))
+        self.noise_ok = tuple(x.strip() for x in cfg.noise_ok.split(",") if x.strip())
+        self.n = max(64, int(self.window_s * sample_rate))
         self.sample_rate = sample_rate
         self.buf = np.zeros(self.n, np.float32)
         self.fill = 0
@@ -55,7 +45,7 @@ class Watchdog:
     def note_started(self) -> None:
         """A note-on or a recovery: restart the counters and wait ``hold_off_s``."""
         self.silent = self.dc = self.noisy = 0
-        self.hold_off = int(self.cfg.hold_off_s * self.sample_rate)
+        self.hold_off = int(self.hold_off_s * self.sample_rate)
 
     def check(self, block: np.ndarray, nonfinite_count: int, note_held: bool, noise_ok: bool) -> str | None:
         """Look at one output block (model rate, before the output stage). Returns a reason or None."""

@@ -17,8 +17,8 @@ import pytest
 import soundfile as sf
 
 from jack_server import JackCapture, wait_for_ports
-from test_host_jack import LiveProcess, _run
-from test_record_jack import keyboard, take_preset
+from test_host_jack import _run
+from test_record_jack import keyboard, start_take
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("stress-ng") is None, reason="needs stress-ng")]
@@ -30,8 +30,7 @@ def underruns_in(lines: list[str]) -> list[int]:
 
 def test_overload_is_survived_and_the_take_stays_gapless(jack_server, tmp_path):
     take = tmp_path / "take"
-    proc = LiveProcess(["--preset", str(take_preset(tmp_path, "load")), "--virtual-midi", "--midi-api", "jack",
-                        "--client-name", "wnl-load", "--record", str(take), "--seconds", "60"])
+    proc = start_take(tmp_path, "wnl-load", take)
     kbd = None
     try:
         proc.wait_for_line("playing", timeout=120)

@@ -52,10 +52,15 @@ def keyboard(client_name: str):
     return kbd, c
 
 
+def start_take(tmp_path, name: str, take) -> LiveProcess:
+    """run_live.py recording ``take`` with a virtual JACK MIDI input named ``name``-midi:midi_in."""
+    return LiveProcess(["--preset", str(take_preset(tmp_path, name)), "--virtual-midi", "--midi-api", "jack",
+                        "--client-name", name, "--record", str(take), "--seconds", "60"])
+
+
 def test_live_take_replays_exactly_and_logs_every_note(jack_server, tmp_path):
     take = tmp_path / "take"
-    proc = LiveProcess(["--preset", str(take_preset(tmp_path, "rec")), "--virtual-midi", "--midi-api", "jack",
-                        "--client-name", "wnl-rec", "--record", str(take), "--seconds", "60"])
+    proc = start_take(tmp_path, "wnl-rec", take)
     kbd = None
     try:
         proc.wait_for_line("playing", timeout=120)
@@ -100,8 +105,7 @@ def test_live_take_replays_exactly_and_logs_every_note(jack_server, tmp_path):
 
 def test_sigkill_loses_at_most_one_second(jack_server, tmp_path):
     take = tmp_path / "killed"
-    proc = LiveProcess(["--preset", str(take_preset(tmp_path, "kill")), "--virtual-midi", "--midi-api", "jack",
-                        "--client-name", "wnl-kill", "--record", str(take), "--seconds", "60"])
+    proc = start_take(tmp_path, "wnl-kill", take)
     kbd = None
     try:
         proc.wait_for_line("playing", timeout=120)

@@ -8,7 +8,8 @@ from models import mulaw
 from models.model_file import load_model
 from realtime.presets import load_preset
 from realtime.render import Session, render_timeline
-from realtime.watchdog import Watchdog, WatchdogConfig
+from realtime.presets import WatchdogSection
+from realtime.watchdog import Watchdog
 from wnl_testutil import small_model, write_preset
 
 SR = 16000
@@ -28,11 +29,11 @@ def sine(seconds: float, hz: float = 220.0, amp: float = 0.3) -> np.ndarray:
 
 
 def test_a_healthy_tone_is_left_alone():
-    assert feed(Watchdog(WatchdogConfig(), SR), sine(5.0)) == []
+    assert feed(Watchdog(WatchdogSection(), SR), sine(5.0)) == []
 
 
 def test_silence_while_held_is_caught_after_silence_s():
-    dog = Watchdog(WatchdogConfig(silence_s=0.4), SR)
+    dog = Watchdog(WatchdogSection(silence_s=0.4), SR)
     x = np.concatenate([sine(0.5), np.zeros(SR, np.float32)])
     reasons = feed(dog, x)
     assert reasons and reasons[0][1] == "silence"
@@ -41,22 +42,22 @@ def test_silence_while_held_is_caught_after_silence_s():
 
 
 def test_silence_without_a_note_is_fine():
-    assert feed(Watchdog(WatchdogConfig(), SR), np.zeros(2 * SR, np.float32), held=False) == []
+    assert feed(Watchdog(WatchdogSection(), SR), np.zeros(2 * SR, np.float32), held=False) == []
 
 
 def test_noise_is_caught_except_for_noise_instruments():
     noise = np.random.default_rng(0).uniform(-0.3, 0.3, 2 * SR).astype(np.float32)
-    assert feed(Watchdog(WatchdogConfig(), SR), noise)[0][1] == "noise"
-    assert feed(Watchdog(WatchdogConfig(), SR), noise, noise_ok=True) == []
+    assert feed(Watchdog(WatchdogSection(), SR), noise)[0][1] == "noise"
+    assert feed(Watchdog(WatchdogSection(), SR), noise, noise_ok=True) == []
 
 
 def test_dc_drift_is_caught_with_or_without_a_note():
     x = sine(1.0, amp=0.1) + np.float32(0.5)
-    assert feed(Watchdog(WatchdogConfig(), SR), x, held=False)[0][1] == "dc"
+    assert feed(Watchdog(WatchdogSection(), SR), x, held=False)[0][1] == "dc"
 
 
 def test_nonfinite_is_caught_at_once():
-    dog = Watchdog(WatchdogConfig(), SR)
+    dog = Watchdog(WatchdogSection(), SR)
     assert dog.check(np.zeros(10, np.float32), 1, False, False) == "nonfinite"
     assert dog.check(np.array([0.0, np.nan], np.float32), 1, False, False) == "nonfinite"
     assert dog.total == 2
