@@ -183,7 +183,7 @@ def write_sheet(path: str, model, data, generated, names, sr: int) -> None:
             ax.set_title(f"{names[key[0]]} MIDI {key[1]}: {title}", fontsize=9)
             ax.set_ylim(0, 4000)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=55)
     plt.close(fig)
 
 

@@ -69,11 +69,25 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
     if last:
         lines.append("- Last eval: " + ", ".join(f"{k} {v:.3f}" for k, v in last.items()
                                                    if isinstance(v, float) and k != "hours"))
-    lines += ["", "## Evaluator", ""]
-    if ev is None:
-        lines.append("Not yet evaluated (`python -m models.evaluate --model model.npz --json > eval.json`).")
+    lines += ["", "## Quality against training time", "",
+              "`python -m models.evaluate --log models/default/eval_history.jsonl` after each hour of training "
+              "(`--quick`: 3 pitches per instrument, 10 s stability); pitch with the preset's seed-bank "
+              "re-priming / without; timbre = 1-NN instrument accuracy on generated notes.", ""]
+    hist_path = out_dir / "eval_history.jsonl"
+    rows = [json.loads(x) for x in hist_path.read_text().splitlines() if x.strip()] if hist_path.is_file() else []
+    if rows:
+        lines += ["| hours | steps | quick | pitch median cents (seed / none) | within 50 c (seed / none) "
+                  "| timbre acc | silent windows | noise-like (tonal) |", "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            ps, pn = r.get("pitch_preset", {}), r.get("pitch_no_seedbank", {})
+            st = r.get("stability", {})
+            lines.append(f"| {r.get('hours') or 0:.2f} | {r.get('steps')} | {r.get('quick')} "
+                         f"| {ps.get('median_abs_cents')} / {pn.get('median_abs_cents')} "
+                         f"| {ps.get('within_50_cents')} / {pn.get('within_50_cents')} "
+                         f"| {r.get('timbre', {}).get('accuracy_generated')} | {st.get('silent_fraction')} "
+                         f"| {st.get('noise_like_fraction_tonal')} |")
     else:
-        lines.append("```json")
-        lines.append(json.dumps(ev, indent=2))
-        lines.append("```")
+        lines.append("Not yet evaluated.")
+    if ev is not None:
+        lines += ["", "## Last full evaluation", "", "```json", json.dumps(ev, indent=2), "```"]
     (out_dir / "MODEL.md").write_text("\n".join(lines) + "\n")

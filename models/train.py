@@ -236,7 +236,9 @@ def train(a) -> int:
         torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "step": step, "elapsed_s": elapsed, "history": history}, str(ckpt_path) + ".tmp")
         os.replace(str(ckpt_path) + ".tmp", ckpt_path)
-        export_model(model, ds, out, {"steps": step, "hours": elapsed / 3600, "history": history[-1:]})
+        last_eval = [h for h in history if "eval_loss" in h][-1:]
+        export_model(model, ds, out, {"steps": step, "hours": elapsed / 3600, "history": last_eval,
+                                      "train_loss": ema})
         plot_history(history, out / "loss.png")
 
     while True:
