@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="PATH",
                    help="record: PATH.wav/.flac is the audio only, any other PATH a session folder")
     p.add_argument("--plot", action="store_true", help="with --record: write a PNG of the take at the end")
+    p.add_argument("--learn", choices=("temperature", "morph", "gain", "glide"), metavar="PARAM",
+                   help="MIDI learn: bind the next CC that moves to PARAM (temperature, morph, gain, glide) "
+                        "and write it into the preset (--preset, else presets/user.toml)")
     p.add_argument("--list-midi", action="store_true", help="list MIDI input ports and exit")
     p.add_argument("-m", "--midi-port", help="MIDI input port: number or name substring")
     p.add_argument("--virtual-midi", nargs="?", const="midi_in", metavar="NAME",
@@ -254,6 +257,9 @@ def cmd_play(a) -> int:
             print(f"wavenet-live: playing {preset.name!r} on {st.device} at {st.samplerate:.0f} Hz, "
                   f"lead {st.lead_ms:.0f} ms; MIDI: {host.midi or 'none (no port found)'}; Ctrl-C stops",
                   file=sys.stderr, flush=True)
+        if a.learn:
+            session.controller.learn = a.learn
+            print(f"wavenet-live: MIDI learn: move the control to use for {a.learn}", file=sys.stderr, flush=True)
         deadline = time.monotonic() + a.seconds if a.seconds else None
         with StatusLine(quiet=a.quiet) as status:
             while not stopping:
@@ -261,6 +267,15 @@ def cmd_play(a) -> int:
                 status.update(host.snapshot())
                 if host.error is not None or (deadline and time.monotonic() >= deadline):
                     break
+                if a.learn and session.controller.learned is not None:
+                    from realtime.learn import save_binding
+                    from realtime.presets import DEFAULT_PRESET, PRESET_DIR
+
+                    cc, param = session.controller.learned
+                    target = Path(a.preset) if a.preset else PRESET_DIR / "user.toml"
+                    save_binding(target, cc, param, source=DEFAULT_PRESET)
+                    print(f"\nwavenet-live: learned CC {cc} -> {param}; saved in {target}", file=sys.stderr, flush=True)
+                    a.learn = None
                 if host.device_stalled(2.0):
                     print("\nwavenet-live: error: the audio device stopped (no callbacks for 2 s: "
                           "device unplugged or audio server gone); stopping", file=sys.stderr, flush=True)

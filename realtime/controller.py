@@ -45,6 +45,8 @@ class Controller:
                                   glide_s=snd.glide_ms / 1000.0)
         self.morph_to = self.instruments.index(snd.morph_to) if snd.morph_to else None
         self.parser = MidiParser()
+        self.learn: str | None = None                  # parameter waiting for MIDI learn
+        self.learned: tuple[int, str] | None = None    # (cc, parameter) once learned
         self.seedbank = engine.model.seedbank
         self.crossfade = int(preset.model.reprime_crossfade_ms / 1000.0 * engine.sample_rate)
         self.smooth = max(1, int(0.01 * engine.sample_rate))  # 10 ms for morph changes
@@ -174,6 +176,11 @@ class Controller:
     def control_change(self, cc: int, value: int) -> dict[str, Any] | None:
         if cc in (120, 123):
             return self.all_notes_off()
+        if self.learn is not None:  # MIDI learn: the first CC that moves is bound to the parameter
+            for old in [k for k, v in self.preset.midi.cc.items() if v == self.learn]:
+                del self.preset.midi.cc[old]
+            self.preset.midi.cc[cc] = self.learn
+            self.learned, self.learn = (cc, self.learn), None
         param = self.preset.midi.cc.get(cc)
         if param is None:
             return None
