@@ -1,21 +1,35 @@
-"""Benchmark the engines: samples/s, real-time factor, ratios.
+"""Benchmark the engines: samples/s, real-time factors, GFLOP/s, GB/s, fraction of FMA peak, polyphony.
 
     python -m realtime.bench [--json] [--runs 3] [--configs r32s64l20,r64s128l20]
+                             [--engines numba,numba-int8,numba-bf16,torchscript,eager]
+                             [--voices 1,2,4,8,16] [--threads 1,2] [--poly-precisions fp32,int8]
 
-Same random weights for every engine; single thread (torch.set_num_threads(1),
-Numba kernels are single-threaded); medians of ``--runs`` timed runs after a
-warm-up. The eager baseline is the textbook incremental PyTorch loop: per-layer
-input buffers and one forward per sample. The output notes whether a training
-run was active on the other core (the machine has two).
+Same random weights for every engine; medians of ``--runs`` timed runs after a
+warm-up. Single-voice rows run on one thread (torch.set_num_threads(1), the
+Numba kernels are single-threaded), pinned to one CPU of the process's
+affinity; the two-thread polyphony rows use two CPUs when the affinity allows
+(``cpus`` in the output says how many there were). The eager baseline is the
+textbook incremental PyTorch loop: per-layer input buffers and one forward per
+sample.
+
+Derived figures: GFLOP/s = 2 x the config's multiply-accumulates per sample
+(``WaveNetConfig.macs_per_sample``, relu-skipped head rows counted) x samples/s;
+GB/s = weight bytes read per sample (at the engine's precision; once per step
+for all voices of a batch) x steps/s; ``peak_fraction`` = GFLOP/s over this
+core's FMA peak, measured here with a small Numba FMA kernel (256-bit vectors,
+the width Numba's LLVM uses on this CPU) — times the thread count for the
+two-thread rows. The output notes whether a training run was active (it
+shares the machine).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,6 +38,8 @@ CONFIGS = {
     "r64s128l20": (64, 128, 10, 2),
     "r16s32l16": (16, 32, 8, 2),
 }
+RATES = (16000, 22050, 24000, 44100)
+PRECISION_ENGINES = {"numba": "fp32", "numba-int8": "int8", "numba-bf16": "bf16"}
 
 
 @dataclass
@@ -32,10 +48,12 @@ class Result:
     engine: str
     samples_per_s: float
     runs: list[float]
+    extra: dict = field(default_factory=dict)
 
     def row(self) -> dict:
         return {"config": self.config, "engine": self.engine, "samples_per_s": round(self.samples_per_s, 1),
-                "rtf_16k": round(self.samples_per_s / 16000.0, 4), "runs": [round(r, 1) for r in self.runs]}
+                "rtf_16k": round(self.samples_per_s / 16000.0, 4), "runs": [round(r, 1) for r in self.runs],
+                **self.extra}
 
 
 def training_running() -> bool:
@@ -55,6 +73,61 @@ def _median_rate(fn, n: int, runs: int) -> tuple[float, list[float]]:
         fn(n)
         rates.append(n / (time.perf_counter() - t0))
     return statistics.median(rates), rates
+
+
+def _calibrated_n(fn, seconds: float, lo: int = 64) -> int:
+    """How many steps of ``fn`` take about ``seconds`` (after a warm-up call)."""
+    fn(lo)
+    t0 = time.perf_counter()
+    fn(lo)
+    rate = lo / max(time.perf_counter() - t0, 1e-9)
+    return max(lo, int(rate * seconds))
+
+
+# ------------------------------------------------------------------ FMA peak
+def fma_peak_gflops(seconds: float = 0.3) -> float:
+    """This core's float32 FMA throughput as Numba code reaches it (GFLOP/s, best of 3).
+
+    128 independent accumulators (16 vector registers) updated by FMA in a loop with no
+    memory traffic: LLVM unrolls the inner loop and keeps the accumulators in registers.
+    """
+    from numba import njit
+
+    @njit(nogil=True, fastmath=True, cache=True)
+    def fma_loop(n, acc, a, b):
+        for _ in range(n):
+            for k in range(128):
+                acc[k] = acc[k] * a + b
+        return acc[0]
+
+    acc = np.ones(128, np.float32)
+    a, b = np.float32(0.999), np.float32(0.001)
+    fma_loop(1000, acc, a, b)
+    n = 100_000
+    t0 = time.perf_counter()
+    fma_loop(n, acc, a, b)
+    n = max(n, int(n * seconds / 3 / max(time.perf_counter() - t0, 1e-9)))
+    best = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fma_loop(n, acc, a, b)
+        best = max(best, n * 128 * 2 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+# ------------------------------------------------------------------ CPU placement
+def _affinity() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def _pin(cpus: list[int]) -> None:
+    try:
+        os.sched_setaffinity(0, set(cpus))
+    except (AttributeError, OSError):
+        pass
 
 
 class EagerIncremental:
@@ -93,41 +166,136 @@ class EagerIncremental:
                 self.x = torch.multinomial(p, 1, generator=self.gen).view(1, 1)
 
 
-def bench_config(name: str, runs: int, engines: list[str], seconds: float) -> list[Result]:
+def _derived(cfg, samples_per_s: float, steps_per_s: float, weight_bytes: int, peak: float, threads: int = 1) -> dict:
+    flops = 2 * cfg.macs_per_sample()
+    gflops = flops * samples_per_s / 1e9
+    return {"rtf": {str(r): round(steps_per_s / r, 4) for r in RATES},
+            "flops_per_sample": flops, "gflops": round(gflops, 2),
+            "weight_bytes_per_step": int(weight_bytes), "gbytes_per_s": round(weight_bytes * steps_per_s / 1e9, 2),
+            "peak_fraction": round(gflops / (peak * threads), 3) if peak > 0 else None}
+
+
+def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak: float = 0.0) -> list[Result]:
     import torch
 
     from models.config import WaveNetConfig
     from models.model_file import random_model
     from models.wavenet import WaveNet, import_weights
 
-    from .numba_engine import NumbaEngine
+    from .numba_engine import NumbaEngine, logit_error
     from .torch_engine import TorchScriptEngine
 
     torch.set_num_threads(1)
     r, s, lps, st = CONFIGS[name]
     cfg = WaveNetConfig(r, s, lps, st)
     model = random_model(cfg, seed=0)
+    fp32_bytes = None
     results = []
     for engine in engines:
-        if engine == "numba":
-            e = NumbaEngine(model, seed=0)
+        extra: dict = {}
+        if engine in PRECISION_ENGINES:
+            e = NumbaEngine(model, seed=0, precision=PRECISION_ENGINES[engine])
             e.set_note(gate=1.0, pitch=60)
             n = int(16000 * seconds)
             fn = e.generate
+            wbytes = e.weight_bytes_per_sample
+            if engine != "numba":
+                extra["max_logit_err"] = round(logit_error(model, PRECISION_ENGINES[engine], n=1000), 4)
         elif engine == "torchscript":
             e = TorchScriptEngine(model, seed=0, device="cpu")
             n = 400
             fn = e.generate
+            wbytes = None
         elif engine == "eager":
             net = import_weights(WaveNet(cfg), model.weights)
             eager = EagerIncremental(net)
             n = 150
             fn = eager.generate
+            wbytes = None
         else:
             raise ValueError(engine)
         rate, all_rates = _median_rate(fn, n, runs)
-        results.append(Result(name, engine, rate, all_rates))
+        if wbytes is None:  # the float32 engines read the float32 weights
+            if fp32_bytes is None:
+                fp32_bytes = NumbaEngine(model, seed=0).weight_bytes_per_sample
+            wbytes = fp32_bytes
+        extra.update(_derived(cfg, rate, rate, wbytes, peak))
+        results.append(Result(name, engine, rate, all_rates, extra))
     return results
+
+
+def bench_poly(name: str, runs: int, precisions: list[str], voices: list[int], threads: list[int],
+               seconds: float, peak: float, cpus: list[int], parallel: list[str]) -> list[dict]:
+    """Polyphony scaling: voices vs steps/s (= samples/s of each voice), per precision and thread count.
+
+    threads=1 runs pinned to the first CPU; threads=2 ("threads") pins the calling thread to the first
+    and the worker to the second CPU; "prange" lets Numba's two threads use both.
+    """
+    from models.config import WaveNetConfig
+    from models.model_file import random_model
+
+    from .poly_engine import PolyEngine
+
+    r, s, lps, st = CONFIGS[name]
+    cfg = WaveNetConfig(r, s, lps, st)
+    model = random_model(cfg, seed=0)
+    rows = []
+    for prec in precisions:
+        for th in threads:
+            for mode in (parallel if th > 1 and prec == precisions[0] else ["threads"]):
+                _pin(cpus[:2] if th > 1 and mode == "prange" else cpus[:1])
+                worker_cpu = cpus[1] if th > 1 and mode == "threads" and len(cpus) > 1 else None
+                for v in voices:
+                    if th > v:
+                        continue
+                    p = PolyEngine(model, voices=v, seed=0, precision=prec, threads=th, parallel=mode,
+                                   max_block=512, worker_cpu=worker_cpu)
+                    for k in range(v):
+                        p.set_note(k, gate=1.0, pitch=48 + 3 * k)
+                        p.set_conditioning(k, pitch=48 + 3 * k)
+                    n = _calibrated_n(p.generate, seconds)
+                    p.group_seconds[:] = [0.0, 0.0]
+                    t0 = time.perf_counter()
+                    rate, all_rates = _median_rate(p.generate, n, runs)
+                    wall = time.perf_counter() - t0
+                    p.close()
+                    row = {"config": name, "engine": f"poly-{prec}", "precision": prec, "voices": v, "threads": th,
+                           "parallel": mode if th > 1 else None, "cpus": min(th, len(cpus)),
+                           "steps_per_s": round(rate, 1), "samples_per_s": round(rate * v, 1),
+                           "rtf_16k": round(rate / 16000.0, 4), "runs": [round(x, 1) for x in all_rates]}
+                    if th > 1 and mode == "threads":  # how busy each thread was, and the balanced split
+                        row["thread_busy"] = [round(x / wall, 2) for x in p.group_seconds]
+                        row["share_thread0"] = round(p.share, 2)
+                    row.update(_derived(cfg, rate * v, rate, p.weight_bytes_per_sample, peak, th))
+                    rows.append(row)
+    _pin(cpus[:1])
+    return rows
+
+
+def trained_model_check(path: str) -> dict:
+    """int8/bf16 logit errors (2000 samples, teacher-forced) and choose_engine() on a trained model file."""
+    from models.model_file import load_model
+
+    from .numba_engine import choose_engine, logit_error
+
+    model = load_model(path)
+    chosen, why = choose_engine(model)
+    return {"config": f"model {path}", "auto_engine": chosen, "reason": why,
+            "max_logit_err": {p: round(logit_error(model, p, n=2000), 4) for p in ("int8", "bf16")}}
+
+
+def poly_summary(rows: list[dict]) -> list[dict]:
+    """Per config/precision/threads: most voices measured in real time at 16 kHz, and the capacity estimate."""
+    out = {}
+    for r in rows:
+        key = (r["config"], r["precision"], r["threads"], r["parallel"])
+        s = out.setdefault(key, {"config": r["config"], "summary": "polyphony", "precision": r["precision"],
+                                 "threads": r["threads"], "parallel": r["parallel"], "cpus": r["cpus"],
+                                 "voices_realtime_16k": 0, "capacity_voices_16k": 0.0})
+        if r["steps_per_s"] >= 16000:
+            s["voices_realtime_16k"] = max(s["voices_realtime_16k"], r["voices"])
+        s["capacity_voices_16k"] = round(max(s["capacity_voices_16k"], r["samples_per_s"] / 16000.0), 2)
+    return list(out.values())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,36 +303,96 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per measurement (median reported)")
     ap.add_argument("--configs", default="r32s64l20,r64s128l20")
-    ap.add_argument("--engines", default="numba,torchscript,eager")
-    ap.add_argument("--seconds", type=float, default=2.0, help="audio seconds per Numba run")
+    ap.add_argument("--engines", default="numba,numba-int8,numba-bf16,torchscript,eager")
+    ap.add_argument("--seconds", type=float, default=1.0, help="audio seconds per single-voice Numba run")
+    ap.add_argument("--voices", default="1,2,4,8,16", help="polyphony: voice counts ('' to skip)")
+    ap.add_argument("--threads", default="1,2", help="polyphony: thread counts")
+    ap.add_argument("--poly-precisions", default="fp32,bf16,int8",
+                    help="polyphony precisions (the 'prange' comparison runs for the first only)")
+    ap.add_argument("--poly-seconds", type=float, default=0.25, help="wall seconds per polyphony run")
+    ap.add_argument("--parallel", default="threads,prange",
+                    help="how threads=2 runs the two voice groups: threads (a worker thread), prange (Numba)")
+    ap.add_argument("--no-auto", action="store_true", help="skip choose_engine() per config")
+    ap.add_argument("--model", default="models/default/model.npz",
+                    help="a trained model to check int8/bf16 logit errors and choose_engine() on ('' to skip)")
     a = ap.parse_args(argv)
     busy = training_running()
-    engines = a.engines.split(",")
-    rows, ratios = [], []
+    cpus = _affinity()
+    _pin(cpus[:1])
+    peak = fma_peak_gflops()
+    engines = [e for e in a.engines.split(",") if e]
+    voices = [int(v) for v in a.voices.split(",") if v]
+    threads = [int(t) for t in a.threads.split(",") if t]
+    rows, ratios, poly, autos = [], [], [], []
     for name in a.configs.split(","):
         if name not in CONFIGS:
             raise SystemExit(f"unknown config {name!r} (known: {', '.join(CONFIGS)})")
-        res = {x.engine: x for x in bench_config(name, a.runs, engines, a.seconds)}
+        res = {x.engine: x for x in bench_config(name, a.runs, engines, a.seconds, peak)}
         rows += [x.row() for x in res.values()]
         if "numba" in res:
             ratio = {"config": name, "training_running": busy}
             for other in ("eager", "torchscript"):
                 if other in res:
                     ratio[f"numba_over_{other}"] = round(res["numba"].samples_per_s / res[other].samples_per_s, 1)
+            for e, p in PRECISION_ENGINES.items():
+                if e != "numba" and e in res:
+                    ratio[f"{p}_over_fp32"] = round(res[e].samples_per_s / res["numba"].samples_per_s, 2)
             ratios.append(ratio)
+        if voices:
+            poly += bench_poly(name, a.runs, a.poly_precisions.split(","), voices, threads, a.poly_seconds, peak,
+                               cpus, a.parallel.split(","))
+        if not a.no_auto:
+            from models.config import WaveNetConfig
+            from models.model_file import random_model
+
+            from .numba_engine import choose_engine
+
+            chosen, why = choose_engine(random_model(WaveNetConfig(*CONFIGS[name]), seed=0))
+            autos.append({"config": name, "auto_engine": chosen, "reason": why})
+    if a.model and os.path.isfile(a.model) and not a.no_auto:
+        autos.append(trained_model_check(a.model))
+    summary = poly_summary(poly)
+    meta = {"fma_peak_gflops": round(peak, 1), "cpus": len(cpus), "training_running": busy}
     if a.json:
-        for row in rows:
+        print(json.dumps(meta))
+        for row in rows + poly:
             print(json.dumps({**row, "training_running": busy}))
-        for r in ratios:
+        for r in ratios + summary + autos:
             print(json.dumps(r))
-    else:
-        print(f"single thread, median of {a.runs} runs" + (" (a training run was using the other core)" if busy else ""))
-        print(f"{'config':<12} {'engine':<12} {'samples/s':>11} {'x real time @16k':>17}")
-        for row in rows:
-            print(f"{row['config']:<12} {row['engine']:<12} {row['samples_per_s']:>11,.0f} {row['rtf_16k']:>17.3f}")
-        for r in ratios:
-            print(f"{r['config']}: " + ", ".join(f"{k.replace('_over_', '/')} {v}x" for k, v in r.items()
-                                                if k.startswith("numba_")))
+        return 0
+    print(f"median of {a.runs} runs; FMA peak {peak:.1f} GFLOP/s per core (Numba, 256-bit); {len(cpus)} CPU(s) "
+          "available" + ("; a training run was using the machine" if busy else ""))
+    rtf_heads = " ".join(f"{'RTF@' + str(r / 1000):>9}" for r in RATES)
+    print(f"\n{'config':<12} {'engine':<12} {'samples/s':>10} {rtf_heads} {'GFLOP/s':>8} {'GB/s':>6} {'peak':>6} "
+          f"{'logit err':>9}")
+    for row in rows:
+        err = row.get("max_logit_err")
+        print(f"{row['config']:<12} {row['engine']:<12} {row['samples_per_s']:>10,.0f} "
+              + " ".join(f"{row['rtf'][str(r)]:>9.3f}" for r in RATES)
+              + f" {row['gflops']:>8.1f} {row['gbytes_per_s']:>6.1f} {row['peak_fraction']:>6.1%}"
+              + (f" {err:>9.3g}" if err is not None else ""))
+    for r in ratios:
+        print(f"{r['config']}: " + ", ".join(f"{k.replace('_over_', '/')} {v}x" for k, v in r.items()
+                                            if "_over_" in k))
+    if poly:
+        print("\npolyphony (samples/s per voice = steps/s; peak = of threads x one core's FMA peak)"
+              f"\n{'config':<12} {'engine':<11} {'threads':<9} {'voices':>6} {'steps/s':>9} {'voice-samples/s':>16} "
+              f"{'RTF/voice@16k':>13} {'GFLOP/s':>8} {'GB/s':>6} {'peak':>6}  thread busy")
+        for row in poly:
+            thr = f"{row['threads']}" + (f" {row['parallel']}" if row["parallel"] else "")
+            busy_s = (" " + "/".join(f"{x:.0%}" for x in row["thread_busy"]) + f" share {row['share_thread0']:.2f}"
+                      if "thread_busy" in row else "")
+            print(f"{row['config']:<12} {row['engine']:<11} {thr:<9} {row['voices']:>6} "
+                  f"{row['steps_per_s']:>9,.0f} {row['samples_per_s']:>16,.0f} {row['rtf_16k']:>13.2f} "
+                  f"{row['gflops']:>8.1f} {row['gbytes_per_s']:>6.1f} {row['peak_fraction']:>6.1%} {busy_s}")
+        for s in summary:
+            par = f" {s['parallel']}" if s["parallel"] else ""
+            print(f"{s['config']} {s['precision']} threads={s['threads']}{par} (cpus {s['cpus']}): "
+                  f"{s['voices_realtime_16k']} voices measured in real time at 16 kHz; capacity "
+                  f"~{s['capacity_voices_16k']} voices (best voice-samples/s / 16000)")
+    for x in autos:
+        errs = "".join(f"; max logit error {p} {e:.3g}" for p, e in x.get("max_logit_err", {}).items())
+        print(f"auto ({x['config']}): {x['reason']}{errs}")
     return 0
 
 

@@ -15,13 +15,37 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from models import local_cond, mulaw
-from models.config import LOCAL_CHANNELS
+from models.config import LOCAL_CHANNELS, WaveNetConfig
 from models.model_file import ModelFile
 
 from . import priming
 
 #: ints[] layout: next input class, glide samples left, non-finite logit count
 INT_NEXT, INT_GLIDE, INT_BAD = 0, 1, 2
+
+#: the per-voice generation state, as attributes of an :class:`Engine` (see :func:`allocate_state`)
+STATE_ARRAYS = ("queues", "q_pos", "bias", "bias_target", "bias_step", "ints", "temperature", "ctrl")
+
+
+def allocate_state(cfg: WaveNetConfig, voices: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """Zeroed state arrays of one engine; with ``voices=(N,)`` each gets a leading voice axis.
+
+    queues (sum(d), R) float32 layer input histories; q_pos (L,) ring positions; bias,
+    bias_target, bias_step (L, 2R) float32 per-layer bias (conditioning folded in) and its glide;
+    ints (3,) (see INT_*); temperature (1,) float64; ctrl (local_cond.STATE_SIZE,) float64.
+    """
+    r, L = cfg.residual_channels, cfg.n_layers
+    f32 = np.float32
+    return {
+        "queues": np.zeros(voices + (int(sum(cfg.dilations)), r), f32),
+        "q_pos": np.zeros(voices + (L,), np.int64),
+        "bias": np.zeros(voices + (L, 2 * r), f32),
+        "bias_target": np.zeros(voices + (L, 2 * r), f32),
+        "bias_step": np.zeros(voices + (L, 2 * r), f32),
+        "ints": np.zeros(voices + (3,), np.int64),
+        "temperature": np.ones(voices + (1,), np.float64),
+        "ctrl": np.zeros(voices + (local_cond.STATE_SIZE,), np.float64),
+    }
 
 
 class Engine(ABC):
@@ -30,25 +54,23 @@ class Engine(ABC):
     name = "base"
 
     def __init__(self, model: ModelFile, seed: int = 0, max_block: int = 4096,
-                 attack_s: float = 0.002, release_s: float = 0.05) -> None:
+                 attack_s: float = 0.002, release_s: float = 0.05,
+                 state: dict[str, np.ndarray] | None = None) -> None:
+        """``state``: the arrays of :func:`allocate_state` to use (e.g. one voice's views into a
+        batch, see :class:`realtime.poly_engine.PolyEngine`); by default the engine allocates its own."""
         self.model = model
         self.cfg = cfg = model.config
         self.sample_rate: int = cfg.sample_rate
         self.max_block = int(max_block)
         w = model.weights
         self.w = w
-        r, s, L = cfg.residual_channels, cfg.skip_channels, cfg.n_layers
         self.dilations = np.asarray(cfg.dilations, dtype=np.int64)
         self.q_off = np.concatenate(([0], np.cumsum(self.dilations)[:-1])).astype(np.int64)
-        self.queues = np.zeros((int(self.dilations.sum()), r), np.float32)
-        self.q_pos = np.zeros(L, np.int64)
-        self.bias = np.empty((L, 2 * r), np.float32)
-        self.bias_target = np.empty((L, 2 * r), np.float32)
-        self.bias_step = np.zeros((L, 2 * r), np.float32)
-        self.ints = np.zeros(3, np.int64)
-        self.temperature = np.ones(1, np.float64)
+        st = allocate_state(cfg) if state is None else state
+        for name in STATE_ARRAYS:
+            setattr(self, name, st[name])
         self.loc_idx = np.asarray([LOCAL_CHANNELS.index(c) for c in cfg.conditioning.local], np.int64)
-        self.ctrl = local_cond.new_state(60.0, self.sample_rate, attack_s, release_s)
+        self.ctrl[:] = local_cond.new_state(60.0, self.sample_rate, attack_s, release_s)
         self._ctrl_rest = self.ctrl.copy()
         self._uniforms = np.empty(self.max_block, np.float64)
         self._empty_forced = np.zeros(0, np.int64)
@@ -193,6 +215,12 @@ class Engine(ABC):
         if out is None:
             out = np.empty(n, np.float32)
         self._generate_raw(out[:n])
+        self._apply_crossfade(out[:n])
+        return out[:n]
+
+    def _apply_crossfade(self, out: np.ndarray) -> None:
+        """Fade the freshly generated ``out`` in over a pending reprime crossfade tail."""
+        n = len(out)
         k = len(self._xfade_old) - self._xfade_pos
         if k > 0:
             m = min(k, n)
@@ -200,7 +228,6 @@ class Engine(ABC):
             fade = (pos + 1.0) / (len(self._xfade_old) + 1.0)
             out[:m] = fade * out[:m] + (1.0 - fade) * self._xfade_old[self._xfade_pos:self._xfade_pos + m]
             self._xfade_pos += m
-        return out[:n]
 
     def _generate_raw(self, out: np.ndarray) -> None:
         n = len(out)

@@ -78,6 +78,7 @@ class HostStats:
     device: str = ""
     midi: str = ""
     recoveries: int = 0           # watchdog recoveries (collapse, blow-up)
+    warning: str = ""             # e.g. the recorder stopped writing (disk full); playback goes on
     error: str = ""
 
 
@@ -246,6 +247,8 @@ class LiveHost:
             st.lead_ms = 1000.0 * self.lead_frames / self.rate
         if self._started_at:
             st.seconds = time.monotonic() - self._started_at
+        st.warning = str(getattr(self.tee, "error", "") or (f"recorder detached: {self.tee_error}"
+                                                            if self.tee_error else ""))
         dog = getattr(self.session, "watchdog", None)
         if dog is not None:
             st.recoveries = dog.total

@@ -1,23 +1,35 @@
-"""The Numba CPU kernel: Fast WaveNet generation of a whole block per call.
+"""The Numba CPU kernel: Fast WaveNet generation of a whole block per call, for one or N voices.
 
 Thread: generator (releases the GIL). No allocation inside: every buffer is
-preallocated by :class:`realtime.numba_engine.NumbaEngine` and passed in.
+preallocated by :class:`realtime.numba_engine.NumbaEngine` /
+:class:`realtime.poly_engine.PolyEngine` and passed in.
 
 Per sample and layer the dilated convolution needs two taps, x(t-d) and x(t);
 x(t-d) comes from the layer's ring-buffer queue (d rows of R floats), and x(t)
-replaces it there. Weights are float32 (in, out) so inner loops are contiguous
-axpy loops over the outputs, which LLVM vectorises.
+replaces it there. Weights are (in, out) so inner loops are contiguous axpy
+loops over the outputs, which LLVM vectorises. :func:`generate_voices` steps N
+voices together (each weight row read once per step for all of them, two
+voices per pass); :func:`generate_block` is its one-voice form. The residual
+stack's weights may be float32, int8 with per-output-column scales, or bfloat16
+(see "weight formats"): one kernel source, one Numba specialisation per dtype.
+The float32 arithmetic (order of every add) is the same for any number of
+voices and identical to the original single-voice kernel.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
 
 from models.local_cond import fill as fill_local
 
 # fast-math without nnan/ninf: NaN and Inf must stay visible to the watchdog.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 JIT = dict(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy", boundscheck=False)
+#: the generation kernels allocate nothing, so they run without Numba's reference counting: each
+#: array view or array argument of an inlined helper would otherwise cost an atomic incref/decref
+KERNEL = dict(JIT, _nrt=False)
 
 
 @njit(inline="always", **JIT)
@@ -40,23 +52,178 @@ def fast_tanh(x):
     return p / q
 
 
+# ------------------------------------------------------------------ weight formats
+# The residual stack's weights can be stored as float32, as int8 with one float32
+# scale per output column (w ~= w8 * scale[o], LPCNet style), or as bfloat16 (the
+# high half of a float32, stored as uint16). ``widen`` turns one stored element
+# into float32 inside the inner loops; Numba compiles one specialisation of the
+# same kernel source per storage dtype.
+
+
+def widen(x):
+    """A stored weight element as float32 (float32: itself; int8: its value; uint16: bfloat16 bits)."""
+    if np.asarray(x).dtype == np.uint16:
+        return bf16_to_float32(x)
+    return np.asarray(x).astype(np.float32)
+
+
+@intrinsic
+def _bf16_bits(typingctx, u):
+    """uint16 bfloat16 bits -> float32 (zero-extend, shift into the high half, bitcast)."""
+    if u != types.uint16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = builder.shl(builder.zext(args[0], ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
+        return builder.bitcast(v, ir.FloatType())
+
+    return types.float32(types.uint16), codegen
+
+
+@overload(widen, jit_options=dict(fastmath=FASTMATH))
+def _widen_impl(x):
+    if x == types.float32:
+        return lambda x: x
+    if x == types.int8:
+        return lambda x: np.float32(x)
+    if x == types.uint16:
+        return lambda x: _bf16_bits(x)
+    return None
+
+
+def float32_to_bf16(w: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits (uint16), rounding to nearest even (finite inputs)."""
+    b = np.ascontiguousarray(w, np.float32).view(np.uint32).astype(np.uint64)
+    b = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
+    return b.astype(np.uint16)
+
+
+def bf16_to_float32(b: np.ndarray) -> np.ndarray:
+    """bfloat16 bits (uint16) -> float32."""
+    return (np.asarray(b, np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 with one scale per output column (last axis): ``w ~= q * scale``.
+
+    ``w`` (..., n_in, n_out) float32 -> (q int8 same shape, scale (..., n_out) float32);
+    q = round(w / scale), scale = max |w| over the column / 127 (1 for an all-zero column).
+    """
+    w = np.asarray(w, np.float32)
+    amax = np.abs(w).max(axis=-2)
+    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    q = np.clip(np.rint(w / scale[..., None, :]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+# The kernels run without Numba's reference counting (KERNEL flags), so array views
+# such as ``h[v]`` or ``w[l]`` are free here; with it, each view would cost an atomic
+# increment and decrement, more than the FMAs of a short row.
+
 @njit(inline="always", **JIT)
-def _acc(h, w, row0, x, n_out):
-    """h[:n_out] += sum_i w[row0 + i, :n_out] * x[i], four input rows per pass (fewer loads/stores of h)."""
-    n_in = x.shape[0]
-    i = 0
-    while i + 4 <= n_in:
-        a0, a1, a2, a3 = x[i], x[i + 1], x[i + 2], x[i + 3]
-        w0, w1, w2, w3 = w[row0 + i], w[row0 + i + 1], w[row0 + i + 2], w[row0 + i + 3]
+def _axpy4(hv, w0, w1, w2, w3, a0, a1, a2, a3, n_out):
+    """hv[:n_out] += (w0*a0 + w1*a1) + (w2*a2 + w3*a3), weights widened to float32."""
+    for o in range(n_out):
+        hv[o] += (widen(w0[o]) * a0 + widen(w1[o]) * a1) + (widen(w2[o]) * a2 + widen(w3[o]) * a3)
+
+
+@njit(inline="always", **JIT)
+def _axpy1(hv, w0, a0, n_out):
+    """hv[:n_out] += w0 * a0, weights widened to float32."""
+    for o in range(n_out):
+        hv[o] += widen(w0[o]) * a0
+
+
+@njit(inline="always", **JIT)
+def _pass4(h, w0, w1, w2, w3, x, i, n_out, vidx):
+    """h[v, :n_out] += (w0*x[v,i] + w1*x[v,i+1]) + (w2*x[v,i+2] + w3*x[v,i+3]) for each voice, two voices at a time."""
+    nv = vidx.shape[0]
+    j = 0
+    while j + 2 <= nv:  # two voices per pass: each weight vector loaded (and widened) once for both
+        v, u = vidx[j], vidx[j + 1]
+        hv, hu = h[v], h[u]
+        a0, a1, a2, a3 = x[v, i], x[v, i + 1], x[v, i + 2], x[v, i + 3]
+        b0, b1, b2, b3 = x[u, i], x[u, i + 1], x[u, i + 2], x[u, i + 3]
         for o in range(n_out):
-            h[o] += (w0[o] * a0 + w1[o] * a1) + (w2[o] * a2 + w3[o] * a3)
+            f0, f1, f2, f3 = widen(w0[o]), widen(w1[o]), widen(w2[o]), widen(w3[o])
+            hv[o] += (f0 * a0 + f1 * a1) + (f2 * a2 + f3 * a3)
+            hu[o] += (f0 * b0 + f1 * b1) + (f2 * b2 + f3 * b3)
+        j += 2
+    if j < nv:
+        v = vidx[j]
+        _axpy4(h[v], w0, w1, w2, w3, x[v, i], x[v, i + 1], x[v, i + 2], x[v, i + 3], n_out)
+
+
+@njit(inline="always", **JIT)
+def _acc(h, w, l, row0, x, n_in, n_out, vidx, wbuf):
+    """For each voice v in ``vidx``: h[v, :n_out] += sum_i widen(w[l, row0 + i, :n_out]) * x[v, i], i < n_in.
+
+    Four input rows per pass (fewer loads/stores of h). The four weight rows of a
+    pass are read once for all voices (they stay in L1), so for N voices the
+    inner loop is a small matrix-matrix product; with narrow weights (int8,
+    bf16) and more than two voices, the rows of a pass are first widened into
+    ``wbuf`` (4, >= n_out) float32. The arithmetic of one voice does not depend
+    on which other voices run.
+    """
+    nv = vidx.shape[0]
+    wl = w[l]
+    i = 0
+    if nv == 1:  # one voice: its rows hoisted out of the loop (measurably faster)
+        hv, xv = h[vidx[0]], x[vidx[0]]
+        while i + 4 <= n_in:
+            r = row0 + i
+            _axpy4(hv, wl[r], wl[r + 1], wl[r + 2], wl[r + 3], xv[i], xv[i + 1], xv[i + 2], xv[i + 3], n_out)
+            i += 4
+        while i < n_in:
+            _axpy1(hv, wl[row0 + i], xv[i], n_out)
+            i += 1
+        return
+    stage = nv > 2 and wl.itemsize < 4
+    while i + 4 <= n_in:
+        r = row0 + i
+        if stage:
+            for k in range(4):
+                for o in range(n_out):
+                    wbuf[k, o] = widen(wl[r + k, o])
+            _pass4(h, wbuf[0], wbuf[1], wbuf[2], wbuf[3], x, i, n_out, vidx)
+        else:
+            _pass4(h, wl[r], wl[r + 1], wl[r + 2], wl[r + 3], x, i, n_out, vidx)
         i += 4
     while i < n_in:
-        a0 = x[i]
-        w0 = w[row0 + i]
-        for o in range(n_out):
-            h[o] += w0[o] * a0
+        for j in range(nv):
+            _axpy1(h[vidx[j]], wl[row0 + i], x[vidx[j], i], n_out)
         i += 1
+
+
+@njit(inline="always", **JIT)
+def _acc_relu(h, w, x, col0, n_in, n_out, vidx):
+    """For each voice v in ``vidx``: h[v, :n_out] += w[i, :n_out] * x[v, col0 + i] for the i where that is > 0.
+
+    One input row at a time, rows with a non-positive input skipped (the relu of the output head);
+    two voices per pass where both use the row.
+    """
+    nv = vidx.shape[0]
+    for i in range(n_in):
+        wi = w[i]
+        pend = -1  # a voice waiting for a partner
+        for j in range(nv):
+            v = vidx[j]
+            s = x[v, col0 + i]
+            if s > 0:
+                if pend < 0:
+                    pend = v
+                    continue
+                hu, hv = h[pend], h[v]
+                r = x[pend, col0 + i]
+                for o in range(n_out):
+                    hu[o] += wi[o] * r
+                    hv[o] += wi[o] * s
+                pend = -1
+        if pend >= 0:
+            hu = h[pend]
+            r = x[pend, col0 + i]
+            for o in range(n_out):
+                hu[o] += wi[o] * r
 
 
 #: 2^-k for k = 0..127 (exact float32 powers of two)
@@ -81,12 +248,75 @@ def sample_from_logits(logits, temperature, u, probs, pow2):
     Returns -1 if the logits hold NaN/Inf.
     """
     n = logits.shape[0]
-    m = logits[0]
-    arg = 0
+    return sample_row(logits.reshape((1, n)), 0, temperature, u, probs.reshape((1, n)), pow2)
+
+
+@intrinsic
+def _f32_bits(typingctx, x):
+    """float32 -> its bits as int32."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(types.float32), codegen
+
+
+@intrinsic
+def _f32_from_bits(typingctx, b):
+    """Integer (low 32 bits) -> the float32 with those bits."""
+    if not isinstance(b, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = args[0]
+        if b.bitwidth > 32:
+            v = builder.trunc(v, ir.IntType(32))
+        return builder.bitcast(v, ir.FloatType())
+
+    return types.float32(b), codegen
+
+
+#: order-preserving int32 keys of +Inf / -Inf: a key outside [KEY_NEG_INF, KEY_POS_INF] is a NaN
+KEY_POS_INF = 0x7F800000
+KEY_NEG_INF = -0x7F800001
+
+
+@njit(inline="always", **STRICT)
+def _key(x):
+    """An int32 ordered like the float32 ``x`` (-0 just below +0; NaNs outside the infinities)."""
+    b = _f32_bits(x)
+    return b if b >= 0 else b ^ np.int32(0x7FFFFFFF)
+
+
+@njit(**STRICT)
+def sample_row(logits, v, temperature, u, probs, pow2):
+    """:func:`sample_from_logits` of row ``v`` of (V, 256) ``logits`` with (V, 256) ``probs`` scratch (no views).
+
+    Written so the loops vectorise without changing a single result: the max via
+    integer keys (the NaN case takes the plain loop), 2^-k built from its bits
+    (the same float32 as ``pow2[k]``), and a binary search of the CDF.
+    """
+    n = logits.shape[1]
+    kmax = kmin = _key(logits[v, 0])
     for k in range(1, n):
-        if logits[k] > m:
-            m = logits[k]
-            arg = k
+        b = _key(logits[v, k])
+        kmax = max(kmax, b)
+        kmin = min(kmin, b)
+    if kmax <= KEY_POS_INF and kmin >= KEY_NEG_INF:  # no NaN: the first index holding the max
+        mk = _f32_from_bits(kmax if kmax >= 0 else kmax ^ np.int32(0x7FFFFFFF))
+        arg = 0
+        while not logits[v, arg] == mk:
+            arg += 1
+        m = logits[v, arg]
+    else:  # a NaN: first strict maximum, NaNs skipped unless at index 0
+        m = logits[v, 0]
+        arg = 0
+        for k in range(1, n):
+            if logits[v, k] > m:
+                m = logits[v, k]
+                arg = k
     if not np.isfinite(m):
         return -1
     if temperature <= 0.0:
@@ -96,7 +326,7 @@ def sample_from_logits(logits, temperature, u, probs, pow2):
                                   np.float32(EXP2_POLY[3]), np.float32(EXP2_POLY[4]), np.float32(EXP2_POLY[5]),
                                   np.float32(EXP2_POLY[6]))
     for k in range(n):
-        y = (logits[k] - m) * scale
+        y = (logits[v, k] - m) * scale
         if y < np.float32(-126.0):
             y = np.float32(-126.0)
         ki = min(max(np.int32(-y), np.int32(0)), np.int32(127))  # in range even for a NaN logit
@@ -107,119 +337,197 @@ def sample_from_logits(logits, temperature, u, probs, pow2):
         p = p * f + c2
         p = p * f + c1
         p = p * f + c0
-        probs[k] = p * pow2[ki]
+        probs[v, k] = p * _f32_from_bits((np.int32(127) - ki) << np.int32(23))  # == pow2[ki] (ki <= 126)
     c = 0.0
     for k in range(n):
-        c += np.float64(probs[k])
-        probs[k] = np.float32(c)
+        c += np.float64(probs[v, k])
+        probs[v, k] = np.float32(c)
     if not c == c:
         return -1
-    target = u * np.float64(probs[n - 1])
-    for k in range(n):
-        if np.float64(probs[k]) > target:
-            return k
-    return arg
+    target = u * np.float64(probs[v, n - 1])
+    # first k with cdf[k] > target; the cdf is non-decreasing (partial sums of terms >= 0, rounded
+    # monotonically), so a binary search finds the same k as a linear scan
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if np.float64(probs[v, mid]) > target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo if lo < n else arg
 
 
-@njit(**JIT)
-def generate_block(n, w, st, uniforms, forced, out, logits_out):
-    """Generate ``n`` samples into ``out`` (float32, decoded mu-law).
+#: voice index list of the single-voice wrapper (a read-only constant, like the engines' index lists)
+_VOICE0 = np.zeros(1, np.int64)
 
-    ``w``: weights tuple (embed, w_dil, w_loc, loc_idx, w_rs, b_res, b_skip,
-    w_out1, b_out1, w_out2, b_out2, decode, dilations, q_off, sample_rate, pow2).
-    ``st``: state tuple (queues, q_pos, bias, bias_target, bias_step, ints,
-    ctrl, temperature, feats, h, z, acc, o1, logits, probs), where ints =
-    [next input class, glide samples left, NaN count].
-    ``forced`` (n,) int64 teacher-forces the inputs when non-empty.
-    ``logits_out`` (n, 256) receives the logits when non-empty.
+
+@njit(**KERNEL)
+def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
+    """Generate ``n`` samples for each voice ``v`` in ``vidx`` into ``out[v, :n]`` (float32, decoded mu-law).
+
+    ``w``: weights tuple (embed, w_dil, s_dil, w_loc, loc_idx, w_rs, s_rs, b_res,
+    b_skip, w_out1, b_out1, w_out2, b_out2, decode, dilations, q_off,
+    sample_rate, pow2). ``w_dil`` (L, 2R, 2R) and ``w_rs`` (L, R, R+S) are
+    float32, int8 or uint16 (bfloat16); ``s_dil`` (L, 2R) / ``s_rs`` (L, R+S)
+    are the int8 per-output-column scales, or (L, 0) for unscaled weights.
+    ``st``: state tuple, every array with a leading voice axis: (queues,
+    q_pos, bias, bias_target, bias_step, ints, ctrl, temperature, feats, h, z,
+    acc, o1, logits, probs, xq, tmp, wb), where ints[v] = [next input class, glide
+    samples left, NaN count]; feats..wb are scratch (wb: (V, 4, max(2R, R+S))).
+    ``uniforms`` (V, n); ``forced`` (V, n) int64 teacher-forces the inputs when
+    its second axis is non-empty; ``logits_out`` (V, n, 256) receives the
+    logits when its second axis is non-empty. Voices not in ``vidx`` are not
+    touched; each voice's numbers do not depend on the others.
     Returns the number of samples whose logits were not finite.
     """
-    (embed, w_dil, w_loc, loc_idx, w_rs, b_res, b_skip, w_out1, b_out1, w_out2, b_out2,
+    (embed, w_dil, s_dil, w_loc, loc_idx, w_rs, s_rs, b_res, b_skip, w_out1, b_out1, w_out2, b_out2,
      decode, dilations, q_off, sample_rate, pow2) = w
     (queues, q_pos, bias, bias_target, bias_step, ints, ctrl, temperature,
-     feats, h, z, acc, o1, logits, probs) = st
+     feats, h, z, acc, o1, logits, probs, xq, tmp, wb) = st
+    nv = vidx.shape[0]
     n_layers = w_dil.shape[0]
     R = embed.shape[1]
     R2 = 2 * R
-    RS = acc.shape[0]
+    RS = acc.shape[1]
     S = RS - R
     C = loc_idx.shape[0]
     Q = w_out2.shape[1]
-    forcing = forced.shape[0] > 0
-    keep_logits = logits_out.shape[0] > 0
-    temp = temperature[0]
+    forcing = forced.shape[1] > 0
+    keep_logits = logits_out.shape[1] > 0
+    scaled = s_dil.shape[1] > 0
+    hd = tmp if scaled else h  # int8: accumulate w8 @ x unscaled into tmp, then h += scale * tmp
+    ar = tmp if scaled else acc
+    wbuf = wb[vidx[0]] if nv > 0 else wb[0]  # this voice group's staging rows
     bad = 0
-    fill_local(ctrl, sample_rate, feats[:n])
-    inp = ints[0]
+    for j in range(nv):
+        v = vidx[j]
+        fill_local(ctrl[v], sample_rate, feats[v, :n])
     for t in range(n):
-        if forcing:
-            inp = forced[t]
-        # conditioning glide (per-layer bias, float32)
-        if ints[1] > 0:
-            ints[1] -= 1
-            if ints[1] == 0:
-                bias[:, :] = bias_target
-            else:
+        for j in range(nv):
+            v = vidx[j]
+            if forcing:
+                ints[v, 0] = forced[v, t]
+            # conditioning glide (per-layer bias, float32)
+            if ints[v, 1] > 0:
+                ints[v, 1] -= 1
                 for l in range(n_layers):
                     for o in range(R2):
-                        bias[l, o] += bias_step[l, o]
-        for o in range(R):
-            acc[o] = embed[inp, o]
-        for o in range(S):
-            acc[R + o] = b_skip[o]
+                        bias[v, l, o] = bias_target[v, l, o] if ints[v, 1] == 0 else bias[v, l, o] + bias_step[v, l, o]
+            inp = ints[v, 0]
+            for o in range(R):
+                acc[v, o] = embed[inp, o]
+            for o in range(S):
+                acc[v, R + o] = b_skip[o]
         for l in range(n_layers):
-            wl = w_dil[l]
-            bl = bias[l]
-            for o in range(R2):
-                h[o] = bl[o]
-            for c in range(C):
-                fc = feats[t, loc_idx[c]]
-                wc = w_loc[l, c]
+            for j in range(nv):
+                v = vidx[j]
+                hv = h[v]
+                bl = bias[v, l]
                 for o in range(R2):
-                    h[o] += wc[o] * fc
-            row = q_off[l] + q_pos[l]
-            q = queues[row]
-            _acc(h, wl, 0, q, R2)
-            x = acc[:R]
-            _acc(h, wl, R, x, R2)
-            for i in range(R):
-                q[i] = x[i]
-            p = q_pos[l] + 1
-            q_pos[l] = 0 if p >= dilations[l] else p
-            for o in range(R):
-                th = fast_tanh(h[o])
-                sg = np.float32(0.5) + np.float32(0.5) * fast_tanh(np.float32(0.5) * h[R + o])
-                z[o] = th * sg
+                    hv[o] = bl[o]
+                for c in range(C):
+                    fc = feats[v, t, loc_idx[c]]
+                    wc = w_loc[l, c]
+                    for o in range(R2):
+                        hv[o] += wc[o] * fc
+                q = queues[v, q_off[l] + q_pos[v, l]]
+                xv = xq[v]
+                for i in range(R):
+                    xv[i] = q[i]
+                if scaled:
+                    tv = tmp[v]
+                    for o in range(R2):
+                        tv[o] = 0
+            _acc(hd, w_dil, l, 0, xq, R, R2, vidx, wbuf)  # tap x(t - d) from the queue
+            _acc(hd, w_dil, l, R, acc, R, R2, vidx, wbuf)  # tap x(t), the residual stream
             br = b_res[l]
-            for o in range(R):
-                acc[o] += br[o]
-            _acc(acc, w_rs[l], 0, z, RS)
-        # output head: relu -> 1x1 -> relu -> 1x1
-        for o in range(S):
-            o1[o] = b_out1[o]
-        for i in range(S):
-            s = acc[R + i]
-            if s > 0:
-                wi = w_out1[i]
-                for o in range(S):
-                    o1[o] += wi[o] * s
-        for o in range(Q):
-            logits[o] = b_out2[o]
-        for i in range(S):
-            s = o1[i]
-            if s > 0:
-                wi = w_out2[i]
-                for o in range(Q):
-                    logits[o] += wi[o] * s
-        if keep_logits:
+            for j in range(nv):
+                v = vidx[j]
+                av = acc[v]
+                hv = h[v]
+                q = queues[v, q_off[l] + q_pos[v, l]]
+                for i in range(R):
+                    q[i] = av[i]
+                p = q_pos[v, l] + 1
+                q_pos[v, l] = 0 if p >= dilations[l] else p
+                if scaled:
+                    sd = s_dil[l]
+                    tv = tmp[v]
+                    for o in range(R2):
+                        hv[o] += sd[o] * tv[o]
+                    for o in range(RS):
+                        tv[o] = 0
+                zv = z[v]
+                for o in range(R):
+                    th = fast_tanh(hv[o])
+                    sg = np.float32(0.5) + np.float32(0.5) * fast_tanh(np.float32(0.5) * hv[R + o])
+                    zv[o] = th * sg
+                for o in range(R):
+                    av[o] += br[o]
+            _acc(ar, w_rs, l, 0, z, R, RS, vidx, wbuf)
+            if scaled:
+                sr = s_rs[l]
+                for j in range(nv):
+                    v = vidx[j]
+                    av = acc[v]
+                    tv = tmp[v]
+                    for o in range(RS):
+                        av[o] += sr[o] * tv[o]
+        # output head: relu -> 1x1 -> relu -> 1x1 (each weight row read once for all voices)
+        for j in range(nv):
+            v = vidx[j]
+            for o in range(S):
+                o1[v, o] = b_out1[o]
             for o in range(Q):
-                logits_out[t, o] = logits[o]
-        k = sample_from_logits(logits, temp, uniforms[t], probs, pow2)
-        if k < 0:
-            bad += 1
-            k = inp  # hold the last value; the watchdog sees the count
-        out[t] = decode[k]
-        inp = k
-    ints[0] = inp
-    ints[2] += bad
+                logits[v, o] = b_out2[o]
+        _acc_relu(o1, w_out1, acc, R, S, S, vidx)
+        _acc_relu(logits, w_out2, o1, 0, S, Q, vidx)
+        for j in range(nv):
+            v = vidx[j]
+            if keep_logits:
+                for o in range(Q):
+                    logits_out[v, t, o] = logits[v, o]
+            k = sample_row(logits, v, temperature[v, 0], uniforms[v, t], probs, pow2)
+            if k < 0:
+                bad += 1
+                ints[v, 2] += 1
+                k = ints[v, 0]  # hold the last value; the watchdog sees the count
+            out[v, t] = decode[k]
+            ints[v, 0] = k
+    return bad
+
+
+@njit(**KERNEL)
+def generate_block(n, w, st, uniforms, forced, out, logits_out):
+    """Single-voice :func:`generate_voices`: the same tuples without the voice axis.
+
+    ``st`` = (queues, q_pos, bias, bias_target, bias_step, ints, ctrl,
+    temperature, feats, h, z, acc, o1, logits, probs, xq, tmp, wb); ``uniforms``,
+    ``out`` (n,); ``forced`` (n,) or empty; ``logits_out`` (n, 256) or empty.
+    All contiguous. Returns the number of samples whose logits were not finite.
+    """
+    (queues, q_pos, bias, bias_target, bias_step, ints, ctrl, temperature,
+     feats, h, z, acc, o1, logits, probs, xq, tmp, wb) = st
+    st1 = (queues.reshape((1,) + queues.shape), q_pos.reshape((1,) + q_pos.shape),
+           bias.reshape((1,) + bias.shape), bias_target.reshape((1,) + bias_target.shape),
+           bias_step.reshape((1,) + bias_step.shape), ints.reshape((1,) + ints.shape),
+           ctrl.reshape((1,) + ctrl.shape), temperature.reshape((1,) + temperature.shape),
+           feats.reshape((1,) + feats.shape), h.reshape((1,) + h.shape), z.reshape((1,) + z.shape),
+           acc.reshape((1,) + acc.shape), o1.reshape((1,) + o1.shape), logits.reshape((1,) + logits.shape),
+           probs.reshape((1,) + probs.shape), xq.reshape((1,) + xq.shape), tmp.reshape((1,) + tmp.shape),
+           wb.reshape((1,) + wb.shape))
+    return generate_voices(n, w, st1, _VOICE0, uniforms.reshape((1,) + uniforms.shape),
+                           forced.reshape((1,) + forced.shape), out.reshape((1,) + out.shape),
+                           logits_out.reshape((1,) + logits_out.shape))
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def generate_groups(n, w, st, groups, counts, uniforms, forced, out, logits_out):
+    """:func:`generate_voices` for each voice group ``groups[g, :counts[g]]``, the groups in parallel (prange).
+
+    The groups must be disjoint (each voice's state and scratch rows are touched by one group only).
+    """
+    bad = 0
+    for g in prange(groups.shape[0]):
+        bad += generate_voices(n, w, st, groups[g, :counts[g]], uniforms, forced, out, logits_out)
     return bad

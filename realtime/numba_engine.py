@@ -1,5 +1,21 @@
-"""The Numba CPU engine: whole blocks per call into the compiled kernel. Thread: generator."""
+"""The Numba CPU engine: whole blocks per call into the compiled kernel. Thread: generator.
+
+Precisions of the residual stack's weights (the bulk of the bytes read per
+sample; the embedding, conditioning and output head stay float32):
+
+* ``fp32`` — exact, bit-identical to the reference kernel;
+* ``int8`` — int8 with one float32 scale per output column (4x fewer bytes);
+* ``bf16`` — bfloat16 stored as uint16, widened in the loop (2x fewer bytes).
+
+Reduced precisions change the logits by at most :data:`LOGIT_TOLERANCE`
+(see tests/test_precision.py for how that bound was chosen); bf16 is 2-4x more
+accurate than int8 and, on an AVX-512 machine, about as fast.
+:func:`choose_engine` picks the fastest exact-enough precision for a model on
+this machine (``--engine auto``); :func:`engine_from_name` builds it.
+"""
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -7,7 +23,50 @@ from models import local_cond, mulaw
 from models.model_file import ModelFile
 
 from .engine import Engine
-from .kernel import POW2_NEG, generate_block
+from .kernel import POW2_NEG, float32_to_bf16, generate_block, quantize_int8
+
+PRECISIONS = ("fp32", "int8", "bf16")
+
+#: max |logit - fp32 logit| allowed for reduced-precision weights (teacher-forced): >= 2.5x the worst
+#: error measured on random and trained models (see tests/test_precision.py). The error grows with the
+#: model's logit scale (a sharper trained model has larger errors), so choose_engine() re-checks it per model.
+LOGIT_TOLERANCE = {"int8": 1.5, "bf16": 0.4}
+
+
+def kernel_weights(w: dict[str, np.ndarray], loc_idx: np.ndarray, dilations: np.ndarray, q_off: np.ndarray,
+                   sample_rate: float, precision: str = "fp32") -> tuple:
+    """The kernel's weights tuple (see :func:`realtime.kernel.generate_voices`) at ``precision``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r} ({', '.join(PRECISIONS)})")
+    w_dil, w_rs = w["w_dil"], w["w_rs"]
+    L = w_dil.shape[0]
+    s_dil = s_rs = np.zeros((L, 0), np.float32)
+    if precision == "int8":
+        w_dil, s_dil = quantize_int8(w_dil)
+        w_rs, s_rs = quantize_int8(w_rs)
+    elif precision == "bf16":
+        w_dil, w_rs = float32_to_bf16(w_dil), float32_to_bf16(w_rs)
+    c = np.ascontiguousarray
+    return (c(w["embed"]), c(w_dil), c(s_dil), c(w["w_loc"]), loc_idx, c(w_rs), c(s_rs), c(w["b_res"]),
+            c(w["b_skip"]), c(w["w_out1"]), c(w["b_out1"]), c(w["w_out2"]), c(w["b_out2"]), mulaw.DECODE_TABLE,
+            dilations, q_off, float(sample_rate), POW2_NEG)
+
+
+def weight_bytes_per_sample(weights: tuple) -> int:
+    """Bytes of weights the kernel reads per generated sample: every weight once, one embedding row.
+
+    (Not counted: the per-voice state — per-layer bias, queues — and the relu-skipped head rows.)
+    """
+    embed = weights[0]
+    streamed = weights[1:4] + weights[5:13]  # w_dil, s_dil, w_loc, w_rs, s_rs, b_res, b_skip, head
+    return int(embed.shape[1] * embed.itemsize + sum(a.nbytes for a in streamed))
+
+
+def scratch(voices: tuple[int, ...], r: int, s: int, max_block: int) -> tuple[np.ndarray, ...]:
+    """The kernel's scratch arrays (feats, h, z, acc, o1, logits, probs, xq, tmp, wb), leading axes ``voices``."""
+    e = lambda *shape: np.zeros(voices + shape, np.float32)  # noqa: E731
+    n = max(2 * r, r + s)
+    return (e(max_block, local_cond.N_LOCAL), e(2 * r), e(r), e(r + s), e(s), e(256), e(256), e(r), e(n), e(4, n))
 
 
 class NumbaEngine(Engine):
@@ -15,21 +74,100 @@ class NumbaEngine(Engine):
 
     name = "numba"
 
-    def __init__(self, model: ModelFile, seed: int = 0, max_block: int = 4096, **kw) -> None:
+    def __init__(self, model: ModelFile, seed: int = 0, max_block: int = 4096, precision: str = "fp32",
+                 weights: tuple | None = None, **kw) -> None:
+        """``precision``: fp32, int8 or bf16 residual-stack weights; ``weights``: a prebuilt
+        :func:`kernel_weights` tuple to share (the voices of a PolyEngine); ``kw`` go to :class:`Engine`."""
         super().__init__(model, seed=seed, max_block=max_block, **kw)
-        w, cfg = self.w, self.cfg
-        r, s = cfg.residual_channels, cfg.skip_channels
-        self._weights = (
-            w["embed"], w["w_dil"], w["w_loc"], self.loc_idx, w["w_rs"], w["b_res"], w["b_skip"],
-            w["w_out1"], w["b_out1"], w["w_out2"], w["b_out2"], mulaw.DECODE_TABLE,
-            self.dilations, self.q_off, float(self.sample_rate), POW2_NEG,
-        )
-        self._state = (
-            self.queues, self.q_pos, self.bias, self.bias_target, self.bias_step, self.ints, self.ctrl,
-            self.temperature, np.empty((self.max_block, local_cond.N_LOCAL), np.float32),
-            np.empty(2 * r, np.float32), np.empty(r, np.float32), np.empty(r + s, np.float32),
-            np.empty(s, np.float32), np.empty(256, np.float32), np.empty(256, np.float32),
-        )
+        cfg = self.cfg
+        self.precision = precision
+        if weights is None:
+            weights = kernel_weights(self.w, self.loc_idx, self.dilations, self.q_off, self.sample_rate, precision)
+        self._weights = weights
+        self._state = (self.queues, self.q_pos, self.bias, self.bias_target, self.bias_step, self.ints, self.ctrl,
+                       self.temperature) + scratch((), cfg.residual_channels, cfg.skip_channels, self.max_block)
+
+    @property
+    def weight_bytes_per_sample(self) -> int:
+        return weight_bytes_per_sample(self._weights)
 
     def _run(self, n, uniforms, forced, out, logits):
-        generate_block(n, self._weights, self._state, uniforms, forced, out, logits)
+        if out.flags.c_contiguous:
+            generate_block(n, self._weights, self._state, uniforms, forced, out, logits)
+        else:
+            tmp = np.empty(n, np.float32)
+            generate_block(n, self._weights, self._state, uniforms, forced, tmp, np.ascontiguousarray(logits))
+            out[:] = tmp
+
+
+def probe_rates(model: ModelFile, seconds: float = 0.3, precisions: tuple[str, ...] = PRECISIONS) -> dict[str, float]:
+    """Single-voice samples/s of each precision on this machine: best block rate, blocks interleaved
+    across the precisions (so a noisy neighbour affects them alike), ~``seconds`` per precision."""
+    engines = {}
+    for p in precisions:
+        e = NumbaEngine(model, seed=0, max_block=1024, precision=p)
+        e.set_note(gate=1.0, pitch=60)
+        e.generate(64)  # compile / warm up
+        engines[p] = e
+    best = dict.fromkeys(precisions, 0.0)
+    spent = dict.fromkeys(precisions, 0.0)
+    n = 256
+    while min(spent.values()) < seconds:
+        for p, e in engines.items():
+            t0 = time.perf_counter()
+            e.generate(n)
+            dt = time.perf_counter() - t0
+            spent[p] += dt
+            best[p] = max(best[p], n / dt)
+    return best
+
+
+def logit_error(model: ModelFile, precision: str, n: int = 2000, seed: int = 0) -> float:
+    """Max |logits(precision) - logits(fp32)| teacher-forced along an fp32-generated sequence of ``n`` samples."""
+    ref = NumbaEngine(model, seed=seed)
+    ref.set_note(gate=1.0, pitch=60.0)
+    audio = ref.generate(n)
+    inputs = np.concatenate(([mulaw.SILENCE], mulaw.encode(audio)[:-1]))
+    out = []
+    for p in ("fp32", precision):
+        e = NumbaEngine(model, seed=seed, precision=p)
+        e.set_note(gate=1.0, pitch=60.0)
+        out.append(e.teacher_force(inputs))
+    return float(np.abs(out[1] - out[0]).max())
+
+
+def choose_engine(model: ModelFile, seconds: float = 0.3, min_gain: float = 1.1) -> tuple[str, str]:
+    """Pick the fastest exact-enough CPU engine for ``model`` on this machine by a quick timed probe.
+
+    Returns ``(name, reason)`` with ``name`` one of ``numba`` (fp32), ``numba-bf16``, ``numba-int8``.
+    Preference goes to accuracy (fp32, then bf16, then int8): a less exact precision is chosen only if
+    it is at least ``min_gain`` times faster than the choice so far and its teacher-forced logits stay
+    within :data:`LOGIT_TOLERANCE` of fp32 on this model. Takes ~1-2 s (plus Numba compilation the
+    first time).
+    """
+    rates = probe_rates(model, seconds)
+    best, notes = "fp32", []
+    for p in ("bf16", "int8"):
+        gain = rates[p] / rates[best]
+        if gain < min_gain:
+            notes.append(f"{p} {gain:.2f}x of {best} (< {min_gain})")
+            continue
+        err = logit_error(model, p, n=1000)
+        if err > LOGIT_TOLERANCE[p]:
+            notes.append(f"{p} logit error {err:.3g} > {LOGIT_TOLERANCE[p]}")
+            continue
+        notes.append(f"{p} {gain:.2f}x faster than {best}, max logit error {err:.3g} <= {LOGIT_TOLERANCE[p]}")
+        best = p
+    name = "numba" if best == "fp32" else f"numba-{best}"
+    speeds = ", ".join(f"{p} {rates[p]:,.0f}" for p in PRECISIONS)
+    reason = f"{name}: samples/s {speeds} (x real time {rates[best] / model.config.sample_rate:.2f}); " + \
+        "; ".join(notes)
+    return name, reason
+
+
+def engine_from_name(name: str, model: ModelFile, seed: int = 0, **kw) -> NumbaEngine:
+    """Build the engine :func:`choose_engine` named (``numba``, ``numba-int8``, ``numba-bf16``)."""
+    precision = name.partition("-")[2] or "fp32"
+    if not name.startswith("numba") or precision not in PRECISIONS:
+        raise ValueError(f"unknown engine {name!r} (numba, numba-int8, numba-bf16)")
+    return NumbaEngine(model, seed=seed, precision=precision, **kw)

@@ -37,6 +37,8 @@ def format_status(st: HostStats) -> str:
     ]
     if st.recoveries:
         parts.append(f"recoveries {st.recoveries}")
+    if st.warning:
+        parts.append(f"WARNING {st.warning}")
     if st.error:
         parts.append(f"ERROR {st.error}")
     return " | ".join(parts)

@@ -44,10 +44,10 @@ def write_midi(path, notes, program_at=None):
     mid.tracks.append(tr)
     evs = []
     for start, dur, pitch in notes:
-        evs.append((int(start * 960), mido.Message("note_on", note=pitch, velocity=100)))
-        evs.append((int((start + dur) * 960), mido.Message("note_off", note=pitch, velocity=0)))
+        evs.append((round(start * 960), mido.Message("note_on", note=pitch, velocity=100)))
+        evs.append((round((start + dur) * 960), mido.Message("note_off", note=pitch, velocity=0)))
     if program_at is not None:
-        evs.append((int(program_at[0] * 960), mido.Message("program_change", program=program_at[1])))
+        evs.append((round(program_at[0] * 960), mido.Message("program_change", program=program_at[1])))
     evs.sort(key=lambda e: e[0])
     now = 0
     for tick, msg in evs:
