@@ -24,7 +24,8 @@ SUBCOMMANDS = ("play", "render", "replay", "plot", "repair")
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help="preset TOML (default: presets/default.toml)")
     p.add_argument("--model", help="model file (overrides the preset)")
-    p.add_argument("--engine", choices=("numba", "torchscript", "auto"), help="engine (overrides the preset)")
+    p.add_argument("--engine", choices=("numba", "numba-bf16", "numba-int8", "torchscript", "auto"),
+                   help="engine (overrides the preset); auto probes this machine and says which it picked")
     p.add_argument("--compute", choices=("cpu", "cuda"), help="device for the torchscript engine")
     p.add_argument("--seed", type=int, help="random seed (overrides the preset)")
     p.add_argument("--temperature", type=float, help="sampling temperature (overrides the preset)")
@@ -97,7 +98,7 @@ def cmd_render(a) -> int:
     from realtime.render import Session, timed_render
 
     preset = load_session_preset(a)
-    session = Session.open(preset)
+    session = Session.open(preset, say=lambda m: print(f"wavenet-live: {m}", file=sys.stderr))
     sr = session.engine.sample_rate
     if a.midi:
         timeline, length = load_events(a.midi, sr)
@@ -229,7 +230,7 @@ def cmd_play(a) -> int:
                               client_name=f"{a.client_name}-midi", required=bool(preset.midi.port))
     recorder = None
     try:
-        session = Session.open(preset)
+        session = Session.open(preset, say=lambda m: print(f"wavenet-live: {m}", file=sys.stderr))
         session.keep_log = False  # events go to the recorder, if any
         if a.record:  # fails here, before any sound, if the path is not writable
             from realtime.recorder import Recorder

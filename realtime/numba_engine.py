@@ -81,6 +81,7 @@ class NumbaEngine(Engine):
         super().__init__(model, seed=seed, max_block=max_block, **kw)
         cfg = self.cfg
         self.precision = precision
+        self.name = "numba" if precision == "fp32" else f"numba-{precision}"
         if weights is None:
             weights = kernel_weights(self.w, self.loc_idx, self.dilations, self.q_off, self.sample_rate, precision)
         self._weights = weights

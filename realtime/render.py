@@ -22,26 +22,36 @@ from .priming import prime_waveform
 from .watchdog import Watchdog
 
 
-def make_engine(name: str, model: ModelFile, seed: int = 0, compute: str = "cpu") -> Engine:
-    """Build an engine by name: numba, torchscript or auto (Numba on CPU, TorchScript on CUDA)."""
-    if name == "auto":
-        import importlib.util
+def make_engine(name: str, model: ModelFile, seed: int = 0, compute: str = "cpu",
+                say: Callable[[str], None] | None = None) -> Engine:
+    """Build an engine by name: numba (fp32), numba-bf16, numba-int8, torchscript, or auto.
 
+    auto: TorchScript on CUDA when ``compute`` is cuda and a GPU exists, else the fastest
+    exact-enough Numba precision for this machine and model (a ~1 s probe); ``say`` gets the reason.
+    """
+    if name == "auto":
         cuda = False
-        if compute == "cuda" and importlib.util.find_spec("torch"):
+        if compute == "cuda":
             import torch
 
             cuda = torch.cuda.is_available()
-        name = "torchscript" if cuda else "numba"
-    if name == "numba":
-        from .numba_engine import NumbaEngine
+        if cuda:
+            name, reason = "torchscript", "torchscript: CUDA is available"
+        else:
+            from .numba_engine import choose_engine
 
-        return NumbaEngine(model, seed=seed)
+            name, reason = choose_engine(model)
+        if say is not None:
+            say(f"engine auto -> {reason}")
+    if name.startswith("numba"):
+        from .numba_engine import engine_from_name
+
+        return engine_from_name(name, model, seed=seed)
     if name == "torchscript":
         from .torch_engine import TorchScriptEngine
 
         return TorchScriptEngine(model, seed=seed, device=compute)
-    raise ValueError(f"unknown engine {name!r} (numba, torchscript, auto)")
+    raise ValueError(f"unknown engine {name!r} (numba, numba-bf16, numba-int8, torchscript, auto)")
 
 
 @dataclass
@@ -60,9 +70,10 @@ class Session:
     keep_log: bool = True
 
     @classmethod
-    def open(cls, preset: Preset, model: ModelFile | None = None) -> "Session":
+    def open(cls, preset: Preset, model: ModelFile | None = None,
+             say: Callable[[str], None] | None = None) -> "Session":
         model = model or load_model(preset.model_path())
-        engine = make_engine(preset.model.engine, model, preset.model.seed, preset.model.compute)
+        engine = make_engine(preset.model.engine, model, preset.model.seed, preset.model.compute, say)
         sr = engine.sample_rate
         rf = model.config.receptive_field
         engine.prime(prime_waveform(preset.model.prime, sr, rf, seed=preset.model.seed))

@@ -84,3 +84,13 @@ def test_render_from_midi_file_cli(tmp_path):
     assert res.returncode == 0, res.stderr
     info = json.loads(res.stdout.strip().splitlines()[-1])
     assert 0.6 < info["seconds"] < 1.5  # the file's length plus the release tail
+
+
+def test_engine_auto_says_which_and_uses_it(tmp_path):
+    model = small_model().save(tmp_path / "m.npz")
+    res = run_cli("render", "--out", str(tmp_path / "a.wav"), "--seconds", "0.5", "--model", str(model),
+                  "--engine", "auto")
+    assert res.returncode == 0, res.stderr
+    name = json.loads(res.stdout.strip().splitlines()[-1])["engine"]
+    assert name in ("numba", "numba-bf16", "numba-int8")
+    assert f"engine auto -> {name}: samples/s fp32" in res.stderr
