@@ -138,7 +138,7 @@ class Controller:
             self._reprime()
             return
         e = self.engine
-        e.reprime(np.full(e.cfg.receptive_field, 128, np.uint8), self.crossfade)
+        e.reprime(np.full(e.cfg.receptive_field, 128, np.uint8), self.crossfade, key=("silence",))
         self.state.reprimes += 1
 
     def _reprime(self) -> None:
@@ -147,8 +147,8 @@ class Controller:
         s = self.state
         pitch = s.note if s.note is not None else int(round(self.engine.pitch))
         snippet = self.seedbank.lookup(s.instrument, pitch, s.velocity)
-        if snippet is not None:
-            self.engine.reprime(snippet, self.crossfade)
+        if snippet is not None:  # keyed by instrument and pitch: a repeated note re-primes from the cache
+            self.engine.reprime(snippet, self.crossfade, key=("seed", s.instrument, pitch))
             s.reprimes += 1
 
     # ------------------------------------------------------- other messages

@@ -58,3 +58,18 @@ def test_priming_changes_what_follows():
             e.prime((0.5 * np.sin(2 * np.pi * hz * np.arange(500) / 16000)).astype(np.float32))
         outs.append(e.generate(200))
     assert not np.array_equal(*outs)
+
+
+def test_keyed_prime_is_cached_and_identical():
+    model = small_model(seed=6)
+    e = NumbaEngine(model, seed=3)
+    snip = mulaw.encode((0.4 * np.sin(2 * np.pi * 330 * np.arange(300) / 16000)).astype(np.float32))
+    e.reprime(snip, 40, key=("seed", 0, 64))
+    first = e.queues.copy()
+    assert len(e._prime_cache) == 1
+    e.generate(500)
+    e.set_conditioning(velocity=10)  # a later note with another velocity reuses the first state
+    e.reprime(snip, 40, key=("seed", 0, 64))
+    np.testing.assert_array_equal(e.queues, first)
+    e.reprime(snip, 40)  # unkeyed: computed now, under the current conditioning
+    assert not np.array_equal(e.queues, first)
