@@ -236,7 +236,7 @@ def cmd_play(a) -> int:
             from realtime.recorder import Recorder
             from realtime.replay import manifest_for
 
-            recorder = Recorder(a.record)
+            recorder = Recorder(a.record, audio_format=preset.audio.record_format)
             recorder.manifest_base = {**manifest_for(session), "kind": "live"}
     except BaseException:
         if midi is not None:

@@ -62,6 +62,7 @@ class AudioSection:
     latency: str = "low"
     lead_ms: float = 40.0
     resample: str = "hq"     # hq (soxr, ~15 ms, clean) | fast (cubic, ~0 ms, some imaging)
+    record_format: str = "wav"  # session folders: wav (float32, replays exactly) | flac (24-bit)
 
 
 @dataclass
@@ -229,6 +230,8 @@ def _validate(where, p: Preset) -> None:
         bad("audio.blocksize", "must be within 16-8192")
     if not 1 <= a.lead_ms <= 2000:
         bad("audio.lead_ms", "must be within 1-2000")
+    if a.record_format not in ("wav", "flac"):
+        bad("audio.record_format", f"{a.record_format!r} is not wav or flac")
     if a.resample not in ("hq", "fast"):
         bad("audio.resample", f"{a.resample!r} is not hq or fast")
     if a.latency not in ("low", "high"):

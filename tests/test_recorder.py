@@ -110,3 +110,16 @@ def test_unwritable_path_fails_before_anything_starts(tmp_path):
     blocker.write_text("x")
     with pytest.raises(RecordError, match="file/take"):
         Recorder(blocker / "take")
+
+
+def test_flac_session_folder(tmp_path):
+    rec = Recorder(tmp_path / "take", audio_format="flac", flush_s=0.02)
+    rec.begin(48000, {})
+    data = blocks(100)
+    for b in data:
+        rec.write(b)
+    rec.close()
+    audio, sr = sf.read(str(tmp_path / "take" / "audio.flac"), dtype="float32")
+    assert sr == 48000 and len(audio) == 16000
+    np.testing.assert_allclose(audio, np.concatenate(data), atol=2 ** -22)  # 24-bit
+    assert json.loads((tmp_path / "take" / "session.json").read_text())["audio"] == "audio.flac"
