@@ -467,3 +467,16 @@ def test_ctrl_c_stops_cleanly(jack_server, tmp_path):
     time.sleep(1.0)
     assert proc.stop(signal.SIGINT) == 0, proc.err[-10:]
     assert proc.summary()["frames"] > 0
+
+
+@pytest.mark.slow
+def test_wavenet_live_seconds_5_plays_the_default_preset(jack_server):
+    """The acceptance command: `wavenet-live --seconds 5` (default preset and model) with a status line, exit 0."""
+    exe = Path(sys.executable).with_name("wavenet-live")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, str(ROOT / "run_live.py")]
+    r = subprocess.run([*cmd, "--seconds", "5", "--client-name", "wnl-accept"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=180, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert abs(s["frames"] / 48000 - 5.0) < 0.3 and s["device"]
+    assert "playing 'default'" in r.stderr and "RTF" in r.stderr and "ring" in r.stderr  # the status line
