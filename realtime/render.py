@@ -163,7 +163,11 @@ def render_timeline(session: Session, timeline: list[tuple[int, bytes]], n_sampl
 
 
 def timed_render(session: Session, timeline, n_samples: int, block: int = 1024) -> tuple[np.ndarray, dict]:
-    """Render and report {seconds, samples, sample_rate, rtf, engine}; rtf = audio seconds / wall seconds."""
+    """Render and report {seconds, samples, sample_rate, rtf, engine}; rtf = audio seconds / wall seconds.
+
+    A throwaway engine of the same kind runs first, so the first run's JIT compilation is not timed.
+    """
+    make_engine(session.engine.name, session.model, compute=session.preset.model.compute).generate(1)
     t0 = time.perf_counter()
     audio = render_timeline(session, timeline, n_samples, block)
     wall = time.perf_counter() - t0
