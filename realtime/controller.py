@@ -54,6 +54,15 @@ class Controller:
         stage.set_targets(env=0.0, level=1.0, gain=10 ** (snd.gain_db / 20.0))
         stage.set_release(snd.release_ms / 1000.0)
 
+    # ---------------------------------------------------------------- audio
+    def generate(self, out: np.ndarray) -> np.ndarray:
+        """Generate ``len(out)`` samples of the instrument into ``out`` (model rate)."""
+        return self.engine.generate(len(out), out)
+
+    def nonfinite_count(self) -> int:
+        """Samples so far whose logits were not finite."""
+        return self.engine.nonfinite_count
+
     # ---------------------------------------------------------------- input
     def feed(self, data) -> list[dict[str, Any]]:
         """Parse raw MIDI bytes and apply every complete message; returns the applied events."""

@@ -52,6 +52,7 @@ class SoundSection:
     temperature_min: float = 0.5
     temperature_max: float = 1.2
     max_glide_ms: float = 500.0
+    voices: int = 1            # 1 = monophonic (legato glide); 2-16 = polyphonic (one batched kernel call)
 
 
 @dataclass
@@ -223,6 +224,8 @@ def _validate(where, p: Preset) -> None:
             bad(f"sound.{k}", "must be >= 0")
     if not 0 <= s.temperature_min <= s.temperature_max:
         bad("sound.temperature_min", "must be >= 0 and <= sound.temperature_max")
+    if not 1 <= s.voices <= 16:
+        bad("sound.voices", "must be within 1-16")
     a = p.audio
     if a.samplerate < 0 or (a.samplerate and not 8000 <= a.samplerate <= 192000):
         bad("audio.samplerate", "must be 0 (device default) or 8000-192000")

@@ -73,13 +73,26 @@ class Session:
     def open(cls, preset: Preset, model: ModelFile | None = None,
              say: Callable[[str], None] | None = None) -> "Session":
         model = model or load_model(preset.model_path())
-        engine = make_engine(preset.model.engine, model, preset.model.seed, preset.model.compute, say)
-        sr = engine.sample_rate
-        rf = model.config.receptive_field
-        engine.prime(prime_waveform(preset.model.prime, sr, rf, seed=preset.model.seed))
+        sr, rf = model.config.sample_rate, model.config.receptive_field
+        prime = prime_waveform(preset.model.prime, sr, rf, seed=preset.model.seed)
         stage = OutputStage(sr, release_s=preset.sound.release_ms / 1000.0)
-        dog = Watchdog(preset.watchdog, sr)
-        return cls(preset, model, engine, stage, Controller(engine, stage, preset), dog)
+        if preset.sound.voices > 1:  # polyphonic: one batched kernel call for all voices
+            from .poly_controller import PolyController
+            from .poly_engine import PolyEngine
+
+            name = preset.model.engine
+            if not name.startswith("numba"):
+                raise ValueError(f"{preset.path or 'preset'}: sound.voices > 1 needs a numba engine, not {name!r}")
+            engine = PolyEngine(model, preset.sound.voices, preset.model.seed, name.partition("-")[2] or "fp32")
+            engine.name = f"poly-{engine.precision}x{engine.n_voices}"
+            for v in range(engine.n_voices):
+                engine.prime(v, prime)
+            controller: Controller = PolyController(engine, stage, preset)
+        else:
+            engine = make_engine(preset.model.engine, model, preset.model.seed, preset.model.compute, say)
+            engine.prime(prime)
+            controller = Controller(engine, stage, preset)
+        return cls(preset, model, engine, stage, controller, Watchdog(preset.watchdog, sr))
 
     def emit(self, ev: dict[str, Any]) -> dict[str, Any]:
         """Log an applied change at the current sample (``position``)."""
@@ -103,12 +116,12 @@ class Session:
 
     def generate(self, out: np.ndarray) -> np.ndarray:
         """Generate ``len(out)`` samples through engine, watchdog and output stage into ``out``."""
-        self.engine.generate(len(out), out)
+        ctl = self.controller
+        ctl.generate(out)
         self.position += len(out)
         if self.watchdog is not None:
-            ctl = self.controller
             inst = ctl.instruments[ctl.state.instrument]
-            reason = self.watchdog.check(out, self.engine.nonfinite_count, ctl.state.note is not None,
+            reason = self.watchdog.check(out, ctl.nonfinite_count(), ctl.state.note is not None,
                                          inst in self.watchdog.noise_ok)
             if reason is not None:
                 ctl.recover()
@@ -167,7 +180,8 @@ def timed_render(session: Session, timeline, n_samples: int, block: int = 1024) 
 
     A throwaway engine of the same kind runs first, so the first run's JIT compilation is not timed.
     """
-    make_engine(session.engine.name, session.model, compute=session.preset.model.compute).generate(1)
+    name = session.engine.name if not session.engine.name.startswith("poly") else session.preset.model.engine
+    make_engine(name, session.model, compute=session.preset.model.compute).generate(1)
     t0 = time.perf_counter()
     audio = render_timeline(session, timeline, n_samples, block)
     wall = time.perf_counter() - t0

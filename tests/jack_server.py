@@ -36,6 +36,7 @@ class JackServer:
         self._old_env: dict[str, str | None] = {}
 
     def start(self, timeout: float = 15.0) -> "JackServer":
+        clear_stale_jack_registry()
         env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
@@ -78,6 +79,18 @@ class JackServer:
             return self.log.read_text(errors="replace").lower().count("xrun")
         except OSError:
             return 0
+
+
+def clear_stale_jack_registry() -> None:
+    """With no jackd running, remove JACK's shared-memory registry left by killed servers.
+
+    jackd killed with SIGKILL never unregisters; after a few of those new servers fail
+    with "Too many servers already active".
+    """
+    if subprocess.run(["pgrep", "-x", "jackd"], capture_output=True).returncode == 0:
+        return
+    for p in Path("/dev/shm").glob("jack*"):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def _reinit_portaudio() -> None:

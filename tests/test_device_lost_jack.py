@@ -12,6 +12,7 @@ import uuid
 import pytest
 import soundfile as sf
 
+from jack_server import clear_stale_jack_registry
 from test_host_jack import LiveProcess
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow,
@@ -19,6 +20,7 @@ pytestmark = [pytest.mark.jack, pytest.mark.slow,
 
 
 def test_server_death_stops_cleanly_and_keeps_the_recording(tmp_path):
+    clear_stale_jack_registry()
     name = f"wnl-doomed-{os.getpid()}-{uuid.uuid4().hex[:4]}"
     jackd = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -29,7 +31,7 @@ def test_server_death_stops_cleanly_and_keeps_the_recording(tmp_path):
                            env={"JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1"})
         proc.wait_for_line("playing", timeout=120)
         time.sleep(3.0)
-        jackd.send_signal(signal.SIGKILL)  # the "device" vanishes
+        jackd.send_signal(signal.SIGTERM)  # the "device" vanishes (SIGKILL would leak JACK's server registry)
         t_gone = time.monotonic()
         deadline = time.monotonic() + 20
         while proc.proc.poll() is None and time.monotonic() < deadline:
