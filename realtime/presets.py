@@ -53,6 +53,7 @@ class SoundSection:
     temperature_max: float = 1.2
     max_glide_ms: float = 500.0
     voices: int = 1            # 1 = monophonic (legato glide); 2-16 = polyphonic (one batched kernel call)
+    threads: int = 0           # polyphonic voice groups on 1 or 2 cores; 0 = as many as this process may use (max 2)
 
 
 @dataclass
@@ -226,6 +227,8 @@ def _validate(where, p: Preset) -> None:
         bad("sound.temperature_min", "must be >= 0 and <= sound.temperature_max")
     if not 1 <= s.voices <= 16:
         bad("sound.voices", "must be within 1-16")
+    if s.threads not in (0, 1, 2):
+        bad("sound.threads", "must be 0 (auto), 1 or 2")
     a = p.audio
     if a.samplerate < 0 or (a.samplerate and not 8000 <= a.samplerate <= 192000):
         bad("audio.samplerate", "must be 0 (device default) or 8000-192000")

@@ -6,6 +6,7 @@ take is replayed.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -83,7 +84,9 @@ class Session:
             name = preset.model.engine
             if not name.startswith("numba"):
                 raise ValueError(f"{preset.path or 'preset'}: sound.voices > 1 needs a numba engine, not {name!r}")
-            engine = PolyEngine(model, preset.sound.voices, preset.model.seed, name.partition("-")[2] or "fp32")
+            threads = preset.sound.threads or min(2, len(os.sched_getaffinity(0)))
+            engine = PolyEngine(model, preset.sound.voices, preset.model.seed, name.partition("-")[2] or "fp32",
+                                threads=threads)
             engine.name = f"poly-{engine.precision}x{engine.n_voices}"
             for v in range(engine.n_voices):
                 engine.prime(v, prime)
