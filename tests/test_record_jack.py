@@ -144,3 +144,35 @@ def test_unwritable_record_path_fails_before_sound(jack_server, tmp_path):
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "file/take" in r.stderr and "Traceback" not in r.stderr
     assert "playing" not in r.stderr
+
+
+def test_polyphonic_take_under_jack_replays_exactly(jack_server, tmp_path):
+    take = tmp_path / "poly"
+    preset = take_preset(tmp_path, "wnl-poly")
+    preset.write_text(preset.read_text().replace("[sound]\n", "[sound]\nvoices = 4\n"))
+    proc = LiveProcess(["--preset", str(preset), "--virtual-midi", "--midi-api", "jack", "--client-name", "wnl-poly",
+                        "--record", str(take), "--seconds", "60"])
+    kbd = None
+    try:
+        proc.wait_for_line("playing", timeout=120)
+        kbd, patch = keyboard("wnl-poly")
+        for notes in ([48, 55, 64], [50, 57, 65, 72, 76]):  # a triad, then five notes on four voices
+            for n in notes:
+                kbd.send_message([0x90, n, 100])
+            time.sleep(0.8)
+            for n in notes:
+                kbd.send_message([0x80, n, 0])
+            time.sleep(0.4)
+        rc = proc.stop(signal.SIGINT)
+        patch.close()
+    finally:
+        proc.stop(signal.SIGKILL)
+        if kbd is not None:
+            kbd.close_port()
+    assert rc == 0, proc.err[-10:]
+    evs = [json.loads(x) for x in (take / "events.jsonl").read_text().splitlines()]
+    ons = [e for e in evs if e["param"] == "note_on"]
+    assert [e["voice"] for e in ons[:3]] == [0, 1, 2]
+    assert sum("stolen" in e for e in ons) == 1  # the fifth note of the second chord
+    r = _run(["replay", str(take), "--out", str(tmp_path / "replay.wav")], timeout=300)
+    assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["matches_recording"] is True
