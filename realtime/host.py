@@ -79,6 +79,7 @@ class HostStats:
     midi: str = ""
     recoveries: int = 0           # watchdog recoveries (collapse, blow-up)
     warning: str = ""             # e.g. the recorder stopped writing (disk full); playback goes on
+    voices: str = ""              # polyphony: "busy/total" voices
     error: str = ""
 
 
@@ -253,6 +254,9 @@ class LiveHost:
         if dog is not None:
             st.recoveries = dog.total
         ctl = getattr(self.session, "controller", None)
+        alloc = getattr(ctl, "alloc", None)
+        if alloc is not None:
+            st.voices = f"{len(alloc.busy())}/{alloc.max_voices}"
         if ctl is not None:
             cs = ctl.state
             st.note, st.temperature = cs.note, cs.temperature

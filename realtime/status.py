@@ -32,7 +32,7 @@ def format_status(st: HostStats) -> str:
         f"ring {st.ring_ms:5.1f}/{st.lead_ms:.0f} ms",
         xruns,
         f"latency ~{st.latency_ms:.0f} ms",
-        f"{st.instrument or '-'} {note_name(st.note)} T={temp}",
+        f"{st.instrument or '-'} {note_name(st.note)} T={temp}" + (f" voices {st.voices}" if st.voices else ""),
         f"MIDI {st.midi or 'none'}",
     ]
     if st.recoveries:

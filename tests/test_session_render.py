@@ -33,3 +33,8 @@ def test_render_session_folder_replays_exactly(tmp_path):
 def test_status_line_shows_a_recording_warning():
     line = format_status(HostStats(warning="record x: writing stopped (No space left on device)", samplerate=48000))
     assert "WARNING record x: writing stopped (No space left on device)" in line
+
+
+def test_status_line_shows_voices():
+    assert "piano C4 T=0.90 voices 3/4" in format_status(HostStats(instrument="piano", note=60, temperature=0.9,
+                                                                   voices="3/4", samplerate=48000))
