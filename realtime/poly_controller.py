@@ -109,10 +109,17 @@ class PolyController(Controller):
 
     # ------------------------------------------------- shared parameters
     def program_change(self, program: int) -> dict[str, Any] | None:
-        ev = super().program_change(program)  # sets state.instrument (and voice 0)
+        mode = self.preset.model.reprime
+        self.preset.model.reprime = "off" if mode == "note_on_program" else mode  # voice 0 alone: no
+        try:
+            ev = super().program_change(program)  # sets state.instrument (and voice 0's conditioning)
+        finally:
+            self.preset.model.reprime = mode
         if ev is not None:
             for e in self._busy():
                 e.set_conditioning(instrument=self.state.instrument, glide_samples=self.smooth)
+            if mode == "note_on_program":
+                self.recover()  # every sounding voice re-primed from the new instrument's snippet
         return ev
 
     def pitch_bend(self, value: int) -> dict[str, Any]:

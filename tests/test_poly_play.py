@@ -89,3 +89,22 @@ def test_voices_out_of_range(tmp_path, bad):
     path = write_preset(tmp_path / "p.toml", tmp_path / "m.npz", f"[sound]\nvoices = {bad}")
     with pytest.raises(PresetError, match="sound.voices"):
         load_preset(path)
+
+
+def test_program_change_reprimes_every_sounding_voice(tmp_path):
+    from models.model_file import SeedBank
+
+    path = small_model().save(tmp_path / "m.npz")
+    m = load_model(path)
+    rng = np.random.default_rng(1)
+    m.seedbank = SeedBank(rng.integers(0, 256, (4, 200)), [0, 0, 1, 1], [60, 64, 60, 64], [100] * 4)
+    m.save(path)
+    preset = write_preset(tmp_path / "p.toml", path, '[sound]\nvoices = 4\n[watchdog]\nenabled = false')
+    preset.write_text(preset.read_text().replace('reprime = "off"', 'reprime = "note_on_program"'))
+    s = Session.open(load_preset(preset), load_model(path))
+    render_timeline(s, chord([60, 64], 0, 99999), 800)
+    before = s.controller.state.reprimes
+    s.apply_midi(bytes([0xC0, 1]))
+    assert s.controller.state.reprimes == before + 1
+    assert {e.instrument for e in (s.engine.voice(0), s.engine.voice(1))} == {1}
+    assert ("seed", 1, 60) in s.engine.voice(0)._prime_cache and ("seed", 1, 64) in s.engine.voice(1)._prime_cache
