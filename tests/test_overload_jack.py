@@ -17,8 +17,7 @@ import pytest
 import soundfile as sf
 
 from jack_server import JackCapture, wait_for_ports
-from test_host_jack import _run
-from test_record_jack import keyboard, start_take
+from test_record_jack import live_take, replay_of
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("stress-ng") is None, reason="needs stress-ng")]
@@ -30,11 +29,7 @@ def underruns_in(lines: list[str]) -> list[int]:
 
 def test_overload_is_survived_and_the_take_stays_gapless(jack_server, tmp_path):
     take = tmp_path / "take"
-    proc = start_take(tmp_path, "wnl-load", take)
-    kbd = None
-    try:
-        proc.wait_for_line("playing", timeout=120)
-        kbd, patch = keyboard("wnl-load")
+    with live_take(tmp_path, "wnl-load", take) as (proc, kbd):
         with JackCapture("wnl-load-cap", seconds=30.0) as cap:
             wait_for_ports(cap.client, r"wnl-load:out_0")
             cap.connect_from("wnl-load:out_0")
@@ -52,11 +47,6 @@ def test_overload_is_survived_and_the_take_stays_gapless(jack_server, tmp_path):
             y = cap.recorded().copy()
             assert proc.proc.poll() is None, "the host died under load"
         rc = proc.stop(signal.SIGINT)
-        patch.close()
-    finally:
-        proc.stop(signal.SIGKILL)
-        if kbd is not None:
-            kbd.close_port()
     assert rc == 0, proc.err[-10:]
     summary = proc.summary()
     rate = 48000
@@ -77,8 +67,6 @@ def test_overload_is_survived_and_the_take_stays_gapless(jack_server, tmp_path):
     # the take is gapless: it replays exactly, whatever the device went through
     man = json.loads((take / "session.json").read_text())
     assert man["frames_dropped"] == 0
-    r = _run(["replay", str(take), "--out", str(tmp_path / "replay.wav")], timeout=300)
-    assert r.returncode == 0, r.stderr
     audio, _ = sf.read(str(take / "audio.wav"), dtype="float32")
-    replayed, _ = sf.read(str(tmp_path / "replay.wav"), dtype="float32")
+    replayed, _ = replay_of(take, tmp_path)
     np.testing.assert_array_equal(replayed, audio)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -52,20 +53,37 @@ def keyboard(client_name: str):
     return kbd, c
 
 
-def start_take(tmp_path, name: str, take) -> LiveProcess:
-    """run_live.py recording ``take`` with a virtual JACK MIDI input named ``name``-midi:midi_in."""
-    return LiveProcess(["--preset", str(take_preset(tmp_path, name)), "--virtual-midi", "--midi-api", "jack",
-                        "--client-name", name, "--record", str(take), "--seconds", "60"])
+@contextmanager
+def live_take(tmp_path, name: str, take, preset=None):
+    """run_live.py recording ``take``, played from a JACK keyboard: yields (process, keyboard); always cleaned up."""
+    proc = LiveProcess(["--preset", str(preset or take_preset(tmp_path, name)), "--virtual-midi", "--midi-api",
+                        "jack", "--client-name", name, "--record", str(take), "--seconds", "60"])
+    kbd = patch = None
+    try:
+        proc.wait_for_line("playing", timeout=120)
+        proc.t_playing = time.monotonic()
+        kbd, patch = keyboard(name)
+        yield proc, kbd
+    finally:
+        if patch is not None:
+            patch.close()
+        proc.stop(signal.SIGKILL)
+        if kbd is not None:
+            kbd.close_port()
+
+
+def replay_of(take, tmp_path) -> tuple[np.ndarray, dict]:
+    """``wavenet-live replay`` of a session folder: (replayed audio, the command's JSON line)."""
+    r = _run(["replay", str(take), "--out", str(tmp_path / "replay.wav")], timeout=300)
+    assert r.returncode == 0, r.stderr
+    replayed, _ = sf.read(str(tmp_path / "replay.wav"), dtype="float32")
+    return replayed, json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def test_live_take_replays_exactly_and_logs_every_note(jack_server, tmp_path):
     take = tmp_path / "take"
-    proc = start_take(tmp_path, "wnl-rec", take)
-    kbd = None
-    try:
-        proc.wait_for_line("playing", timeout=120)
-        kbd, patch = keyboard("wnl-rec")
-        notes = [48, 55, 60, 64, 67, 72, 60, 52, 57, 62, 69, 74]
+    notes = [48, 55, 60, 64, 67, 72, 60, 52, 57, 62, 69, 74]
+    with live_take(tmp_path, "wnl-rec", take) as (proc, kbd):
         t0 = time.monotonic()
         for k, n in enumerate(notes):
             if k == 6:
@@ -77,11 +95,6 @@ def test_live_take_replays_exactly_and_logs_every_note(jack_server, tmp_path):
             time.sleep(0.2)
         time.sleep(max(0.0, 8.0 - (time.monotonic() - t0)))
         rc = proc.stop(signal.SIGINT)
-        patch.close()
-    finally:
-        proc.stop(signal.SIGKILL)
-        if kbd is not None:
-            kbd.close_port()
     assert rc == 0, proc.err[-10:]
     man = json.loads((take / "session.json").read_text())
     audio, rate = sf.read(str(take / "audio.wav"), dtype="float32")
@@ -92,10 +105,7 @@ def test_live_take_replays_exactly_and_logs_every_note(jack_server, tmp_path):
     assert [e["value"] for e in evs if e["param"] == "note_off"] == notes
     assert any(e["param"] == "instrument" and e["value"] == 1 for e in evs)
     assert sum(e["param"] == "temperature" for e in evs) == len(notes)
-    r = _run(["replay", str(take), "--out", str(tmp_path / "replay.wav")], timeout=300)
-    assert r.returncode == 0, r.stderr
-    info = json.loads(r.stdout.strip().splitlines()[-1])
-    replayed, _ = sf.read(str(tmp_path / "replay.wav"), dtype="float32")
+    replayed, info = replay_of(take, tmp_path)
     assert len(replayed) == len(audio)
     np.testing.assert_array_equal(replayed, audio)
     assert info["matches_recording"] is True
@@ -105,12 +115,8 @@ def test_live_take_replays_exactly_and_logs_every_note(jack_server, tmp_path):
 
 def test_sigkill_loses_at_most_one_second(jack_server, tmp_path):
     take = tmp_path / "killed"
-    proc = start_take(tmp_path, "wnl-kill", take)
-    kbd = None
-    try:
-        proc.wait_for_line("playing", timeout=120)
-        t_play = time.monotonic()
-        kbd, patch = keyboard("wnl-kill")
+    with live_take(tmp_path, "wnl-kill", take) as (proc, kbd):
+        t_play = proc.t_playing
         for n in (60, 64, 67, 72):
             kbd.send_message([0x90, n, 100])
             time.sleep(0.9)
@@ -118,11 +124,6 @@ def test_sigkill_loses_at_most_one_second(jack_server, tmp_path):
         proc.proc.send_signal(signal.SIGKILL)
         t_kill = time.monotonic()
         proc.proc.wait(10)
-        patch.close()
-    finally:
-        proc.stop(signal.SIGKILL)
-        if kbd is not None:
-            kbd.close_port()
     generated_at_least = (t_kill - t_play) * 48000  # playing started after the prefill, so more was generated
     info = sf.info(str(take / "audio.wav"))
     audio, _ = sf.read(str(take / "audio.wav"), dtype="float32")
@@ -130,9 +131,7 @@ def test_sigkill_loses_at_most_one_second(jack_server, tmp_path):
     assert len(audio) == info.frames >= generated_at_least - 48000
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0.01
     # what survived is exactly the start of the take: replay reproduces it
-    r = _run(["replay", str(take), "--out", str(tmp_path / "replay.wav")], timeout=300)
-    assert r.returncode == 0, r.stderr
-    replayed, _ = sf.read(str(tmp_path / "replay.wav"), dtype="float32")
+    replayed, _ = replay_of(take, tmp_path)
     np.testing.assert_array_equal(replayed, audio)
 
 
@@ -150,12 +149,7 @@ def test_polyphonic_take_under_jack_replays_exactly(jack_server, tmp_path):
     take = tmp_path / "poly"
     preset = take_preset(tmp_path, "wnl-poly")
     preset.write_text(preset.read_text().replace("[sound]\n", "[sound]\nvoices = 4\n"))
-    proc = LiveProcess(["--preset", str(preset), "--virtual-midi", "--midi-api", "jack", "--client-name", "wnl-poly",
-                        "--record", str(take), "--seconds", "60"])
-    kbd = None
-    try:
-        proc.wait_for_line("playing", timeout=120)
-        kbd, patch = keyboard("wnl-poly")
+    with live_take(tmp_path, "wnl-poly", take, preset) as (proc, kbd):
         for notes in ([48, 55, 64], [50, 57, 65, 72, 76]):  # a triad, then five notes on four voices
             for n in notes:
                 kbd.send_message([0x90, n, 100])
@@ -164,15 +158,9 @@ def test_polyphonic_take_under_jack_replays_exactly(jack_server, tmp_path):
                 kbd.send_message([0x80, n, 0])
             time.sleep(0.4)
         rc = proc.stop(signal.SIGINT)
-        patch.close()
-    finally:
-        proc.stop(signal.SIGKILL)
-        if kbd is not None:
-            kbd.close_port()
     assert rc == 0, proc.err[-10:]
     evs = [json.loads(x) for x in (take / "events.jsonl").read_text().splitlines()]
     ons = [e for e in evs if e["param"] == "note_on"]
     assert [e["voice"] for e in ons[:3]] == [0, 1, 2]
     assert sum("stolen" in e for e in ons) == 1  # the fifth note of the second chord
-    r = _run(["replay", str(take), "--out", str(tmp_path / "replay.wav")], timeout=300)
-    assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["matches_recording"] is True
+    assert replay_of(take, tmp_path)[1]["matches_recording"] is True
