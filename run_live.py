@@ -18,13 +18,15 @@ import os
 import sys
 from pathlib import Path
 
+from realtime.presets import ENGINES
+
 SUBCOMMANDS = ("play", "render", "replay", "plot", "repair")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help="preset TOML (default: presets/default.toml)")
     p.add_argument("--model", help="model file (overrides the preset)")
-    p.add_argument("--engine", choices=("numba", "numba-bf16", "numba-int8", "torchscript", "auto"),
+    p.add_argument("--engine", choices=ENGINES,
                    help="engine (overrides the preset); auto probes this machine and says which it picked")
     p.add_argument("--compute", choices=("cpu", "cuda"), help="device for the torchscript engine")
     p.add_argument("--seed", type=int, help="random seed (overrides the preset)")

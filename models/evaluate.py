@@ -1,6 +1,6 @@
 """Quality evaluator: generate notes through the real engine and measure pitch, timbre and stability.
 
-    python -m models.evaluate [--model PATH] [--data DIR] [--json] [--quick] [--png PATH]
+    python -m models.evaluate [--model PATH] [--data DIR] [--json] [--quick] [--png PATH] [--engine NAME]
 
 - pitch: held 2 s notes on a grid of (tonal instrument, MIDI pitch), generated
   with the preset's re-priming mode and with re-priming off; f0 by YIN on the
@@ -11,6 +11,9 @@
   of 100 ms windows while a note is held that are silent (< -50 dBFS) or
   noise-like (spectral flatness > 0.4; white noise ~0.56), NaN count;
 - a PNG sheet of spectrograms, real vs generated.
+
+``--engine`` (default: the preset's) compares precisions: e.g. ``numba`` vs
+``numba-bf16dot`` must give pitch and timbre figures within 2 points.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from realtime.presets import ENGINES
 
 from .audio_features import NearestNeighbour, logmel_stats, window_db, window_flatness
 
@@ -65,7 +70,7 @@ def tonal_instruments(model, data) -> list[int]:
 
 
 def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: str | None = None,
-             log=print) -> dict:
+             log=print, engine: str | None = None) -> dict:
     from models.dataset import estimate_f0, load_dataset
     from models.model_file import load_model
     from realtime.presets import load_preset
@@ -74,12 +79,14 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     model = load_model(model_path)
     sr = model.config.sample_rate
     preset = load_preset()
+    if engine:
+        preset = replace(preset, model=replace(preset.model, engine=engine))
     data = load_dataset(data_dir) if data_dir and Path(data_dir, "dataset.json").is_file() else None
     names = list(model.config.conditioning.instruments)
     tonal = tonal_instruments(model, data)
     grid = QUICK_GRID if quick else PITCH_GRID
     held = slice(int(0.15 * sr), int(1.9 * sr))
-    res: dict = {"model": str(model_path), "preset_reprime": preset.model.reprime}
+    res: dict = {"model": str(model_path), "engine": preset.model.engine, "preset_reprime": preset.model.reprime}
 
     # pitch, with and without seed-bank priming
     generated: dict[tuple[int, int], np.ndarray] = {}
@@ -194,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--quick", action="store_true", help="3 pitches, 10 s stability")
     ap.add_argument("--png", default=None, help="spectrogram sheet (default: next to the model)")
+    ap.add_argument("--engine", choices=ENGINES, help="engine to generate with (default: the preset's)")
     ap.add_argument("--log", default=None,
                     help="append a JSON line (training steps/hours + figures) to this file: the quality curve")
     a = ap.parse_args(argv)
@@ -201,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
     png = a.png or str(Path(a.model).with_name("eval_spectrograms.png"))
     try:
-        res = evaluate(a.model, a.data, a.quick, png, log=(lambda *x: None) if a.json else print)
+        res = evaluate(a.model, a.data, a.quick, png, log=(lambda *x: None) if a.json else print, engine=a.engine)
     except (ModelFileError, ValueError, OSError) as e:
         print(f"evaluate: error: {e}", file=sys.stderr)
         return 2

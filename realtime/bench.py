@@ -1,8 +1,8 @@
 """Benchmark the engines: samples/s, real-time factors, GFLOP/s, GB/s, fraction of FMA peak, polyphony.
 
     python -m realtime.bench [--json] [--runs 3] [--configs r32s64l20,r64s128l20]
-                             [--engines numba,numba-int8,numba-bf16,torchscript,eager]
-                             [--voices 1,2,4,8,16] [--threads 1,2] [--poly-precisions fp32,int8]
+                             [--engines numba,numba-int8,numba-bf16,numba-bf16dot,torchscript,eager]
+                             [--voices 1,2,4,8,16] [--threads 1,2] [--poly-precisions fp32,bf16dot]
 
 Same random weights for every engine; medians of ``--runs`` timed runs after a
 warm-up. Single-voice rows run on one thread (torch.set_num_threads(1), the
@@ -18,8 +18,13 @@ GB/s = weight bytes read per sample (at the engine's precision; once per step
 for all voices of a batch) x steps/s; ``peak_fraction`` = GFLOP/s over this
 core's FMA peak, measured here with a small Numba FMA kernel (256-bit vectors,
 the width Numba's LLVM uses on this CPU) — times the thread count for the
-two-thread rows. The output notes whether a training run was active (it
-shares the machine).
+two-thread rows. Where the CPU has AVX-512 BF16, ``bf16dot_peak_gflops`` is the
+rate of the bf16dot matrix-vector routine on a matrix that sits in L1 (the
+most the bf16dot engine's inner loop can do here), and bf16dot rows also give
+``dot_peak_fraction`` against it. ``best_over_eager`` / ``best_over_torchscript``
+compare the fastest Numba precision with the float32 framework engines.
+Engines a config or CPU cannot run are listed as skipped. The output notes
+whether a training run was active (it shares the machine).
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ CONFIGS = {
     "r16s32l16": (16, 32, 8, 2),
 }
 RATES = (16000, 22050, 24000, 44100)
-PRECISION_ENGINES = {"numba": "fp32", "numba-int8": "int8", "numba-bf16": "bf16"}
+PRECISION_ENGINES = {"numba": "fp32", "numba-int8": "int8", "numba-bf16": "bf16", "numba-bf16dot": "bf16dot"}
 
 
 @dataclass
@@ -115,6 +120,39 @@ def fma_peak_gflops(seconds: float = 0.3) -> float:
     return best
 
 
+def bf16dot_peak_gflops(seconds: float = 0.3) -> float:
+    """GFLOP/s of the bf16dot matrix-vector routine on a 128 x 128 matrix held in L1 (best of 3), or 0
+    when this CPU cannot run it."""
+    from numba import njit
+
+    from . import bf16dot
+
+    if not bf16dot.available()[0]:
+        return 0.0
+
+    @njit(nogil=True, cache=True)
+    def loop(n, h, w, xp):
+        for _ in range(n):
+            bf16dot.dot_acc(h, 0, w, 0, xp, 64, 8)
+        return h[0]
+
+    rng = np.random.default_rng(0)
+    w = bf16dot.pack_matrix(rng.normal(0, 0.01, (128, 128)))
+    xp = np.zeros(64, np.float32)
+    h = np.zeros(128, np.float32)
+    loop(10, h, w, xp)
+    n = 20_000
+    t0 = time.perf_counter()
+    loop(n, h, w, xp)
+    n = max(n, int(n * seconds / 3 / max(time.perf_counter() - t0, 1e-9)))
+    best = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        loop(n, h, w, xp)
+        best = max(best, n * 128 * 128 * 2 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
 # ------------------------------------------------------------------ CPU placement
 def _affinity() -> list[int]:
     try:
@@ -175,14 +213,16 @@ def _derived(cfg, samples_per_s: float, steps_per_s: float, weight_bytes: int, p
             "peak_fraction": round(gflops / (peak * threads), 3) if peak > 0 else None}
 
 
-def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak: float = 0.0) -> list[Result]:
+def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak: float = 0.0,
+                 dot_peak: float = 0.0) -> tuple[list[Result], dict[str, str]]:
+    """Single-voice rows of config ``name`` for each engine; also ``{engine: why}`` for those skipped."""
     import torch
 
     from models.config import WaveNetConfig
     from models.model_file import random_model
     from models.wavenet import WaveNet, import_weights
 
-    from .numba_engine import NumbaEngine, logit_error
+    from .numba_engine import NumbaEngine, logit_error, precision_error
     from .torch_engine import TorchScriptEngine
 
     torch.set_num_threads(1)
@@ -190,9 +230,12 @@ def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak:
     cfg = WaveNetConfig(r, s, lps, st)
     model = random_model(cfg, seed=0)
     fp32_bytes = None
-    results = []
+    results, skipped = [], {}
     for engine in engines:
         extra: dict = {}
+        if engine in PRECISION_ENGINES and precision_error(PRECISION_ENGINES[engine], r, s):
+            skipped[engine] = precision_error(PRECISION_ENGINES[engine], r, s)
+            continue
         if engine in PRECISION_ENGINES:
             e = NumbaEngine(model, seed=0, precision=PRECISION_ENGINES[engine])
             e.set_note(gate=1.0, pitch=60)
@@ -220,8 +263,10 @@ def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak:
                 fp32_bytes = NumbaEngine(model, seed=0).weight_bytes_per_sample
             wbytes = fp32_bytes
         extra.update(_derived(cfg, rate, rate, wbytes, peak))
+        if engine == "numba-bf16dot" and dot_peak > 0:
+            extra["dot_peak_fraction"] = round(extra["gflops"] / dot_peak, 3)
         results.append(Result(name, engine, rate, all_rates, extra))
-    return results
+    return results, skipped
 
 
 def bench_poly(name: str, runs: int, precisions: list[str], voices: list[int], threads: list[int],
@@ -273,15 +318,17 @@ def bench_poly(name: str, runs: int, precisions: list[str], voices: list[int], t
 
 
 def trained_model_check(path: str) -> dict:
-    """int8/bf16 logit errors (2000 samples, teacher-forced) and choose_engine() on a trained model file."""
+    """Reduced-precision logit errors (2000 samples, teacher-forced) and choose_engine() on a trained model file."""
     from models.model_file import load_model
 
-    from .numba_engine import choose_engine, logit_error
+    from .numba_engine import choose_engine, logit_error, usable_precisions
 
     model = load_model(path)
     chosen, why = choose_engine(model)
+    cfg = model.config
+    precisions = [p for p in usable_precisions(cfg.residual_channels, cfg.skip_channels) if p != "fp32"]
     return {"config": f"model {path}", "auto_engine": chosen, "reason": why,
-            "max_logit_err": {p: round(logit_error(model, p, n=2000), 4) for p in ("int8", "bf16")}}
+            "max_logit_err": {p: round(logit_error(model, p, n=2000), 4) for p in precisions}}
 
 
 def poly_summary(rows: list[dict]) -> list[dict]:
@@ -303,11 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per measurement (median reported)")
     ap.add_argument("--configs", default="r32s64l20,r64s128l20")
-    ap.add_argument("--engines", default="numba,numba-int8,numba-bf16,torchscript,eager")
+    ap.add_argument("--engines", default="numba,numba-int8,numba-bf16,numba-bf16dot,torchscript,eager")
     ap.add_argument("--seconds", type=float, default=1.0, help="audio seconds per single-voice Numba run")
     ap.add_argument("--voices", default="1,2,4,8,16", help="polyphony: voice counts ('' to skip)")
     ap.add_argument("--threads", default="1,2", help="polyphony: thread counts")
-    ap.add_argument("--poly-precisions", default="fp32,bf16,int8",
+    ap.add_argument("--poly-precisions", default="fp32,bf16,bf16dot,int8",
                     help="polyphony precisions (the 'prange' comparison runs for the first only)")
     ap.add_argument("--poly-seconds", type=float, default=0.25, help="wall seconds per polyphony run")
     ap.add_argument("--parallel", default="threads,prange",
@@ -320,20 +367,26 @@ def main(argv: list[str] | None = None) -> int:
     cpus = _affinity()
     _pin(cpus[:1])
     peak = fma_peak_gflops()
+    dot_peak = bf16dot_peak_gflops()
     engines = [e for e in a.engines.split(",") if e]
     voices = [int(v) for v in a.voices.split(",") if v]
     threads = [int(t) for t in a.threads.split(",") if t]
-    rows, ratios, poly, autos = [], [], [], []
+    rows, ratios, poly, autos, skips = [], [], [], [], []
     for name in a.configs.split(","):
         if name not in CONFIGS:
             raise SystemExit(f"unknown config {name!r} (known: {', '.join(CONFIGS)})")
-        res = {x.engine: x for x in bench_config(name, a.runs, engines, a.seconds, peak)}
+        results, skipped = bench_config(name, a.runs, engines, a.seconds, peak, dot_peak)
+        res = {x.engine: x for x in results}
         rows += [x.row() for x in res.values()]
+        skips += [{"config": name, "engine": e, "skipped": why} for e, why in skipped.items()]
         if "numba" in res:
             ratio = {"config": name, "training_running": busy}
+            best = max((e for e in res if e in PRECISION_ENGINES), key=lambda e: res[e].samples_per_s)
             for other in ("eager", "torchscript"):
                 if other in res:
                     ratio[f"numba_over_{other}"] = round(res["numba"].samples_per_s / res[other].samples_per_s, 1)
+                    ratio[f"best_over_{other}"] = round(res[best].samples_per_s / res[other].samples_per_s, 1)
+            ratio["best_numba"] = best
             for e, p in PRECISION_ENGINES.items():
                 if e != "numba" and e in res:
                     ratio[f"{p}_over_fp32"] = round(res[e].samples_per_s / res["numba"].samples_per_s, 2)
@@ -352,37 +405,42 @@ def main(argv: list[str] | None = None) -> int:
     if a.model and os.path.isfile(a.model) and not a.no_auto:
         autos.append(trained_model_check(a.model))
     summary = poly_summary(poly)
-    meta = {"fma_peak_gflops": round(peak, 1), "cpus": len(cpus), "training_running": busy}
+    meta = {"fma_peak_gflops": round(peak, 1), "bf16dot_peak_gflops": round(dot_peak, 1), "cpus": len(cpus),
+            "training_running": busy}
     if a.json:
         print(json.dumps(meta))
         for row in rows + poly:
             print(json.dumps({**row, "training_running": busy}))
-        for r in ratios + summary + autos:
+        for r in skips + ratios + summary + autos:
             print(json.dumps(r))
         return 0
-    print(f"median of {a.runs} runs; FMA peak {peak:.1f} GFLOP/s per core (Numba, 256-bit); {len(cpus)} CPU(s) "
-          "available" + ("; a training run was using the machine" if busy else ""))
+    print(f"median of {a.runs} runs; FMA peak {peak:.1f} GFLOP/s per core (Numba, 256-bit)"
+          + (f"; bf16dot matrix-vector peak {dot_peak:.1f} GFLOP/s (L1-resident)" if dot_peak else "")
+          + f"; {len(cpus)} CPU(s) available" + ("; a training run was using the machine" if busy else ""))
     rtf_heads = " ".join(f"{'RTF@' + str(r / 1000):>9}" for r in RATES)
-    print(f"\n{'config':<12} {'engine':<12} {'samples/s':>10} {rtf_heads} {'GFLOP/s':>8} {'GB/s':>6} {'peak':>6} "
+    print(f"\n{'config':<12} {'engine':<14} {'samples/s':>10} {rtf_heads} {'GFLOP/s':>8} {'GB/s':>6} {'peak':>6} "
           f"{'logit err':>9}")
     for row in rows:
         err = row.get("max_logit_err")
-        print(f"{row['config']:<12} {row['engine']:<12} {row['samples_per_s']:>10,.0f} "
+        print(f"{row['config']:<12} {row['engine']:<14} {row['samples_per_s']:>10,.0f} "
               + " ".join(f"{row['rtf'][str(r)]:>9.3f}" for r in RATES)
               + f" {row['gflops']:>8.1f} {row['gbytes_per_s']:>6.1f} {row['peak_fraction']:>6.1%}"
-              + (f" {err:>9.3g}" if err is not None else ""))
+              + (f" {err:>9.3g}" if err is not None else "")
+              + (f"  ({row['dot_peak_fraction']:.1%} of the bf16dot peak)" if "dot_peak_fraction" in row else ""))
+    for r in skips:
+        print(f"{r['config']} {r['engine']}: skipped ({r['skipped']})")
     for r in ratios:
         print(f"{r['config']}: " + ", ".join(f"{k.replace('_over_', '/')} {v}x" for k, v in r.items()
-                                            if "_over_" in k))
+                                            if "_over_" in k) + f" (best = {r['best_numba']})")
     if poly:
         print("\npolyphony (samples/s per voice = steps/s; peak = of threads x one core's FMA peak)"
-              f"\n{'config':<12} {'engine':<11} {'threads':<9} {'voices':>6} {'steps/s':>9} {'voice-samples/s':>16} "
+              f"\n{'config':<12} {'engine':<13} {'threads':<9} {'voices':>6} {'steps/s':>9} {'voice-samples/s':>16} "
               f"{'RTF/voice@16k':>13} {'GFLOP/s':>8} {'GB/s':>6} {'peak':>6}  thread busy")
         for row in poly:
             thr = f"{row['threads']}" + (f" {row['parallel']}" if row["parallel"] else "")
             busy_s = (" " + "/".join(f"{x:.0%}" for x in row["thread_busy"]) + f" share {row['share_thread0']:.2f}"
                       if "thread_busy" in row else "")
-            print(f"{row['config']:<12} {row['engine']:<11} {thr:<9} {row['voices']:>6} "
+            print(f"{row['config']:<12} {row['engine']:<13} {thr:<9} {row['voices']:>6} "
                   f"{row['steps_per_s']:>9,.0f} {row['samples_per_s']:>16,.0f} {row['rtf_16k']:>13.2f} "
                   f"{row['gflops']:>8.1f} {row['gbytes_per_s']:>6.1f} {row['peak_fraction']:>6.1%} {busy_s}")
         for s in summary:

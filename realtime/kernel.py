@@ -17,12 +17,17 @@ voices and identical to the original single-voice kernel.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core.errors import NumbaIRAssumptionWarning
 from numba.extending import intrinsic, overload
 
 from models.local_cond import fill as fill_local
+
+from .bf16dot import LANES, bf16_pair, dot_acc
 
 # fast-math without nnan/ninf: NaN and Inf must stay visible to the watchdog.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -226,6 +231,60 @@ def _acc_relu(h, w, x, col0, n_in, n_out, vidx):
                 hu[o] += wi[o] * r
 
 
+# ``bf16dot`` precision: packed uint32 weights (see realtime.bf16dot) take the vdpbf16ps path; the
+# inputs are rounded to bf16 pairs into the group's staging row ``wbuf[0]`` first. Numba picks the
+# path by the weights' dtype, so the float32/int8/bf16 specialisations never see the intrinsics.
+
+# Numba's IR-level inlining of these overloads (whose bodies inline further helpers) trips a pedantic
+# scope check that warns once per compilation; the code is right (the tests compare every precision with
+# fp32) and inlining is 5-10 % faster than a call, so that one warning is silenced.
+warnings.filterwarnings("ignore", message=r"variable '_(matvec|head)_acc_impl__locals",
+                        category=NumbaIRAssumptionWarning)
+
+
+def matvec_acc(h, w, l, row0, x, n_in, n_out, vidx, wbuf):
+    """For each voice v in ``vidx``: h[v, :n_out] += x[v, :n_in] @ W_l[row0:row0 + n_in] (see :func:`_acc`)."""
+
+
+@overload(matvec_acc, inline="always")
+def _matvec_acc_impl(h, w, l, row0, x, n_in, n_out, vidx, wbuf):
+    if w.dtype != types.uint32:
+        return lambda h, w, l, row0, x, n_in, n_out, vidx, wbuf: _acc(h, w, l, row0, x, n_in, n_out, vidx, wbuf)
+
+    def packed(h, w, l, row0, x, n_in, n_out, vidx, wbuf):
+        xp = wbuf[0]
+        pairs = n_in >> 1
+        for j in range(vidx.shape[0]):
+            v = vidx[j]
+            xv = x[v]
+            for k in range(pairs):
+                xp[k] = bf16_pair(xv[2 * k], xv[2 * k + 1])
+            dot_acc(h[v], 0, w[l], (row0 >> 1) * n_out, xp, pairs, n_out // LANES)
+    return packed
+
+
+def head_acc(h, w, x, col0, n_in, n_out, vidx, wbuf):
+    """For each voice v in ``vidx``: h[v, :n_out] += relu(x[v, col0:col0 + n_in]) @ W (see :func:`_acc_relu`)."""
+
+
+@overload(head_acc, inline="always")
+def _head_acc_impl(h, w, x, col0, n_in, n_out, vidx, wbuf):
+    if w.dtype != types.uint32:
+        return lambda h, w, x, col0, n_in, n_out, vidx, wbuf: _acc_relu(h, w, x, col0, n_in, n_out, vidx)
+
+    def packed(h, w, x, col0, n_in, n_out, vidx, wbuf):
+        xp = wbuf[0]
+        pairs = n_in >> 1
+        zero = np.float32(0.0)
+        for j in range(vidx.shape[0]):
+            v = vidx[j]
+            xv = x[v]
+            for k in range(pairs):
+                xp[k] = bf16_pair(max(xv[col0 + 2 * k], zero), max(xv[col0 + 2 * k + 1], zero))
+            dot_acc(h[v], 0, w, 0, xp, pairs, n_out // LANES)
+    return packed
+
+
 #: 2^-k for k = 0..127 (exact float32 powers of two)
 POW2_NEG = np.asarray([2.0 ** -k for k in range(128)], dtype=np.float32)
 #: 2^f on (-1, 0], degree-6 polynomial fitted for relative error (max 2.1e-7 in float32)
@@ -391,7 +450,7 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
     RS = acc.shape[1]
     S = RS - R
     C = loc_idx.shape[0]
-    Q = w_out2.shape[1]
+    Q = logits.shape[1]
     forcing = forced.shape[1] > 0
     keep_logits = logits_out.shape[1] > 0
     scaled = s_dil.shape[1] > 0
@@ -438,8 +497,8 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
                     tv = tmp[v]
                     for o in range(R2):
                         tv[o] = 0
-            _acc(hd, w_dil, l, 0, xq, R, R2, vidx, wbuf)  # tap x(t - d) from the queue
-            _acc(hd, w_dil, l, R, acc, R, R2, vidx, wbuf)  # tap x(t), the residual stream
+            matvec_acc(hd, w_dil, l, 0, xq, R, R2, vidx, wbuf)  # tap x(t - d) from the queue
+            matvec_acc(hd, w_dil, l, R, acc, R, R2, vidx, wbuf)  # tap x(t), the residual stream
             br = b_res[l]
             for j in range(nv):
                 v = vidx[j]
@@ -464,7 +523,7 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
                     zv[o] = th * sg
                 for o in range(R):
                     av[o] += br[o]
-            _acc(ar, w_rs, l, 0, z, R, RS, vidx, wbuf)
+            matvec_acc(ar, w_rs, l, 0, z, R, RS, vidx, wbuf)
             if scaled:
                 sr = s_rs[l]
                 for j in range(nv):
@@ -480,8 +539,8 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
                 o1[v, o] = b_out1[o]
             for o in range(Q):
                 logits[v, o] = b_out2[o]
-        _acc_relu(o1, w_out1, acc, R, S, S, vidx)
-        _acc_relu(logits, w_out2, o1, 0, S, Q, vidx)
+        head_acc(o1, w_out1, acc, R, S, S, vidx, wbuf)
+        head_acc(logits, w_out2, o1, 0, S, Q, vidx, wbuf)
         for j in range(nv):
             v = vidx[j]
             if keep_logits:

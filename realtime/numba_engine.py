@@ -5,11 +5,15 @@ sample; the embedding, conditioning and output head stay float32):
 
 * ``fp32`` — exact, bit-identical to the reference kernel;
 * ``int8`` — int8 with one float32 scale per output column (4x fewer bytes);
-* ``bf16`` — bfloat16 stored as uint16, widened in the loop (2x fewer bytes).
+* ``bf16`` — bfloat16 stored as uint16, widened in the loop (2x fewer bytes);
+* ``bf16dot`` — bfloat16 weights (the output head's too) *and* activations, multiplied by the
+  CPU's AVX-512 BF16 dot-product instruction with float32 accumulation (see
+  :mod:`realtime.bf16dot`); only on CPUs that have it, and for R, S multiples of 16.
 
 Reduced precisions change the logits by at most :data:`LOGIT_TOLERANCE`
 (see tests/test_precision.py for how that bound was chosen); bf16 is 2-4x more
-accurate than int8 and, on an AVX-512 machine, about as fast.
+accurate than int8 and, on an AVX-512 machine, about as fast; bf16dot's error is
+about twice bf16's, and it is 1.5-1.9x faster than bf16 where the CPU has it.
 :func:`choose_engine` picks the fastest exact-enough precision for a model on
 this machine (``--engine auto``); :func:`engine_from_name` builds it.
 """
@@ -23,32 +27,55 @@ from models import local_cond, mulaw
 from models.model_file import ModelFile
 
 from .engine import Engine
+from . import bf16dot
 from .kernel import POW2_NEG, float32_to_bf16, generate_block, quantize_int8
 
-PRECISIONS = ("fp32", "int8", "bf16")
+PRECISIONS = ("fp32", "int8", "bf16", "bf16dot")
 
 #: max |logit - fp32 logit| allowed for reduced-precision weights (teacher-forced): >= 2.5x the worst
 #: error measured on random and trained models (see tests/test_precision.py). The error grows with the
 #: model's logit scale (a sharper trained model has larger errors), so choose_engine() re-checks it per model.
-LOGIT_TOLERANCE = {"int8": 1.5, "bf16": 0.4}
+LOGIT_TOLERANCE = {"int8": 1.5, "bf16": 0.4, "bf16dot": 0.8}
+#: the order choose_engine() prefers them in: most exact first
+BY_ACCURACY = ("fp32", "bf16", "bf16dot", "int8")
+ENGINE_NAMES = tuple("numba" if p == "fp32" else f"numba-{p}" for p in BY_ACCURACY)
+
+
+def precision_error(precision: str, r: int, s: int) -> str | None:
+    """Why ``precision`` cannot run a model with R residual / S skip channels on this machine, or None."""
+    if precision not in PRECISIONS:
+        return f"unknown precision {precision!r} ({', '.join(PRECISIONS)})"
+    if precision == "bf16dot":
+        ok, why = bf16dot.available()
+        return (None if ok else f"bf16dot needs AVX-512 BF16: {why}") or bf16dot.shape_error(r, s)
+    return None
+
+
+def usable_precisions(r: int, s: int) -> tuple[str, ...]:
+    """The precisions that run a model with R residual / S skip channels on this machine."""
+    return tuple(p for p in PRECISIONS if precision_error(p, r, s) is None)
 
 
 def kernel_weights(w: dict[str, np.ndarray], loc_idx: np.ndarray, dilations: np.ndarray, q_off: np.ndarray,
                    sample_rate: float, precision: str = "fp32") -> tuple:
     """The kernel's weights tuple (see :func:`realtime.kernel.generate_voices`) at ``precision``."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r} ({', '.join(PRECISIONS)})")
     w_dil, w_rs = w["w_dil"], w["w_rs"]
-    L = w_dil.shape[0]
+    L, R = w_dil.shape[0], w_rs.shape[1]
+    err = precision_error(precision, R, w_rs.shape[2] - R)
+    if err:
+        raise ValueError(err)
+    w_out1, w_out2 = w["w_out1"], w["w_out2"]
     s_dil = s_rs = np.zeros((L, 0), np.float32)
     if precision == "int8":
         w_dil, s_dil = quantize_int8(w_dil)
         w_rs, s_rs = quantize_int8(w_rs)
     elif precision == "bf16":
         w_dil, w_rs = float32_to_bf16(w_dil), float32_to_bf16(w_rs)
+    elif precision == "bf16dot":
+        w_dil, w_rs, w_out1, w_out2 = (bf16dot.pack_matrix(a) for a in (w_dil, w_rs, w_out1, w_out2))
     c = np.ascontiguousarray
     return (c(w["embed"]), c(w_dil), c(s_dil), c(w["w_loc"]), loc_idx, c(w_rs), c(s_rs), c(w["b_res"]),
-            c(w["b_skip"]), c(w["w_out1"]), c(w["b_out1"]), c(w["w_out2"]), c(w["b_out2"]), mulaw.DECODE_TABLE,
+            c(w["b_skip"]), c(w_out1), c(w["b_out1"]), c(w_out2), c(w["b_out2"]), mulaw.DECODE_TABLE,
             dilations, q_off, float(sample_rate), POW2_NEG)
 
 
@@ -76,7 +103,7 @@ class NumbaEngine(Engine):
 
     def __init__(self, model: ModelFile, seed: int = 0, max_block: int = 4096, precision: str = "fp32",
                  weights: tuple | None = None, **kw) -> None:
-        """``precision``: fp32, int8 or bf16 residual-stack weights; ``weights``: a prebuilt
+        """``precision``: one of :data:`PRECISIONS`; ``weights``: a prebuilt
         :func:`kernel_weights` tuple to share (the voices of a PolyEngine); ``kw`` go to :class:`Engine`."""
         super().__init__(model, seed=seed, max_block=max_block, **kw)
         cfg = self.cfg
@@ -101,9 +128,12 @@ class NumbaEngine(Engine):
             out[:] = tmp
 
 
-def probe_rates(model: ModelFile, seconds: float = 0.3, precisions: tuple[str, ...] = PRECISIONS) -> dict[str, float]:
-    """Single-voice samples/s of each precision on this machine: best block rate, blocks interleaved
-    across the precisions (so a noisy neighbour affects them alike), ~``seconds`` per precision."""
+def probe_rates(model: ModelFile, seconds: float = 0.3, precisions: tuple[str, ...] | None = None) -> dict[str, float]:
+    """Single-voice samples/s of each precision (default: those usable here) on this machine: best
+    block rate, blocks interleaved across the precisions (so a noisy neighbour affects them alike),
+    ~``seconds`` per precision."""
+    if precisions is None:
+        precisions = usable_precisions(model.config.residual_channels, model.config.skip_channels)
     engines = {}
     for p in precisions:
         e = NumbaEngine(model, seed=0, max_block=1024, precision=p)
@@ -140,15 +170,19 @@ def logit_error(model: ModelFile, precision: str, n: int = 2000, seed: int = 0) 
 def choose_engine(model: ModelFile, seconds: float = 0.3, min_gain: float = 1.1) -> tuple[str, str]:
     """Pick the fastest exact-enough CPU engine for ``model`` on this machine by a quick timed probe.
 
-    Returns ``(name, reason)`` with ``name`` one of ``numba`` (fp32), ``numba-bf16``, ``numba-int8``.
-    Preference goes to accuracy (fp32, then bf16, then int8): a less exact precision is chosen only if
+    Returns ``(name, reason)`` with ``name`` one of :data:`ENGINE_NAMES`. Preference goes to
+    accuracy (:data:`BY_ACCURACY`): a less exact precision is chosen only if
     it is at least ``min_gain`` times faster than the choice so far and its teacher-forced logits stay
     within :data:`LOGIT_TOLERANCE` of fp32 on this model. Takes ~1-2 s (plus Numba compilation the
     first time).
     """
     rates = probe_rates(model, seconds)
     best, notes = "fp32", []
-    for p in ("bf16", "int8"):
+    cfg = model.config
+    for p in BY_ACCURACY[1:]:
+        if p not in rates:
+            notes.append(f"{p} unusable: {precision_error(p, cfg.residual_channels, cfg.skip_channels)}")
+            continue
         gain = rates[p] / rates[best]
         if gain < min_gain:
             notes.append(f"{p} {gain:.2f}x of {best} (< {min_gain})")
@@ -160,15 +194,20 @@ def choose_engine(model: ModelFile, seconds: float = 0.3, min_gain: float = 1.1)
         notes.append(f"{p} {gain:.2f}x faster than {best}, max logit error {err:.3g} <= {LOGIT_TOLERANCE[p]}")
         best = p
     name = "numba" if best == "fp32" else f"numba-{best}"
-    speeds = ", ".join(f"{p} {rates[p]:,.0f}" for p in PRECISIONS)
+    speeds = ", ".join(f"{p} {r:,.0f}" for p, r in rates.items())
     reason = f"{name}: samples/s {speeds} (x real time {rates[best] / model.config.sample_rate:.2f}); " + \
         "; ".join(notes)
     return name, reason
 
 
 def engine_from_name(name: str, model: ModelFile, seed: int = 0, **kw) -> NumbaEngine:
-    """Build the engine :func:`choose_engine` named (``numba``, ``numba-int8``, ``numba-bf16``)."""
+    """Build a Numba engine by name (:data:`ENGINE_NAMES`); a clear ValueError if this machine or
+    model cannot run it."""
     precision = name.partition("-")[2] or "fp32"
-    if not name.startswith("numba") or precision not in PRECISIONS:
-        raise ValueError(f"unknown engine {name!r} (numba, numba-int8, numba-bf16)")
+    if name not in ENGINE_NAMES:
+        raise ValueError(f"unknown engine {name!r} ({', '.join(ENGINE_NAMES)})")
+    cfg = model.config
+    err = precision_error(precision, cfg.residual_channels, cfg.skip_channels)
+    if err:
+        raise ValueError(f"engine {name}: {err}")
     return NumbaEngine(model, seed=seed, precision=precision, **kw)

@@ -18,14 +18,14 @@ from models.model_file import ModelFile, load_model
 from .controller import Controller
 from .engine import Engine
 from .output_stage import OutputStage
-from .presets import Preset
+from .presets import ENGINES, Preset
 from .priming import prime_waveform
 from .watchdog import Watchdog
 
 
 def make_engine(name: str, model: ModelFile, seed: int = 0, compute: str = "cpu",
                 say: Callable[[str], None] | None = None) -> Engine:
-    """Build an engine by name: numba (fp32), numba-bf16, numba-int8, torchscript, or auto.
+    """Build an engine by name: numba (fp32), numba-bf16, numba-bf16dot, numba-int8, torchscript, or auto.
 
     auto: TorchScript on CUDA when ``compute`` is cuda and a GPU exists, else the fastest
     exact-enough Numba precision for this machine and model (a ~1 s probe); ``say`` gets the reason.
@@ -52,7 +52,7 @@ def make_engine(name: str, model: ModelFile, seed: int = 0, compute: str = "cpu"
         from .torch_engine import TorchScriptEngine
 
         return TorchScriptEngine(model, seed=seed, device=compute)
-    raise ValueError(f"unknown engine {name!r} (numba, numba-bf16, numba-int8, torchscript, auto)")
+    raise ValueError(f"unknown engine {name!r} ({', '.join(ENGINES)})")
 
 
 @dataclass
@@ -82,6 +82,12 @@ class Session:
             from .poly_engine import PolyEngine
 
             name = preset.model.engine
+            if name == "auto":  # the fastest exact-enough Numba precision here (probed single-voice)
+                from .numba_engine import choose_engine
+
+                name, reason = choose_engine(model)
+                if say is not None:
+                    say(f"engine auto -> {reason}")
             if not name.startswith("numba"):
                 raise ValueError(f"{preset.path or 'preset'}: sound.voices > 1 needs a numba engine, not {name!r}")
             threads = preset.sound.threads or min(2, len(os.sched_getaffinity(0)))

@@ -22,6 +22,14 @@ class SessionError(ValueError):
     """A session folder is missing files or holds something unusable."""
 
 
+def engine_name(engine: Any) -> str:
+    """The engine name (as in presets) that rebuilds ``engine``: a Numba engine's or batch's precision."""
+    precision = getattr(engine, "precision", None)
+    if precision is None:
+        return engine.name
+    return "numba" if precision == "fp32" else f"numba-{precision}"
+
+
 def manifest_for(session: Session) -> dict[str, Any]:
     """What a recorded take needs for replay: resolved preset, seed, model path and hash, versions."""
     from dataclasses import asdict
@@ -29,6 +37,7 @@ def manifest_for(session: Session) -> dict[str, Any]:
 
     preset = asdict(session.preset)
     preset.pop("path", None)
+    preset["model"]["engine"] = engine_name(session.engine)  # "auto" resolved: replay must not re-probe
     model_path = Path(session.model.path or session.preset.model_path()).resolve()
     preset["model"]["path"] = str(model_path)
     versions = {}

@@ -7,9 +7,10 @@ import numpy as np
 import soundfile as sf
 
 from realtime.host import HostStats
+from realtime.numba_engine import ENGINE_NAMES
 from realtime.status import format_status
 from test_render import write_midi
-from wnl_testutil import run_cli, small_model
+from wnl_testutil import run_cli, small_model, write_preset
 
 
 def test_render_session_folder_replays_exactly(tmp_path):
@@ -38,3 +39,20 @@ def test_status_line_shows_a_recording_warning():
 def test_status_line_shows_voices():
     assert "piano C4 T=0.90 voices 3/4" in format_status(HostStats(instrument="piano", note=60, temperature=0.9,
                                                                    voices="3/4", samplerate=48000))
+
+
+def test_auto_engine_is_resolved_in_the_session_so_replay_does_not_reprobe(tmp_path):
+    """``engine = "auto"`` probes the machine; the take records what it picked, and replay uses that."""
+    model = small_model().save(tmp_path / "m.npz")
+    preset = write_preset(tmp_path / "p.toml", model, 'engine = "auto"\n[sound]\nvoices = 3\n')
+    midi = write_midi(tmp_path / "n.mid", [(0.05, 0.5, 60), (0.1, 0.4, 64), (0.2, 0.5, 67)])
+    out = tmp_path / "take"
+    r = run_cli("render", "--out", str(out), "--midi", str(midi), "--preset", str(preset))
+    assert r.returncode == 0, r.stderr
+    man = json.loads((out / "session.json").read_text())
+    picked = man["preset"]["model"]["engine"]
+    assert picked in ENGINE_NAMES and f"engine auto -> {picked}:" in r.stderr
+    rr = run_cli("replay", str(out), "--out", str(tmp_path / "again.wav"))
+    assert rr.returncode == 0, rr.stderr
+    assert "engine auto" not in rr.stderr  # no second probe
+    assert json.loads(rr.stdout.strip().splitlines()[-1])["matches_recording"] is True

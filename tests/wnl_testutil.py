@@ -7,15 +7,20 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from models.config import ConditioningSpec, WaveNetConfig
 from models.model_file import ModelFile, random_model
+from realtime import bf16dot
 
 ROOT = Path(__file__).resolve().parent.parent
 
 #: small but complete: 2 stacks, all conditioning kinds, 3 instruments
 SMALL = WaveNetConfig(16, 32, 6, 2, 16000,
                       conditioning=ConditioningSpec(8, 8, True, ("gate", "f0_sin", "f0_cos"), ("a", "b", "c")))
+
+
+NEEDS_BF16DOT = pytest.mark.skipif(not bf16dot.available()[0], reason=bf16dot.available()[1])
 
 
 def small_model(seed: int = 0, scale: float = 2.0, cfg: WaveNetConfig = SMALL) -> ModelFile:
