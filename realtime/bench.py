@@ -61,13 +61,26 @@ class Result:
                 **self.extra}
 
 
-def training_running() -> bool:
-    """True when a ``models.train`` process is running (it would share the machine)."""
+def training_state(pattern: str = "models.train") -> str:
+    """``running`` when a process whose command line matches ``pattern`` (a training run) is running
+    (it shares the machine), ``paused`` when all such processes are stopped (SIGSTOP), else ``none``."""
     try:
-        out = subprocess.run(["pgrep", "-f", "models.train"], capture_output=True, text=True, timeout=5)
-        return bool(out.stdout.strip())
+        out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, timeout=5)
+        pids = out.stdout.split()
+        if not pids:
+            return "none"
+        st = subprocess.run(["ps", "-o", "stat=", "-p", ",".join(pids)], capture_output=True, text=True, timeout=5)
+        states = [s.strip() for s in st.stdout.splitlines() if s.strip()]
     except (OSError, subprocess.SubprocessError):
-        return False
+        return "none"
+    if not states:
+        return "none"
+    return "paused" if all(s.startswith("T") for s in states) else "running"
+
+
+def training_running() -> bool:
+    """True when a ``models.train`` process is running (not paused): it would share the machine."""
+    return training_state() == "running"
 
 
 def _median_rate(fn, n: int, runs: int) -> tuple[float, list[float]]:
@@ -363,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="models/default/model.npz",
                     help="a trained model to check int8/bf16 logit errors and choose_engine() on ('' to skip)")
     a = ap.parse_args(argv)
-    busy = training_running()
+    training = training_state()
+    busy = training == "running"
     cpus = _affinity()
     _pin(cpus[:1])
     peak = fma_peak_gflops()
@@ -406,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         autos.append(trained_model_check(a.model))
     summary = poly_summary(poly)
     meta = {"fma_peak_gflops": round(peak, 1), "bf16dot_peak_gflops": round(dot_peak, 1), "cpus": len(cpus),
-            "training_running": busy}
+            "training_running": busy, "training": training}
     if a.json:
         print(json.dumps(meta))
         for row in rows + poly:
@@ -416,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"median of {a.runs} runs; FMA peak {peak:.1f} GFLOP/s per core (Numba, 256-bit)"
           + (f"; bf16dot matrix-vector peak {dot_peak:.1f} GFLOP/s (L1-resident)" if dot_peak else "")
-          + f"; {len(cpus)} CPU(s) available" + ("; a training run was using the machine" if busy else ""))
+          + f"; {len(cpus)} CPU(s) available" + ("; a training run was using the machine" if busy else "")
+          + ("; a training run was paused (SIGSTOP)" if training == "paused" else ""))
     rtf_heads = " ".join(f"{'RTF@' + str(r / 1000):>9}" for r in RATES)
     print(f"\n{'config':<12} {'engine':<14} {'samples/s':>10} {rtf_heads} {'GFLOP/s':>8} {'GB/s':>6} {'peak':>6} "
           f"{'logit err':>9}")
