@@ -9,7 +9,7 @@ TRAIN_APT_PACKAGES := fluidsynth fluid-soundfont-gm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup apt play test bench data train evaluate clean
+.PHONY: train-all-cores setup apt play test bench data train evaluate clean
 
 setup: apt $(STAMP)
 
@@ -47,6 +47,11 @@ data: setup
 # resume training the default model on one core (taskset), one torch thread
 train: data
 	taskset -c 1 $(BIN)/python -m models.train --data data/gm --out models/default --resume $(TRAIN_ARGS)
+
+# the same on every core: one process per core, data-parallel (DDP, gloo), one torch thread each
+train-all-cores: data
+	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node $$(nproc) -m models.train \
+		--data data/gm --out models/default --resume $(TRAIN_ARGS)
 
 evaluate: setup
 	$(BIN)/python -m models.evaluate --model models/default/model.npz

@@ -49,6 +49,17 @@ def export_model(model: WaveNet, dataset, out_dir: str | Path, summary: dict[str
     return path
 
 
+def training_time(tr: dict) -> str:
+    """"N steps, H h (C CPU-core hours ...)" from a model's training metadata."""
+    hours = tr.get("hours", 0) or 0
+    core = tr.get("core_hours", hours) or hours
+    text = f"{tr.get('steps', 0)} steps, {hours:.2f} h"
+    if core > hours * 1.001:
+        return text + f" wall clock, {core:.2f} CPU-core hours (one core per process, up to " \
+                      f"{tr.get('world', 2)} processes under DDP)"
+    return text + " on one CPU core"
+
+
 def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
     """Model card: data, config, training time/steps, losses; evaluator figures from ``eval.json`` if present."""
     tr = meta.get("training", {})
@@ -64,11 +75,11 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
         f"{cfg.conditioning.instrument_dim}, velocity {cfg.conditioning.velocity}, local {list(cfg.conditioning.local)}.",
         f"- Instruments: {', '.join(cfg.conditioning.instruments)}.",
         f"- Data: {meta.get('dataset', {}).get('n_notes', '?')} notes from {meta.get('dataset', {}).get('source', '?')}.",
-        f"- Training: {tr.get('steps', 0)} steps, {tr.get('hours', 0):.2f} h on one CPU core.",
+        "- Training: " + training_time(tr) + ".",
     ]
     if last:
         lines.append("- Last eval: " + ", ".join(f"{k} {v:.3f}" for k, v in last.items()
-                                                   if isinstance(v, float) and k != "hours"))
+                                                   if isinstance(v, float) and "hours" not in k))
     lines += ["", "## Quality against training time", "",
               "`python -m models.evaluate --log models/default/eval_history.jsonl` after each hour of training "
               "(`--quick`: 3 pitches per instrument, 10 s stability); pitch with the preset's seed-bank "

@@ -14,7 +14,9 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,13 +196,14 @@ def train(a) -> int:
     torch.manual_seed(a.seed)
     model = WaveNet(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
-    step, elapsed, history = 0, 0.0, []
+    step, elapsed, core_s, history = 0, 0.0, 0.0, []  # core_s: CPU-core (process) seconds, all ranks
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         for group in opt.param_groups:
             group["lr"] = a.lr
         step, elapsed, history = state["step"], state["elapsed_s"], state["history"]
+        core_s = state.get("core_s", elapsed)  # older checkpoints: one process all along
     net = Conditioned(model)
     if world > 1:  # the last layer's residual conv feeds nothing: find_unused_parameters
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
@@ -226,7 +229,7 @@ def train(a) -> int:
     def run_eval() -> None:
         ev = evaluate(model, eval_notes, cfg.sample_rate, context, a.window, device,
                       TrainOptions.eval_notes, cfg.conditioning.n_instruments)
-        history.append({"step": step, "hours": elapsed / 3600, **ev})
+        history.append({"step": step, "hours": elapsed / 3600, "core_hours": core_s / 3600, **ev})
         with open(out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(history[-1]) + "\n")
         print(f"\n[eval] step {step} {elapsed / 3600:.2f} h: " +
@@ -234,17 +237,19 @@ def train(a) -> int:
 
     def save() -> None:
         torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "step": step, "elapsed_s": elapsed, "history": history}, str(ckpt_path) + ".tmp")
+                    "step": step, "elapsed_s": elapsed, "core_s": core_s, "history": history},
+                   str(ckpt_path) + ".tmp")
         os.replace(str(ckpt_path) + ".tmp", ckpt_path)
         last_eval = [h for h in history if "eval_loss" in h][-1:]
-        export_model(model, ds, out, {"steps": step, "hours": elapsed / 3600, "history": last_eval,
-                                      "train_loss": ema})
+        export_model(model, ds, out, {"steps": step, "hours": elapsed / 3600, "core_hours": core_s / 3600,
+                                      "world": world, "history": last_eval, "train_loss": ema})
         plot_history(history, out / "loss.png")
 
+    interrupted = install_stop_handlers()
     while True:
         now = time.monotonic()
         session_elapsed = now - t_start
-        stop = session_elapsed >= budget or (a.max_steps is not None and step >= a.max_steps)
+        stop = session_elapsed >= budget or (a.max_steps is not None and step >= a.max_steps) or interrupted.is_set()
         if world > 1:  # all ranks stop together
             flag = torch.tensor([1.0 if stop else 0.0])
             torch.distributed.all_reduce(flag)
@@ -262,7 +267,9 @@ def train(a) -> int:
         opt.step()
         dt = time.monotonic() - t0
         step += 1
-        elapsed += time.monotonic() - now
+        wall = time.monotonic() - now
+        elapsed += wall
+        core_s += wall * world
         samples_done += b.inputs.size
         lv = float(loss.detach())
         ema = lv if ema is None else 0.98 * ema + 0.02 * lv
@@ -293,6 +300,22 @@ def train(a) -> int:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
+
+
+def install_stop_handlers() -> threading.Event:
+    """SIGINT (Ctrl-C) and SIGTERM end training after the current step, with a final eval and
+    checkpoint (a second signal is not caught again: it stops at once)."""
+    ev = threading.Event()
+
+    def handler(signum, frame):
+        ev.set()
+        signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler)
+        print(f"\n{signal.Signals(signum).name}: stopping after this step (checkpoint follows)", flush=True)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, handler)
+    return ev
 
 
 def weights_digest(model: torch.nn.Module) -> str:

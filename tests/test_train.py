@@ -66,6 +66,7 @@ def test_train_checkpoint_resume_and_learning(tiny_data, tmp_path):
     assert (out / "ckpt.pt").is_file() and (out / "loss.png").stat().st_size > 1000
     m = load_model(out / "model.npz")
     assert m.metadata["training"]["steps"] == 60
+    assert m.metadata["training"]["core_hours"] == m.metadata["training"]["hours"] > 0  # one process
     assert m.seedbank is not None and len(m.seedbank) == 24
     r2 = train("--data", str(tiny_data), "--out", str(out), "--resume", "--max-steps", "150", "--lr", "3e-3",
                "--eval-every", "100")
@@ -86,6 +87,9 @@ def test_ddp_two_ranks_end_with_identical_weights(tiny_data, tmp_path):
     assert set(ranks) == {0, 1}
     assert ranks[0]["step"] == ranks[1]["step"] == 8
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
+    tr = load_model(tmp_path / "ddp" / "model.npz").metadata["training"]
+    assert tr["world"] == 2 and tr["core_hours"] == pytest.approx(2 * tr["hours"], rel=1e-6)  # two processes
+    assert "CPU-core hours" in (tmp_path / "ddp" / "MODEL.md").read_text()
 
 
 def test_mismatched_dataset_is_refused(tiny_data, tmp_path):
@@ -94,3 +98,33 @@ def test_mismatched_dataset_is_refused(tiny_data, tmp_path):
     r = train("--data", str(tiny_data), "--out", str(tmp_path / "o"), "--config", str(tmp_path / "c.json"),
               "--max-steps", "1")
     assert r.returncode == 2 and "instruments" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_that_resumes(tiny_data, tmp_path):
+    """SIGTERM (or Ctrl-C) mid-run: the current step ends, then a final eval and checkpoint; resume goes on."""
+    import signal
+    import time
+
+    out = tmp_path / "stopped"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "models.train", "--data", str(tiny_data), "--out", str(out), "--config",
+           str(tiny_data / "config.json"), "--no-progress", "--window", "512", "--batch", "4", "--max-steps", "100000"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "history.jsonl").is_file() and time.monotonic() < deadline:  # the step-1 eval
+            time.sleep(0.2)
+        time.sleep(2.0)
+        p.send_signal(signal.SIGTERM)
+        stdout, stderr = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 0, stderr[-2000:]
+    assert "SIGTERM: stopping after this step" in stdout
+    steps = [x for x in json_lines(stdout) if "loss" in x][-1]["steps"]
+    assert 1 < steps < 100000
+    assert load_model(out / "model.npz").metadata["training"]["steps"] == steps
+    r = train("--data", str(tiny_data), "--out", str(out), "--resume", "--max-steps", str(steps + 5))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resuming at step {steps}" in r.stdout
