@@ -12,6 +12,8 @@ voices together (each weight row read once per step for all of them, two
 voices per pass); :func:`generate_block` is its one-voice form. The residual
 stack's weights may be float32, int8 with per-output-column scales, or bfloat16
 (see "weight formats"): one kernel source, one Numba specialisation per dtype.
+Packed bf16 pairs (uint32, the ``bf16dot`` precision) take AVX-512 BF16 dot
+products instead (see :mod:`realtime.bf16dot`), output head included.
 The float32 arithmetic (order of every add) is the same for any number of
 voices and identical to the original single-voice kernel.
 """
