@@ -12,8 +12,9 @@
   noise-like (spectral flatness > 0.4; white noise ~0.56), NaN count;
 - a PNG sheet of spectrograms, real vs generated.
 
-``--engine`` (default: the preset's) compares precisions: e.g. ``numba`` vs
-``numba-bf16dot`` must give pitch and timbre figures within 2 points.
+``--engine`` (default: the preset's) compares precisions: a reduced precision
+(e.g. ``numba-bf16dot`` vs ``numba``) should keep the pitch and timbre figures
+within 2 points (one note of the 54-55 is ~1.8 points). ``auto`` is resolved once.
 """
 from __future__ import annotations
 
@@ -79,8 +80,13 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     model = load_model(model_path)
     sr = model.config.sample_rate
     preset = load_preset()
-    if engine:
-        preset = replace(preset, model=replace(preset.model, engine=engine))
+    engine = engine or preset.model.engine
+    if engine == "auto":  # probe once, not once per generated note
+        from realtime.numba_engine import choose_engine
+
+        engine, why = choose_engine(model)
+        log(f"engine auto -> {why}")
+    preset = replace(preset, model=replace(preset.model, engine=engine))
     data = load_dataset(data_dir) if data_dir and Path(data_dir, "dataset.json").is_file() else None
     names = list(model.config.conditioning.instruments)
     tonal = tonal_instruments(model, data)

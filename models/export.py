@@ -50,13 +50,13 @@ def export_model(model: WaveNet, dataset, out_dir: str | Path, summary: dict[str
 
 
 def training_time(tr: dict) -> str:
-    """"N steps, H h (C CPU-core hours ...)" from a model's training metadata."""
+    """"N steps, H h (P process-hours ...)" from a model's training metadata (one torch thread per process)."""
     hours = tr.get("hours", 0) or 0
     core = tr.get("core_hours", hours) or hours
     text = f"{tr.get('steps', 0)} steps, {hours:.2f} h"
     if core > hours * 1.001:
-        return text + f" wall clock, {core:.2f} CPU-core hours (one core per process, up to " \
-                      f"{tr.get('world', 2)} processes under DDP)"
+        return text + f" wall clock, {core:.2f} process-hours (one CPU core and torch thread each; up to " \
+                      f"{tr.get('max_world', '?')} data-parallel processes)"
     return text + " on one CPU core"
 
 

@@ -196,7 +196,8 @@ def train(a) -> int:
     torch.manual_seed(a.seed)
     model = WaveNet(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
-    step, elapsed, core_s, history = 0, 0.0, 0.0, []  # core_s: CPU-core (process) seconds, all ranks
+    step, elapsed, core_s, history = 0, 0.0, 0.0, []  # core_s: process seconds, all ranks together
+    max_world = world
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -204,6 +205,7 @@ def train(a) -> int:
             group["lr"] = a.lr
         step, elapsed, history = state["step"], state["elapsed_s"], state["history"]
         core_s = state.get("core_s", elapsed)  # older checkpoints: one process all along
+        max_world = max(world, state.get("max_world", 1))
     net = Conditioned(model)
     if world > 1:  # the last layer's residual conv feeds nothing: find_unused_parameters
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
@@ -237,12 +239,13 @@ def train(a) -> int:
 
     def save() -> None:
         torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "step": step, "elapsed_s": elapsed, "core_s": core_s, "history": history},
+                    "step": step, "elapsed_s": elapsed, "core_s": core_s, "max_world": max_world,
+                    "history": history},
                    str(ckpt_path) + ".tmp")
         os.replace(str(ckpt_path) + ".tmp", ckpt_path)
         last_eval = [h for h in history if "eval_loss" in h][-1:]
         export_model(model, ds, out, {"steps": step, "hours": elapsed / 3600, "core_hours": core_s / 3600,
-                                      "world": world, "history": last_eval, "train_loss": ema})
+                                      "max_world": max_world, "history": last_eval, "train_loss": ema})
         plot_history(history, out / "loss.png")
 
     interrupted = install_stop_handlers()
@@ -290,6 +293,9 @@ def train(a) -> int:
     if rank == 0:
         if bar is not None:
             bar.close()
+        if interrupted.is_set():
+            print(f"\ninterrupted: stopping at step {step}, checkpoint first", flush=True)
+            save()
         if not history or history[-1].get("step") != step or "eval_loss" not in history[-1]:
             run_eval()
         save()
@@ -303,14 +309,14 @@ def train(a) -> int:
 
 
 def install_stop_handlers() -> threading.Event:
-    """SIGINT (Ctrl-C) and SIGTERM end training after the current step, with a final eval and
-    checkpoint (a second signal is not caught again: it stops at once)."""
+    """SIGINT (Ctrl-C) and SIGTERM end training after the current step: checkpoint first (torchrun
+    kills its workers 30 s after it forwards the signal), then a final eval and checkpoint. A second
+    signal is not caught again: it stops at once."""
     ev = threading.Event()
 
-    def handler(signum, frame):
+    def handler(signum, frame):  # nothing else here: a print could re-enter a half-done stdout write
         ev.set()
         signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler)
-        print(f"\n{signal.Signals(signum).name}: stopping after this step (checkpoint follows)", flush=True)
 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):

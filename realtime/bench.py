@@ -63,10 +63,13 @@ class Result:
 
 def training_state(pattern: str = "models.train") -> str:
     """``running`` when a process whose command line matches ``pattern`` (a training run) is running
-    (it shares the machine), ``paused`` when all such processes are stopped (SIGSTOP), else ``none``."""
+    (it shares the machine), ``paused`` when all such processes are stopped (SIGSTOP), else ``none``.
+    A torchrun launcher (it only waits) is not counted: its workers are."""
+    launchers = ("torchrun", "torch.distributed.run", "distributed/run.py")
     try:
-        out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, timeout=5)
-        pids = out.stdout.split()
+        out = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True, timeout=5)
+        pids = [line.split(maxsplit=1)[0] for line in out.stdout.splitlines()
+                if line.strip() and not any(x in line for x in launchers)]
         if not pids:
             return "none"
         st = subprocess.run(["ps", "-o", "stat=", "-p", ",".join(pids)], capture_output=True, text=True, timeout=5)

@@ -68,15 +68,23 @@ _I64 = ir.IntType(64)
 
 
 # ------------------------------------------------------------------ numpy side (packing, reference)
-def to_bf16_bits(x: np.ndarray) -> np.ndarray:
-    """float32 -> bfloat16 bits in uint32 (round to nearest even; finite inputs)."""
-    b = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
-    return ((b + 0x7FFF + ((b >> 16) & 1)) >> 16).astype(np.uint32)
+def float32_to_bf16(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits (uint16), rounding to nearest even; a NaN stays a (quiet) NaN of its sign."""
+    x = np.ascontiguousarray(x, np.float32)
+    b = x.view(np.uint32).astype(np.uint64)
+    b = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
+    b = np.where(np.isnan(x), (b & 0x8000) | 0x7FC0, b)
+    return b.astype(np.uint16)
+
+
+def bf16_to_float32(b: np.ndarray) -> np.ndarray:
+    """bfloat16 bits (uint16) -> float32."""
+    return (np.asarray(b, np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
 def round_bf16(x: np.ndarray) -> np.ndarray:
     """``x`` rounded to the nearest bfloat16, as float32."""
-    return (to_bf16_bits(x) << 16).view(np.float32)
+    return bf16_to_float32(float32_to_bf16(x))
 
 
 def pack_matrix(w: np.ndarray) -> np.ndarray:
@@ -86,7 +94,7 @@ def pack_matrix(w: np.ndarray) -> np.ndarray:
     if n_in % 2 or n_out % LANES:
         raise ValueError(f"packed bf16 needs an even input width and outputs in multiples of {LANES}, "
                          f"got {n_in} x {n_out}")
-    b = to_bf16_bits(w)
+    b = float32_to_bf16(w).astype(np.uint32)
     p = b[..., 0::2, :] | (b[..., 1::2, :] << 16)
     return np.ascontiguousarray(p.reshape(*lead, n_in // 2, n_out // LANES, LANES))
 

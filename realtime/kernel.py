@@ -8,14 +8,16 @@ Per sample and layer the dilated convolution needs two taps, x(t-d) and x(t);
 x(t-d) comes from the layer's ring-buffer queue (d rows of R floats), and x(t)
 replaces it there. Weights are (in, out) so inner loops are contiguous axpy
 loops over the outputs, which LLVM vectorises. :func:`generate_voices` steps N
-voices together (each weight row read once per step for all of them, two
-voices per pass); :func:`generate_block` is its one-voice form. The residual
+voices together (float32/int8/bf16: each weight row read once per step for all
+of them, two voices per pass; bf16dot: voice by voice); :func:`generate_block`
+is its one-voice form. The residual
 stack's weights may be float32, int8 with per-output-column scales, or bfloat16
 (see "weight formats"): one kernel source, one Numba specialisation per dtype.
 Packed bf16 pairs (uint32, the ``bf16dot`` precision) take AVX-512 BF16 dot
 products instead (see :mod:`realtime.bf16dot`), output head included.
 The float32 arithmetic (order of every add) is the same for any number of
-voices and identical to the original single-voice kernel.
+voices and identical to the original single-voice kernel; so is bf16dot's, whose
+rounding differs from float32 (see realtime.numba_engine.LOGIT_TOLERANCE).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from numba.extending import intrinsic, overload
 
 from models.local_cond import fill as fill_local
 
-from .bf16dot import LANES, bf16_pair, dot_acc
+from .bf16dot import LANES, bf16_pair, bf16_to_float32, dot_acc, float32_to_bf16  # noqa: F401 (re-exported)
 
 # fast-math without nnan/ninf: NaN and Inf must stay visible to the watchdog.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -96,18 +98,6 @@ def _widen_impl(x):
     if x == types.uint16:
         return lambda x: _bf16_bits(x)
     return None
-
-
-def float32_to_bf16(w: np.ndarray) -> np.ndarray:
-    """float32 -> bfloat16 bits (uint16), rounding to nearest even (finite inputs)."""
-    b = np.ascontiguousarray(w, np.float32).view(np.uint32).astype(np.uint64)
-    b = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
-    return b.astype(np.uint16)
-
-
-def bf16_to_float32(b: np.ndarray) -> np.ndarray:
-    """bfloat16 bits (uint16) -> float32."""
-    return (np.asarray(b, np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
 def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -204,10 +194,12 @@ def _acc(h, w, l, row0, x, n_in, n_out, vidx, wbuf):
 
 @njit(inline="always", **JIT)
 def _acc_relu(h, w, x, col0, n_in, n_out, vidx):
-    """For each voice v in ``vidx``: h[v, :n_out] += w[i, :n_out] * x[v, col0 + i] for the i where that is > 0.
+    """For each voice v in ``vidx``: h[v, :n_out] += w[i, :n_out] * x[v, col0 + i] for the i where that is > 0
+    or NaN.
 
-    One input row at a time, rows with a non-positive input skipped (the relu of the output head);
-    two voices per pass where both use the row.
+    One input row at a time, rows with a non-positive input skipped (the relu of the output head;
+    a NaN passes, as through torch's relu, so a poisoned voice shows in its logits and the
+    watchdog sees it); two voices per pass where both use the row.
     """
     nv = vidx.shape[0]
     for i in range(n_in):
@@ -216,7 +208,7 @@ def _acc_relu(h, w, x, col0, n_in, n_out, vidx):
         for j in range(nv):
             v = vidx[j]
             s = x[v, col0 + i]
-            if s > 0:
+            if not s <= 0:  # > 0, or NaN
                 if pend < 0:
                     pend = v
                     continue
@@ -245,7 +237,11 @@ warnings.filterwarnings("ignore", message=r"variable '_(matvec|head)_acc_impl__l
 
 
 def matvec_acc(h, w, l, row0, x, n_in, n_out, vidx, wbuf):
-    """For each voice v in ``vidx``: h[v, :n_out] += x[v, :n_in] @ W_l[row0:row0 + n_in] (see :func:`_acc`)."""
+    """For each voice v in ``vidx``: h[v, :n_out] += x[v, :n_in] @ W_l[row0:row0 + n_in] (see :func:`_acc`).
+
+    Packed weights: ``n_out`` must be the matrix's whole output width and ``row0``, ``n_in`` even
+    (the model shapes guarantee it: see realtime.bf16dot.shape_error).
+    """
 
 
 @overload(matvec_acc, inline="always")

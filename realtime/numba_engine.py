@@ -1,7 +1,8 @@
 """The Numba CPU engine: whole blocks per call into the compiled kernel. Thread: generator.
 
 Precisions of the residual stack's weights (the bulk of the bytes read per
-sample; the embedding, conditioning and output head stay float32):
+sample; the embedding and conditioning stay float32, and so does the output head
+except in bf16dot):
 
 * ``fp32`` — exact, bit-identical to the reference kernel;
 * ``int8`` — int8 with one float32 scale per output column (4x fewer bytes);
@@ -38,7 +39,14 @@ PRECISIONS = ("fp32", "int8", "bf16", "bf16dot")
 LOGIT_TOLERANCE = {"int8": 1.5, "bf16": 0.4, "bf16dot": 0.8}
 #: the order choose_engine() prefers them in: most exact first
 BY_ACCURACY = ("fp32", "bf16", "bf16dot", "int8")
-ENGINE_NAMES = tuple("numba" if p == "fp32" else f"numba-{p}" for p in BY_ACCURACY)
+
+
+def engine_name(precision: str) -> str:
+    """The engine name of a precision: ``numba`` for fp32, else ``numba-<precision>``."""
+    return "numba" if precision == "fp32" else f"numba-{precision}"
+
+
+ENGINE_NAMES = tuple(engine_name(p) for p in BY_ACCURACY)
 
 
 def precision_error(precision: str, r: int, s: int) -> str | None:
@@ -108,7 +116,7 @@ class NumbaEngine(Engine):
         super().__init__(model, seed=seed, max_block=max_block, **kw)
         cfg = self.cfg
         self.precision = precision
-        self.name = "numba" if precision == "fp32" else f"numba-{precision}"
+        self.name = engine_name(precision)
         if weights is None:
             weights = kernel_weights(self.w, self.loc_idx, self.dilations, self.q_off, self.sample_rate, precision)
         self._weights = weights
@@ -193,7 +201,7 @@ def choose_engine(model: ModelFile, seconds: float = 0.3, min_gain: float = 1.1)
             continue
         notes.append(f"{p} {gain:.2f}x faster than {best}, max logit error {err:.3g} <= {LOGIT_TOLERANCE[p]}")
         best = p
-    name = "numba" if best == "fp32" else f"numba-{best}"
+    name = engine_name(best)
     speeds = ", ".join(f"{p} {r:,.0f}" for p, r in rates.items())
     reason = f"{name}: samples/s {speeds} (x real time {rates[best] / model.config.sample_rate:.2f}); " + \
         "; ".join(notes)

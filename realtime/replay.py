@@ -24,10 +24,10 @@ class SessionError(ValueError):
 
 def engine_name(engine: Any) -> str:
     """The engine name (as in presets) that rebuilds ``engine``: a Numba engine's or batch's precision."""
+    from .numba_engine import engine_name as numba_name
+
     precision = getattr(engine, "precision", None)
-    if precision is None:
-        return engine.name
-    return "numba" if precision == "fp32" else f"numba-{precision}"
+    return engine.name if precision is None else numba_name(precision)
 
 
 def manifest_for(session: Session) -> dict[str, Any]:

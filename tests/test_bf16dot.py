@@ -18,7 +18,6 @@ from realtime import bf16dot, numba_engine
 from realtime.numba_engine import choose_engine, engine_from_name, logit_error, usable_precisions
 from wnl_testutil import NEEDS_BF16DOT, small_model
 
-pytestmark = NEEDS_BF16DOT
 
 
 @njit(cache=True)
@@ -34,7 +33,7 @@ def _pairs(x):
     return out
 
 
-def test_pack_round_trips_to_the_rounded_weights():
+def test_pack_round_trips_to_the_rounded_weights():  # numpy only: runs on any CPU
     w = np.random.default_rng(0).normal(0, 0.3, (3, 10, 48)).astype(np.float32)
     p = bf16dot.pack_matrix(w)
     assert p.shape == (3, 5, 3, 16) and p.dtype == np.uint32
@@ -45,8 +44,15 @@ def test_pack_round_trips_to_the_rounded_weights():
         bf16dot.pack_matrix(np.zeros((4, 24), np.float32))
     with pytest.raises(ValueError, match="even input width"):
         bf16dot.pack_matrix(np.zeros((5, 32), np.float32))
+    # a NaN weight stays a NaN of its sign and does not spill into its pair neighbour
+    w = np.ones((2, 16), np.float32)
+    w[0, 3], w[1, 5] = np.copysign(np.nan, -1.0), np.nan
+    back = bf16dot.unpack_matrix(bf16dot.pack_matrix(w))
+    assert np.isnan(back[0, 3]) and np.signbit(back[0, 3]) and np.isnan(back[1, 5]) and not np.signbit(back[1, 5])
+    assert np.count_nonzero(np.isnan(back)) == 2 and np.all(back[~np.isnan(back)] == 1.0)
 
 
+@NEEDS_BF16DOT
 def test_pair_packing_rounds_to_nearest_even_like_numpy():
     rng = np.random.default_rng(1)
     x = np.concatenate([rng.normal(0, 1, 5000), rng.normal(0, 1e4, 2000), [0.0, -0.0, 1.0, -3.3e38, 3.3e38],
@@ -54,13 +60,14 @@ def test_pair_packing_rounds_to_nearest_even_like_numpy():
                         [1.0 + 2.0 ** -8, 1.0 + 3 * 2.0 ** -8, -(1.0 + 2.0 ** -8), 2.0 + 2.0 ** -7]]).astype(np.float32)
     x = x[: len(x) // 2 * 2]
     bits = _pairs(x).view(np.uint32)
-    ref = bf16dot.to_bf16_bits(x)
+    ref = bf16dot.float32_to_bf16(x).astype(np.uint32)
     np.testing.assert_array_equal(bits & 0xFFFF, ref[0::2])
     np.testing.assert_array_equal(bits >> 16, ref[1::2])
 
 
+@NEEDS_BF16DOT
 @pytest.mark.parametrize("n_in", [2, 10, 128])
-@pytest.mark.parametrize("n_ob", [1, 3, 5, 8, 12, 16])
+@pytest.mark.parametrize("n_ob", [1, 3, 5, 8, 10, 12, 15, 16])  # every group size, alone and after others
 def test_dot_matches_numpy_on_rounded_operands(n_in, n_ob):
     rng = np.random.default_rng(n_in * 100 + n_ob)
     w = rng.normal(0, 0.5, (n_in + 4, n_ob * 16)).astype(np.float32)  # two extra pairs before the rows used
@@ -79,14 +86,16 @@ def test_dot_matches_numpy_on_rounded_operands(n_in, n_ob):
     assert np.abs(h[7:] - exact).max() > np.abs(h[7:] - ref).max()
 
 
+@NEEDS_BF16DOT
 def test_engine_error_is_close_to_bf16s():
     """bf16dot rounds activations too, so it may err more than bf16, but not by an order of magnitude:
     a mis-wired row, tap or pair gives errors of the size of the logits themselves."""
     model = small_model(seed=3)
     e16, edot = logit_error(model, "bf16", n=1500), logit_error(model, "bf16dot", n=1500)
-    assert 0 < edot <= 3 * e16
+    assert 0 < edot <= 4 * e16
 
 
+@NEEDS_BF16DOT
 def test_generates_audio_like_fp32():
     model = small_model(seed=6)
     outs = {}
@@ -101,6 +110,7 @@ def test_generates_audio_like_fp32():
     assert 0.5 < rms["bf16dot"] / rms["fp32"] < 2.0
 
 
+@NEEDS_BF16DOT
 def test_shapes_it_cannot_pack_get_a_clear_error():
     model = random_model(WaveNetConfig(24, 48, 2, 1), seed=0)
     assert "bf16dot" not in usable_precisions(24, 48)
@@ -108,7 +118,7 @@ def test_shapes_it_cannot_pack_get_a_clear_error():
         engine_from_name("numba-bf16dot", model)
 
 
-def test_a_cpu_without_avx512_bf16_is_refused_and_auto_skips_it(monkeypatch):
+def test_a_cpu_without_avx512_bf16_is_refused_and_auto_skips_it(monkeypatch):  # runs on any CPU
     monkeypatch.setattr(numba_engine.bf16dot, "available", lambda: (False, "this CPU (testcpu) has no AVX-512 BF16"))
     model = small_model(seed=1)
     assert "bf16dot" not in usable_precisions(16, 32)

@@ -14,12 +14,13 @@ total-variation distance of the softmax: int8 0.06, bf16 0.012), so the
 tolerance is 1.5 for int8 and 0.4 for bf16 (2.5x / 2.7x the worst case).
 
 bf16dot also rounds the activations (and uses bf16 for the output head), so its
-error is about twice bf16's; measured, bf16 / bf16dot:
+error is 1.5-3x bf16's; measured, bf16 / bf16dot:
 
     random R16/S32, R32/S64, R64/S128 models, init x2:    0.026-0.035 / 0.040-0.057
     trained models/default after 2.29 h (|l| < 41):       0.091 / 0.18-0.195
+    trained models/default after 2.5 h:                   0.088 / 0.258
 
-Its tolerance is 0.8: twice bf16's, as the errors are, and 4x the worst case.
+Its tolerance is 0.8: twice bf16's and 3.1x the worst case.
 """
 from __future__ import annotations
 
@@ -73,6 +74,18 @@ def test_reduced_precision_logits_within_tolerance(name, model):
         assert 0 < err_rnd <= LOGIT_TOLERANCE[precision], f"{name} {precision}: random inputs {err_rnd:.4f}"
 
 
+@pytest.mark.parametrize("precision", usable_precisions(16, 32))
+def test_nan_in_the_residual_stream_reaches_the_logits(precision):
+    """A poisoned state must show as non-finite logits (the watchdog's signal), not as the head's biases."""
+    e = NumbaEngine(small_model(seed=1), seed=0, precision=precision)
+    e.set_note(gate=1.0, pitch=60.0)
+    e.generate(100)
+    assert e.nonfinite_count == 0
+    e.queues[:] = np.nan
+    e.generate(100)
+    assert e.nonfinite_count == 100
+
+
 def test_bf16_is_tighter_than_int8_and_logit_error_helper():
     model = small_model(seed=2)
     e8, e16 = logit_error(model, "int8", n=2000), logit_error(model, "bf16", n=2000)
@@ -114,6 +127,12 @@ def test_weight_bytes_shrink():
     assert b["int8"] < b["bf16"] < b["fp32"]
     if "bf16dot" in b:  # the output head is bf16 too
         assert b["bf16dot"] < b["bf16"]
+
+
+def test_preset_engine_names_match_the_engines():
+    from realtime.presets import ENGINES
+
+    assert set(ENGINES) == set(ENGINE_NAMES) | {"torchscript", "auto"}
 
 
 def test_choose_engine_names_a_buildable_engine():

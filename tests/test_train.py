@@ -88,8 +88,8 @@ def test_ddp_two_ranks_end_with_identical_weights(tiny_data, tmp_path):
     assert ranks[0]["step"] == ranks[1]["step"] == 8
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
     tr = load_model(tmp_path / "ddp" / "model.npz").metadata["training"]
-    assert tr["world"] == 2 and tr["core_hours"] == pytest.approx(2 * tr["hours"], rel=1e-6)  # two processes
-    assert "CPU-core hours" in (tmp_path / "ddp" / "MODEL.md").read_text()
+    assert tr["max_world"] == 2 and tr["core_hours"] == pytest.approx(2 * tr["hours"], rel=1e-6)  # two processes
+    assert "up to 2 data-parallel processes" in (tmp_path / "ddp" / "MODEL.md").read_text()
 
 
 def test_mismatched_dataset_is_refused(tiny_data, tmp_path):
@@ -121,7 +121,7 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tiny_data, tmp_path):
     finally:
         p.kill()
     assert p.returncode == 0, stderr[-2000:]
-    assert "SIGTERM: stopping after this step" in stdout
+    assert "interrupted: stopping at step" in stdout
     steps = [x for x in json_lines(stdout) if "loss" in x][-1]["steps"]
     assert 1 < steps < 100000
     assert load_model(out / "model.npz").metadata["training"]["steps"] == steps
