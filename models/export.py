@@ -56,7 +56,7 @@ def training_time(tr: dict) -> str:
     text = f"{tr.get('steps', 0)} steps, {hours:.2f} h"
     if core > hours * 1.001:
         return text + f" wall clock, {core:.2f} process-hours (one CPU core and torch thread each; up to " \
-                      f"{tr.get('max_world', '?')} data-parallel processes)"
+                      f"{tr.get('max_world', tr.get('world', '?'))} data-parallel processes)"
     return text + " on one CPU core"
 
 

@@ -205,7 +205,7 @@ def train(a) -> int:
             group["lr"] = a.lr
         step, elapsed, history = state["step"], state["elapsed_s"], state["history"]
         core_s = state.get("core_s", elapsed)  # older checkpoints: one process all along
-        max_world = max(world, state.get("max_world", 1))
+        max_world = max(world, state.get("max_world", 2 if core_s > elapsed * 1.001 else 1))
     net = Conditioned(model)
     if world > 1:  # the last layer's residual conv feeds nothing: find_unused_parameters
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
