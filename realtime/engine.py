@@ -183,7 +183,7 @@ class Engine(ABC):
         """Fill the queues from mu-law classes (one parallel pass); the last class is the next input.
 
         With a ``key`` (e.g. a seed-bank entry) the resulting queue contents are cached: the next
-        prime with the same key is a copy instead of a ~20-40 ms pass (a note-on must not stall the
+        prime with the same key is a copy instead of a ~10-25 ms pass (a note-on must not stall the
         audio). The cached state was computed under the conditioning of the key's first use.
         """
         hit = self._prime_cache.get(key) if key is not None else None

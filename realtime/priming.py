@@ -21,31 +21,38 @@ def layer_histories(w: dict[str, np.ndarray], dilations: list[int], inputs: np.n
     ``bias`` (L, 2R) is the per-layer bias incl. global conditioning, ``feats``
     (P, 3) the local features over the prime. Returns a list of (d_l, R)
     float32 arrays, oldest first, zero where the prime is shorter than d_l.
-    Only the last receptive-field samples matter, so longer primes are cropped.
+    Only the last receptive-field samples matter, so longer primes are cropped;
+    and each layer is computed only for the last positions later queues need
+    (the sum of the later layers' dilations): a third less work than whole rows.
     """
     rf = sum(dilations) + 1
     if len(inputs) > rf:
         inputs, feats = inputs[-rf:], feats[-rf:]
     p = len(inputs)
     r = w["embed"].shape[1]
-    x = w["embed"][inputs].astype(np.float32)
+    x = w["embed"][inputs].astype(np.float32)  # layer l's input at positions [p - len(x), p)
     out = []
     for l, d in enumerate(dilations):
         hist = np.zeros((d, r), np.float32)
         k = min(d, p)
-        hist[d - k:] = x[p - k:]
+        hist[d - k:] = x[len(x) - k:]
         out.append(hist)
         if l == len(dilations) - 1:
             break
-        xp = np.zeros_like(x)
-        if p > d:
-            xp[d:] = x[:-d]
+        m = min(p, sum(dilations[l + 1:]))  # positions of layer l's output that later layers read
+        cur = x[len(x) - m:]
+        xp = np.zeros_like(cur)  # the input d samples earlier (zeros before the prime)
+        first = len(x) - m - d  # row of x holding position p - m - d
+        if first >= 0:
+            xp[:] = x[first:first + m]
+        elif m + first > 0:
+            xp[-first:] = x[:m + first]
         wl = w["w_dil"][l]
-        h = bias[l] + xp @ wl[:r] + x @ wl[r:]
+        h = bias[l] + xp @ wl[:r] + cur @ wl[r:]
         if len(loc_idx):
-            h = h + feats[:, loc_idx] @ w["w_loc"][l]
+            h = h + feats[p - m:, loc_idx] @ w["w_loc"][l]
         z = np.tanh(h[:, :r]) * (0.5 + 0.5 * np.tanh(0.5 * h[:, r:]))
-        x = x + w["b_res"][l] + z @ w["w_rs"][l][:, :r]
+        x = cur + w["b_res"][l] + z @ w["w_rs"][l][:, :r]
     return out
 
 

@@ -35,9 +35,11 @@ def test_block_size_does_not_change_output(block, whole):
     np.testing.assert_array_equal(generate_in_blocks(block), whole)
 
 
-def test_parallel_priming_equals_teacher_forcing():
+@pytest.mark.parametrize("n", [20, 40, 126, 127, 900])  # shorter than a dilation, than the RF (127), =, longer
+def test_parallel_priming_equals_teacher_forcing(n):
     model = small_model(seed=6)
-    prime = (0.4 * np.sin(2 * np.pi * 220 * np.arange(900) / 16000)).astype(np.float32)
+    assert model.config.receptive_field == 127
+    prime = (0.4 * np.sin(2 * np.pi * 220 * np.arange(n) / 16000)).astype(np.float32)
     a = NumbaEngine(model, seed=3)
     a.prime(prime)
     b = NumbaEngine(model, seed=3)
