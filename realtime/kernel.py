@@ -232,7 +232,7 @@ def _acc_relu(h, w, x, col0, n_in, n_out, vidx):
 # Numba's IR-level inlining of these overloads (whose bodies inline further helpers) trips a pedantic
 # scope check that warns once per compilation; the code is right (the tests compare every precision with
 # fp32) and inlining is 5-10 % faster than a call, so that one warning is silenced.
-warnings.filterwarnings("ignore", message=r"variable '_(matvec|head)_acc_impl__locals",
+warnings.filterwarnings("ignore", message=r"variable '_(matvec|dilated|head)_acc_impl__locals",
                         category=NumbaIRAssumptionWarning)
 
 
@@ -258,6 +258,36 @@ def _matvec_acc_impl(h, w, l, row0, x, n_in, n_out, vidx, wbuf):
             for k in range(pairs):
                 xp[k] = bf16_pair(xv[2 * k], xv[2 * k + 1])
             dot_acc(h[v], 0, w[l], (row0 >> 1) * n_out, xp, pairs, n_out // LANES)
+    return packed
+
+
+def dilated_acc(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
+    """For each voice v in ``vidx``: h[v, :n_out] += [xa[v, :n_half], xb[v, :n_half]] @ W_l (both taps).
+
+    float32/int8/bf16: two :func:`_acc` passes (rows 0.. and n_half..); packed weights: both
+    halves packed side by side and one dot-product pass over all 2 * n_half rows.
+    """
+
+
+@overload(dilated_acc, inline="always")
+def _dilated_acc_impl(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
+    if w.dtype != types.uint32:
+        def two(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
+            _acc(h, w, l, 0, xa, n_half, n_out, vidx, wbuf)
+            _acc(h, w, l, n_half, xb, n_half, n_out, vidx, wbuf)
+        return two
+
+    def packed(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
+        xp = wbuf[0]
+        pairs = n_half >> 1
+        for j in range(vidx.shape[0]):
+            v = vidx[j]
+            av, bv = xa[v], xb[v]
+            for k in range(pairs):
+                xp[k] = bf16_pair(av[2 * k], av[2 * k + 1])
+            for k in range(pairs):
+                xp[pairs + k] = bf16_pair(bv[2 * k], bv[2 * k + 1])
+            dot_acc(h[v], 0, w[l], 0, xp, 2 * pairs, n_out // LANES)
     return packed
 
 
@@ -495,8 +525,8 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
                     tv = tmp[v]
                     for o in range(R2):
                         tv[o] = 0
-            matvec_acc(hd, w_dil, l, 0, xq, R, R2, vidx, wbuf)  # tap x(t - d) from the queue
-            matvec_acc(hd, w_dil, l, R, acc, R, R2, vidx, wbuf)  # tap x(t), the residual stream
+            # taps x(t - d) from the queue and x(t), the residual stream
+            dilated_acc(hd, w_dil, l, xq, acc, R, R2, vidx, wbuf)
             br = b_res[l]
             for j in range(nv):
                 v = vidx[j]
