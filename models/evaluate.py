@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
 
         tr = load_model(a.model).metadata.get("training", {})
         with open(a.log, "a") as fh:
-            fh.write(json.dumps({"steps": tr.get("steps"), "hours": tr.get("hours"), "quick": a.quick, **res}) + "\n")
+            fh.write(json.dumps({"steps": tr.get("steps"), "hours": tr.get("hours"),
+                                 "core_hours": tr.get("core_hours", tr.get("hours")), "quick": a.quick, **res}) + "\n")
     return 0
 
 

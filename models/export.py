@@ -87,12 +87,14 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
     hist_path = out_dir / "eval_history.jsonl"
     rows = [json.loads(x) for x in hist_path.read_text().splitlines() if x.strip()] if hist_path.is_file() else []
     if rows:
-        lines += ["| hours | steps | quick | pitch median cents (seed / none) | within 50 c (seed / none) "
-                  "| timbre acc | silent windows | noise-like (tonal) |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["| hours | process-hours | steps | quick | pitch median cents (seed / none) "
+                  "| within 50 c (seed / none) | timbre acc | silent windows | noise-like (tonal) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             ps, pn = r.get("pitch_preset", {}), r.get("pitch_no_seedbank", {})
             st = r.get("stability", {})
-            lines.append(f"| {r.get('hours') or 0:.2f} | {r.get('steps')} | {r.get('quick')} "
+            hours = r.get("hours") or 0
+            lines.append(f"| {hours:.2f} | {r.get('core_hours') or hours:.2f} | {r.get('steps')} | {r.get('quick')} "
                          f"| {ps.get('median_abs_cents')} / {pn.get('median_abs_cents')} "
                          f"| {ps.get('within_50_cents')} / {pn.get('within_50_cents')} "
                          f"| {r.get('timbre', {}).get('accuracy_generated')} | {st.get('silent_fraction')} "
