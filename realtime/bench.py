@@ -16,12 +16,14 @@ Derived figures: GFLOP/s = 2 x the config's multiply-accumulates per sample
 (``WaveNetConfig.macs_per_sample``, relu-skipped head rows counted) x samples/s;
 GB/s = weight bytes read per sample (at the engine's precision; once per step
 for all voices of a batch) x steps/s; ``peak_fraction`` = GFLOP/s over this
-core's FMA peak, measured here with a small Numba FMA kernel (256-bit vectors,
-the width Numba's LLVM uses on this CPU) — times the thread count for the
-two-thread rows. Where the CPU has AVX-512 BF16, ``bf16dot_peak_gflops`` is the
-rate of the bf16dot matrix-vector routine on a matrix that sits in L1 (the
-most the bf16dot engine's inner loop can do here), and bf16dot rows also give
-``dot_peak_fraction`` against it. ``best_over_eager`` / ``best_over_torchscript``
+core's float32 FMA peak — times the thread count for the two-thread rows. The
+peaks are measured here by realtime.peaks (register-only loops of one
+instruction): float32 FMA at 256 bits (the width Numba's auto-vectoriser emits
+on this CPU) and 512 bits (the hardware's peak, the one fractions use), bf16 dot
+products and float16 FMA where the CPU has them. bf16dot rows also give
+``dot_peak_fraction`` against the bf16 dot-product peak, and
+``bf16dot_matvec_gflops`` is the bf16dot matrix-vector routine on a matrix held
+in L1 (how close its inner loop comes to that peak). ``best_over_eager`` / ``best_over_torchscript``
 compare the fastest Numba precision with the float32 framework engines.
 Engines a config or CPU cannot run are listed as skipped. The output notes
 whether a training run was active (it shares the machine).
@@ -105,38 +107,8 @@ def _calibrated_n(fn, seconds: float, lo: int = 64) -> int:
     return max(lo, int(rate * seconds))
 
 
-# ------------------------------------------------------------------ FMA peak
-def fma_peak_gflops(seconds: float = 0.3) -> float:
-    """This core's float32 FMA throughput as Numba code reaches it (GFLOP/s, best of 3).
-
-    128 independent accumulators (16 vector registers) updated by FMA in a loop with no
-    memory traffic: LLVM unrolls the inner loop and keeps the accumulators in registers.
-    """
-    from numba import njit
-
-    @njit(nogil=True, fastmath=True, cache=True)
-    def fma_loop(n, acc, a, b):
-        for _ in range(n):
-            for k in range(128):
-                acc[k] = acc[k] * a + b
-        return acc[0]
-
-    acc = np.ones(128, np.float32)
-    a, b = np.float32(0.999), np.float32(0.001)
-    fma_loop(1000, acc, a, b)
-    n = 100_000
-    t0 = time.perf_counter()
-    fma_loop(n, acc, a, b)
-    n = max(n, int(n * seconds / 3 / max(time.perf_counter() - t0, 1e-9)))
-    best = 0.0
-    for _ in range(3):
-        t0 = time.perf_counter()
-        fma_loop(n, acc, a, b)
-        best = max(best, n * 128 * 2 / (time.perf_counter() - t0) / 1e9)
-    return best
-
-
-def bf16dot_peak_gflops(seconds: float = 0.3) -> float:
+# ------------------------------------------------------------------ peaks (see realtime.peaks)
+def bf16dot_matvec_gflops(seconds: float = 0.3) -> float:
     """GFLOP/s of the bf16dot matrix-vector routine on a 128 x 128 matrix held in L1 (best of 3), or 0
     when this CPU cannot run it."""
     from numba import njit
@@ -383,8 +355,12 @@ def main(argv: list[str] | None = None) -> int:
     busy = training == "running"
     cpus = _affinity()
     _pin(cpus[:1])
-    peak = fma_peak_gflops()
-    dot_peak = bf16dot_peak_gflops()
+    from .peaks import all_peaks
+
+    peaks = all_peaks()
+    peak = max(peaks["fp32_fma_256"], peaks["fp32_fma_512"])
+    dot_peak = peaks["bf16_dot_512"]
+    matvec = bf16dot_matvec_gflops()
     engines = [e for e in a.engines.split(",") if e]
     voices = [int(v) for v in a.voices.split(",") if v]
     threads = [int(t) for t in a.threads.split(",") if t]
@@ -422,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.model and os.path.isfile(a.model) and not a.no_auto:
         autos.append(trained_model_check(a.model))
     summary = poly_summary(poly)
-    meta = {"fma_peak_gflops": round(peak, 1), "bf16dot_peak_gflops": round(dot_peak, 1), "cpus": len(cpus),
+    meta = {"fma_peak_gflops": round(peak, 1), "peaks_gflops": peaks, "bf16dot_matvec_gflops": round(matvec, 1),
+            "cpus": len(cpus),
             "training_running": busy, "training": training}
     if a.json:
         print(json.dumps(meta))
@@ -431,8 +408,12 @@ def main(argv: list[str] | None = None) -> int:
         for r in skips + ratios + summary + autos:
             print(json.dumps(r))
         return 0
-    print(f"median of {a.runs} runs; FMA peak {peak:.1f} GFLOP/s per core (Numba, 256-bit)"
-          + (f"; bf16dot matrix-vector peak {dot_peak:.1f} GFLOP/s (L1-resident)" if dot_peak else "")
+    print(f"median of {a.runs} runs; peaks per core (GFLOP/s, measured): float32 FMA {peaks['fp32_fma_256']:.1f} "
+          f"(256-bit) / {peaks['fp32_fma_512']:.1f} (512-bit)"
+          + (f", bf16 dot products {dot_peak:.1f} (the bf16dot matrix-vector routine, L1-resident: {matvec:.1f})"
+             if dot_peak else "")
+          + (f", float16 FMA {peaks['fp16_fma_512']:.1f}" if peaks["fp16_fma_512"] else "")
+          + f"; 'peak' = of the float32 FMA peak {peak:.1f}"
           + f"; {len(cpus)} CPU(s) available" + ("; a training run was using the machine" if busy else "")
           + ("; a training run was paused (SIGSTOP)" if training == "paused" else ""))
     rtf_heads = " ".join(f"{'RTF@' + str(r / 1000):>9}" for r in RATES)

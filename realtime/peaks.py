@@ -1,0 +1,98 @@
+"""This core's arithmetic peaks, measured (for the benchmark's roofline): register-only vector loops.
+
+Each loop keeps ``CHAINS`` independent accumulators in vector registers and
+updates each of them once per iteration with one instruction: a float32 FMA
+(256- or 512-bit), a bfloat16 dot product (``vdpbf16ps``, AVX-512 BF16) or a
+float16 FMA (AVX-512 FP16). Every accumulator feeds the returned value, so LLVM
+cannot drop any. No memory traffic: this is what the execution units can do,
+the ceiling for any kernel. Emitted as LLVM IR from Numba intrinsics (Numba's
+auto-vectoriser alone uses 256-bit vectors here; see ``realtime.bench``).
+"""
+from __future__ import annotations
+
+import time
+
+from llvmlite import binding as llvm_binding
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .bf16dot import _BFloat
+
+#: independent accumulators: enough to hide the latency of any of the instructions measured here
+CHAINS = 16
+#: kind -> (LLVM function, lanes, element type, FLOPs per instruction, CPU feature needed)
+KINDS = {
+    "fp32_fma_256": ("llvm.fma.v8f32", 8, ir.FloatType(), 16, None),
+    "fp32_fma_512": ("llvm.fma.v16f32", 16, ir.FloatType(), 32, "avx512f"),
+    "bf16_dot_512": ("llvm.x86.avx512bf16.dpbf16ps.512", 16, ir.FloatType(), 64, "avx512bf16"),
+    "fp16_fma_512": ("llvm.fma.v32f16", 32, ir.HalfType(), 64, "avx512fp16"),
+}
+
+
+def _loop(kind: str):
+    fname, lanes, elem, _, _ = KINDS[kind]
+    vt = ir.VectorType(elem, lanes)
+
+    @intrinsic
+    def run(typingctx, n):
+        def codegen(context, builder, signature, args):
+            n64 = context.cast(builder, args[0], signature.args[0], types.int64)
+            if kind.startswith("bf16"):
+                bv = ir.VectorType(_BFloat(), 2 * lanes)
+                fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, bv, bv]), fname)
+                one = builder.bitcast(ir.Constant(ir.VectorType(ir.IntType(16), 2 * lanes), [0x3F7F] * (2 * lanes)), bv)
+            else:
+                fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]), fname)
+                one = ir.Constant(vt, [0.999] * lanes)
+            a = builder.load(cgutils.alloca_once_value(builder, one))
+            slots = [cgutils.alloca_once_value(builder, ir.Constant(vt, [1e-3 * (i + 1)] * lanes)) for i in range(CHAINS)]
+            with cgutils.for_range(builder, n64):
+                for s in slots:
+                    builder.store(builder.call(fn, [builder.load(s), a, a]), s)
+            total = ir.Constant(ir.DoubleType(), 0.0)
+            for s in slots:  # every chain feeds the result
+                lane0 = builder.extract_element(builder.load(s), ir.Constant(ir.IntType(32), 0))
+                total = builder.fadd(total, builder.fpext(lane0, ir.DoubleType()))
+            return total
+
+        return types.float64(n), codegen
+
+    @njit(nogil=True)
+    def loop(n):
+        return run(n)
+
+    return loop
+
+
+def available(kind: str) -> bool:
+    """Can this CPU (and LLVM) run ``kind``?"""
+    feature = KINDS[kind][4]
+    if kind.startswith(("bf16", "fp16")) and llvm_binding.llvm_version_info < (17,):
+        return False
+    return feature is None or bool(llvm_binding.get_host_cpu_features().get(feature, False))
+
+
+def peak_gflops(kind: str, seconds: float = 0.2) -> float:
+    """GFLOP/s of ``kind`` on this core (best of 3 timed loops), or 0 when the CPU lacks it."""
+    if not available(kind):
+        return 0.0
+    loop = _loop(kind)
+    flops = KINDS[kind][3] * CHAINS
+    loop(10)  # compile
+    n = 100_000
+    t0 = time.perf_counter()
+    loop(n)
+    n = max(n, int(n * seconds / 3 / max(time.perf_counter() - t0, 1e-9)))
+    best = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        loop(n)
+        best = max(best, n * flops / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def all_peaks(seconds: float = 0.2) -> dict[str, float]:
+    """{kind: GFLOP/s} for every kind in :data:`KINDS` (0 for those this CPU lacks)."""
+    return {k: round(peak_gflops(k, seconds), 1) for k in KINDS}

@@ -1,0 +1,20 @@
+"""The benchmark's arithmetic peaks: measured, plausible, and 0 for instructions the CPU lacks."""
+from __future__ import annotations
+
+from realtime import peaks
+
+
+def test_measured_peaks_are_plausible():
+    p = {k: peaks.peak_gflops(k, seconds=0.05) for k in ("fp32_fma_256", "fp32_fma_512")}
+    # a core does at least a few 256-bit FMAs per ns, and no more than ~4 FMA units x 16 lanes x 2 x 5 GHz
+    assert 10 < p["fp32_fma_256"] < 700
+    if peaks.available("fp32_fma_512"):
+        assert p["fp32_fma_512"] > 0.8 * p["fp32_fma_256"]  # wider vectors never lose much
+    else:
+        assert p["fp32_fma_512"] == 0.0
+
+
+def test_a_missing_instruction_gives_zero(monkeypatch):
+    monkeypatch.setattr(peaks.llvm_binding, "get_host_cpu_features", lambda: {})
+    assert not peaks.available("fp16_fma_512") and peaks.peak_gflops("fp16_fma_512") == 0.0
+    assert peaks.available("fp32_fma_256")
