@@ -15,7 +15,9 @@ sample.
 Derived figures: GFLOP/s = 2 x the config's multiply-accumulates per sample
 (``WaveNetConfig.macs_per_sample``, relu-skipped head rows counted) x samples/s;
 GB/s = weight bytes read per sample (at the engine's precision; once per step
-for all voices of a batch) x steps/s; ``peak_fraction`` = GFLOP/s over this
+for all voices of a batch) x steps/s, and for Numba rows ``bandwidth_fraction`` =
+that over ``read_peak_gbs``, the rate one core reads a buffer of the same size
+(realtime.peaks.read_gbs: L1, L2 or L3 speed depending on the size); ``peak_fraction`` = GFLOP/s over this
 core's float32 FMA peak — times the thread count for the two-thread rows. The
 peaks are measured here by realtime.peaks (register-only loops of one
 instruction): float32 FMA at 256 bits (the width Numba's auto-vectoriser emits
@@ -251,6 +253,11 @@ def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak:
                 fp32_bytes = NumbaEngine(model, seed=0).weight_bytes_per_sample
             wbytes = fp32_bytes
         extra.update(_derived(cfg, rate, rate, wbytes, peak))
+        if engine in PRECISION_ENGINES:  # the bandwidth roofline: reading this many bytes over and over
+            from .peaks import read_gbs
+
+            extra["read_peak_gbs"] = round(read_gbs(wbytes), 1)
+            extra["bandwidth_fraction"] = round(extra["gbytes_per_s"] / extra["read_peak_gbs"], 3)
         if engine == "numba-bf16dot" and dot_peak > 0:
             extra["dot_peak_fraction"] = round(extra["gflops"] / dot_peak, 3)
         results.append(Result(name, engine, rate, all_rates, extra))
@@ -424,7 +431,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['config']:<12} {row['engine']:<14} {row['samples_per_s']:>10,.0f} "
               + " ".join(f"{row['rtf'][str(r)]:>9.3f}" for r in RATES)
               + f" {row['gflops']:>8.1f} {row['gbytes_per_s']:>6.1f} {row['peak_fraction']:>6.1%}"
-              + (f" {err:>9.3g}" if err is not None else "")
+              + (f" {err:>9.3g}" if err is not None else f" {'':>9}")
+              + (f"  {row['bandwidth_fraction']:.0%} of {row['read_peak_gbs']:.0f} GB/s read"
+                 if "bandwidth_fraction" in row else "")
               + (f"  ({row['dot_peak_fraction']:.1%} of the bf16dot peak)" if "dot_peak_fraction" in row else ""))
     for r in skips:
         print(f"{r['config']} {r['engine']}: skipped ({r['skipped']})")

@@ -1,4 +1,4 @@
-"""This core's arithmetic peaks, measured (for the benchmark's roofline): register-only vector loops.
+"""This core's peaks, measured (for the benchmark's roofline): arithmetic and read bandwidth.
 
 Each loop keeps ``CHAINS`` independent accumulators in vector registers and
 updates each of them once per iteration with one instruction: a float32 FMA
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import njit, types
@@ -90,6 +91,33 @@ def peak_gflops(kind: str, seconds: float = 0.2) -> float:
         t0 = time.perf_counter()
         loop(n)
         best = max(best, n * flops / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _read(a, reps):
+    s = np.float32(0.0)
+    for _ in range(reps):
+        for i in range(a.shape[0]):
+            s += a[i]
+    return s
+
+
+def read_gbs(nbytes: int, seconds: float = 0.2) -> float:
+    """Read bandwidth (GB/s, best of 3) of one core sweeping a buffer of ``nbytes`` over and over: the
+    bandwidth ceiling of a kernel that streams that many bytes of weights per step (L1, L2 or L3
+    speed, depending on the size). A vectorised float32 sum."""
+    a = np.ones(max(16, int(nbytes) // 4), np.float32)
+    _read(a, 1)
+    reps = max(1, int(2e8 / a.nbytes))
+    t0 = time.perf_counter()
+    _read(a, reps)
+    reps = max(reps, int(reps * seconds / 3 / max(time.perf_counter() - t0, 1e-9)))
+    best = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        _read(a, reps)
+        best = max(best, a.nbytes * reps / (time.perf_counter() - t0) / 1e9)
     return best
 
 

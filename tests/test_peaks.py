@@ -18,3 +18,9 @@ def test_a_missing_instruction_gives_zero(monkeypatch):
     monkeypatch.setattr(peaks.llvm_binding, "get_host_cpu_features", lambda: {})
     assert not peaks.available("fp16_fma_512") and peaks.peak_gflops("fp16_fma_512") == 0.0
     assert peaks.available("fp32_fma_256")
+
+
+def test_read_bandwidth_falls_with_the_working_set():
+    """A buffer that fits in L1 reads faster than one that must come from L3 or memory."""
+    small, big = peaks.read_gbs(16 * 1024, seconds=0.05), peaks.read_gbs(64 * 1024 * 1024, seconds=0.05)
+    assert small > 1.5 * big > 0
