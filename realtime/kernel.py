@@ -236,6 +236,18 @@ warnings.filterwarnings("ignore", message=r"variable '_(matvec|dilated|head)_acc
                         category=NumbaIRAssumptionWarning)
 
 
+@njit(inline="always", **JIT)
+def _pack_pairs(xp, at, xv, col0, pairs, relu):
+    """xp[at + k] = the bf16 pair (xv[col0 + 2k], xv[col0 + 2k + 1]) for k < pairs; ``relu``: max(x, 0) first
+    (a NaN stays NaN)."""
+    zero = np.float32(0.0)
+    for k in range(pairs):
+        a, b = xv[col0 + 2 * k], xv[col0 + 2 * k + 1]
+        if relu:
+            a, b = max(a, zero), max(b, zero)
+        xp[at + k] = bf16_pair(a, b)
+
+
 def matvec_acc(h, w, l, row0, x, n_in, n_out, vidx, wbuf):
     """For each voice v in ``vidx``: h[v, :n_out] += x[v, :n_in] @ W_l[row0:row0 + n_in] (see :func:`_acc`).
 
@@ -254,9 +266,7 @@ def _matvec_acc_impl(h, w, l, row0, x, n_in, n_out, vidx, wbuf):
         pairs = n_in >> 1
         for j in range(vidx.shape[0]):
             v = vidx[j]
-            xv = x[v]
-            for k in range(pairs):
-                xp[k] = bf16_pair(xv[2 * k], xv[2 * k + 1])
+            _pack_pairs(xp, 0, x[v], 0, pairs, False)
             dot_acc(h[v], 0, w[l], (row0 >> 1) * n_out, xp, pairs, n_out // LANES)
     return packed
 
@@ -282,11 +292,8 @@ def _dilated_acc_impl(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
         pairs = n_half >> 1
         for j in range(vidx.shape[0]):
             v = vidx[j]
-            av, bv = xa[v], xb[v]
-            for k in range(pairs):
-                xp[k] = bf16_pair(av[2 * k], av[2 * k + 1])
-            for k in range(pairs):
-                xp[pairs + k] = bf16_pair(bv[2 * k], bv[2 * k + 1])
+            _pack_pairs(xp, 0, xa[v], 0, pairs, False)
+            _pack_pairs(xp, pairs, xb[v], 0, pairs, False)
             dot_acc(h[v], 0, w[l], 0, xp, 2 * pairs, n_out // LANES)
     return packed
 
@@ -303,12 +310,9 @@ def _head_acc_impl(h, w, x, col0, n_in, n_out, vidx, wbuf):
     def packed(h, w, x, col0, n_in, n_out, vidx, wbuf):
         xp = wbuf[0]
         pairs = n_in >> 1
-        zero = np.float32(0.0)
         for j in range(vidx.shape[0]):
             v = vidx[j]
-            xv = x[v]
-            for k in range(pairs):
-                xp[k] = bf16_pair(max(xv[col0 + 2 * k], zero), max(xv[col0 + 2 * k + 1], zero))
+            _pack_pairs(xp, 0, x[v], col0, pairs, True)
             dot_acc(h[v], 0, w, 0, xp, pairs, n_out // LANES)
     return packed
 
