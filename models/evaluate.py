@@ -75,17 +75,14 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     from models.dataset import estimate_f0, load_dataset
     from models.model_file import load_model
     from realtime.presets import load_preset
+    from realtime.render import resolve_engine
 
     t0 = time.time()
     model = load_model(model_path)
     sr = model.config.sample_rate
     preset = load_preset()
-    engine = engine or preset.model.engine
-    if engine == "auto":  # probe once, not once per generated note
-        from realtime.numba_engine import choose_engine
-
-        engine, why = choose_engine(model)
-        log(f"engine auto -> {why}")
+    # auto probed once here, not once per generated note
+    engine = resolve_engine(engine or preset.model.engine, model, preset.model.compute, log)
     preset = replace(preset, model=replace(preset.model, engine=engine))
     data = load_dataset(data_dir) if data_dir and Path(data_dir, "dataset.json").is_file() else None
     names = list(model.config.conditioning.instruments)

@@ -23,27 +23,34 @@ from .priming import prime_waveform
 from .watchdog import Watchdog
 
 
+def resolve_engine(name: str, model: ModelFile, compute: str = "cpu",
+                   say: Callable[[str], None] | None = None) -> str:
+    """``name`` itself, or for auto the engine it picks: TorchScript on CUDA when ``compute`` is cuda
+    and a GPU exists, else the fastest exact-enough Numba precision for this machine and model (a
+    ~1 s probe); ``say`` gets the reason."""
+    if name != "auto":
+        return name
+    cuda = False
+    if compute == "cuda":
+        import torch
+
+        cuda = torch.cuda.is_available()
+    if cuda:
+        name, reason = "torchscript", "torchscript: CUDA is available"
+    else:
+        from .numba_engine import choose_engine
+
+        name, reason = choose_engine(model)
+    if say is not None:
+        say(f"engine auto -> {reason}")
+    return name
+
+
 def make_engine(name: str, model: ModelFile, seed: int = 0, compute: str = "cpu",
                 say: Callable[[str], None] | None = None) -> Engine:
-    """Build an engine by name: numba (fp32), numba-bf16, numba-bf16dot, numba-int8, torchscript, or auto.
-
-    auto: TorchScript on CUDA when ``compute`` is cuda and a GPU exists, else the fastest
-    exact-enough Numba precision for this machine and model (a ~1 s probe); ``say`` gets the reason.
-    """
-    if name == "auto":
-        cuda = False
-        if compute == "cuda":
-            import torch
-
-            cuda = torch.cuda.is_available()
-        if cuda:
-            name, reason = "torchscript", "torchscript: CUDA is available"
-        else:
-            from .numba_engine import choose_engine
-
-            name, reason = choose_engine(model)
-        if say is not None:
-            say(f"engine auto -> {reason}")
+    """Build an engine by name: numba (fp32), numba-bf16, numba-bf16dot, numba-int8, torchscript, or auto
+    (see :func:`resolve_engine`)."""
+    name = resolve_engine(name, model, compute, say)
     if name.startswith("numba"):
         from .numba_engine import engine_from_name
 
@@ -81,13 +88,7 @@ class Session:
             from .poly_controller import PolyController
             from .poly_engine import PolyEngine
 
-            name = preset.model.engine
-            if name == "auto":  # the fastest exact-enough Numba precision here (probed single-voice)
-                from .numba_engine import choose_engine
-
-                name, reason = choose_engine(model)
-                if say is not None:
-                    say(f"engine auto -> {reason}")
+            name = resolve_engine(preset.model.engine, model, "cpu", say)  # the batch is Numba only
             if not name.startswith("numba"):
                 raise ValueError(f"{preset.path or 'preset'}: sound.voices > 1 needs a numba engine, not {name!r}")
             threads = preset.sound.threads or min(2, len(os.sched_getaffinity(0)))
