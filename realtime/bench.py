@@ -85,11 +85,6 @@ def training_state(pattern: str = "models.train") -> str:
     return "paused" if all(s.startswith("T") for s in states) else "running"
 
 
-def training_running() -> bool:
-    """True when a ``models.train`` process is running (not paused): it would share the machine."""
-    return training_state() == "running"
-
-
 def _median_rate(fn, n: int, runs: int) -> tuple[float, list[float]]:
     fn(min(n, 64))  # warm-up (compilation, caches)
     rates = []
@@ -126,21 +121,13 @@ def bf16dot_matvec_gflops(seconds: float = 0.3) -> float:
             bf16dot.dot_acc(h, 0, w, 0, xp, 64, 8)
         return h[0]
 
+    from .peaks import best_rate
+
     rng = np.random.default_rng(0)
     w = bf16dot.pack_matrix(rng.normal(0, 0.01, (128, 128)))
     xp = np.zeros(64, np.float32)
     h = np.zeros(128, np.float32)
-    loop(10, h, w, xp)
-    n = 20_000
-    t0 = time.perf_counter()
-    loop(n, h, w, xp)
-    n = max(n, int(n * seconds / 3 / max(time.perf_counter() - t0, 1e-9)))
-    best = 0.0
-    for _ in range(3):
-        t0 = time.perf_counter()
-        loop(n, h, w, xp)
-        best = max(best, n * 128 * 128 * 2 / (time.perf_counter() - t0) / 1e9)
-    return best
+    return best_rate(lambda n: loop(n, h, w, xp), 128 * 128 * 2, 20_000, seconds)
 
 
 # ------------------------------------------------------------------ CPU placement
@@ -223,8 +210,9 @@ def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak:
     results, skipped = [], {}
     for engine in engines:
         extra: dict = {}
-        if engine in PRECISION_ENGINES and precision_error(PRECISION_ENGINES[engine], r, s):
-            skipped[engine] = precision_error(PRECISION_ENGINES[engine], r, s)
+        why = precision_error(PRECISION_ENGINES[engine], r, s) if engine in PRECISION_ENGINES else None
+        if why:
+            skipped[engine] = why
             continue
         if engine in PRECISION_ENGINES:
             e = NumbaEngine(model, seed=0, precision=PRECISION_ENGINES[engine])

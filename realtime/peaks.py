@@ -75,23 +75,29 @@ def available(kind: str) -> bool:
     return feature is None or bool(llvm_binding.get_host_cpu_features().get(feature, False))
 
 
-def peak_gflops(kind: str, seconds: float = 0.2) -> float:
-    """GFLOP/s of ``kind`` on this core (best of 3 timed loops), or 0 when the CPU lacks it."""
-    if not available(kind):
-        return 0.0
-    loop = _loop(kind)
-    flops = KINDS[kind][3] * CHAINS
-    loop(10)  # compile
-    n = 100_000
+def best_rate(run, work: float, n: int, seconds: float) -> float:
+    """Best of 3 timed ``run(n)`` calls, in units of ``work`` per repetition per ns (i.e. G/s).
+
+    ``run(n)`` repeats the measured loop n times; after a warm-up call, ``n`` is scaled so the
+    three calls take ~``seconds`` together.
+    """
+    run(1)  # compile / warm up
     t0 = time.perf_counter()
-    loop(n)
+    run(n)
     n = max(n, int(n * seconds / 3 / max(time.perf_counter() - t0, 1e-9)))
     best = 0.0
     for _ in range(3):
         t0 = time.perf_counter()
-        loop(n)
-        best = max(best, n * flops / (time.perf_counter() - t0) / 1e9)
+        run(n)
+        best = max(best, n * work / (time.perf_counter() - t0) / 1e9)
     return best
+
+
+def peak_gflops(kind: str, seconds: float = 0.2) -> float:
+    """GFLOP/s of ``kind`` on this core (best of 3 timed loops), or 0 when the CPU lacks it."""
+    if not available(kind):
+        return 0.0
+    return best_rate(_loop(kind), KINDS[kind][3] * CHAINS, 100_000, seconds)
 
 
 @njit(nogil=True, fastmath=True, cache=True)
@@ -108,17 +114,7 @@ def read_gbs(nbytes: int, seconds: float = 0.2) -> float:
     bandwidth ceiling of a kernel that streams that many bytes of weights per step (L1, L2 or L3
     speed, depending on the size). A vectorised float32 sum."""
     a = np.ones(max(16, int(nbytes) // 4), np.float32)
-    _read(a, 1)
-    reps = max(1, int(2e8 / a.nbytes))
-    t0 = time.perf_counter()
-    _read(a, reps)
-    reps = max(reps, int(reps * seconds / 3 / max(time.perf_counter() - t0, 1e-9)))
-    best = 0.0
-    for _ in range(3):
-        t0 = time.perf_counter()
-        _read(a, reps)
-        best = max(best, a.nbytes * reps / (time.perf_counter() - t0) / 1e9)
-    return best
+    return best_rate(lambda reps: _read(a, reps), a.nbytes, max(1, int(2e8 / a.nbytes)), seconds)
 
 
 def all_peaks(seconds: float = 0.2) -> dict[str, float]:
