@@ -1,7 +1,7 @@
 """Benchmark the engines: samples/s, real-time factors, GFLOP/s, GB/s, fraction of FMA peak, polyphony.
 
     python -m realtime.bench [--json] [--runs 3] [--configs r32s64l20,r64s128l20]
-                             [--engines numba,numba-int8,numba-bf16,numba-bf16dot,torchscript,eager]
+                             [--engines numba,numba-int8,numba-bf16,numba-bf16dot,numba-int8dot,torchscript,eager]
                              [--voices 1,2,4,8,16] [--threads 1,2] [--poly-precisions fp32,bf16dot]
 
 Same random weights for every engine; medians of ``--runs`` timed runs after a
@@ -22,10 +22,10 @@ core's float32 FMA peak — times the thread count for the two-thread rows. The
 peaks are measured here by realtime.peaks (register-only loops of one
 instruction): float32 FMA at 256 bits (the width Numba's auto-vectoriser emits
 on this CPU) and 512 bits (the hardware's peak, the one fractions use), bf16 dot
-products and float16 FMA where the CPU has them. bf16dot rows also give
-``dot_peak_fraction`` against the bf16 dot-product peak, and
-``bf16dot_matvec_gflops`` is the bf16dot matrix-vector routine on a matrix held
-in L1 (how close its inner loop comes to that peak). ``best_over_eager`` / ``best_over_torchscript``
+products, float16 FMA and int8 dot products where the CPU has them. bf16dot
+and int8dot rows also give ``dot_peak_fraction`` against their instruction's
+peak, and ``dot_matvec_gflops`` is each one's matrix-vector routine on a matrix
+held in L1 (how close its inner loop comes to that peak). ``best_over_eager`` / ``best_over_torchscript``
 compare the fastest Numba precision with the float32 framework engines.
 Engines a config or CPU cannot run are listed as skipped. The output notes
 whether a training run was active (it shares the machine).
@@ -48,7 +48,8 @@ CONFIGS = {
     "r16s32l16": (16, 32, 8, 2),
 }
 RATES = (16000, 22050, 24000, 44100)
-PRECISION_ENGINES = {"numba": "fp32", "numba-int8": "int8", "numba-bf16": "bf16", "numba-bf16dot": "bf16dot"}
+PRECISION_ENGINES = {"numba": "fp32", "numba-int8": "int8", "numba-bf16": "bf16", "numba-bf16dot": "bf16dot",
+                     "numba-int8dot": "int8dot"}
 
 
 @dataclass
@@ -105,29 +106,45 @@ def _calibrated_n(fn, seconds: float, lo: int = 64) -> int:
 
 
 # ------------------------------------------------------------------ peaks (see realtime.peaks)
-def bf16dot_matvec_gflops(seconds: float = 0.3) -> float:
-    """GFLOP/s of the bf16dot matrix-vector routine on a 128 x 128 matrix held in L1 (best of 3), or 0
-    when this CPU cannot run it."""
+#: the dot-product precisions and the peak (realtime.peaks kind) their instruction has
+DOT_PEAKS = {"numba-bf16dot": "bf16_dot_512", "numba-int8dot": "int8_dot_512"}
+
+
+def dot_matvec_gflops(precision: str, seconds: float = 0.3) -> float:
+    """GFLOP/s (int8: GOP/s, a multiply-add counted as 2) of the ``bf16dot`` or ``int8dot``
+    matrix-vector routine on a 128 x 128 matrix held in L1 (best of 3), or 0 when this CPU cannot
+    run it: how close the inner loop comes to the instruction's peak."""
     from numba import njit
 
-    from . import bf16dot
-
-    if not bf16dot.available()[0]:
-        return 0.0
-
-    @njit(nogil=True, cache=True)
-    def loop(n, h, w, xp):
-        for _ in range(n):
-            bf16dot.dot_acc(h, 0, w, 0, xp, 64, 8)
-        return h[0]
-
+    from . import bf16dot, int8dot
     from .peaks import best_rate
 
     rng = np.random.default_rng(0)
-    w = bf16dot.pack_matrix(rng.normal(0, 0.01, (128, 128)))
-    xp = np.zeros(64, np.float32)
+    w = rng.normal(0, 0.01, (128, 128))
     h = np.zeros(128, np.float32)
-    return best_rate(lambda n: loop(n, h, w, xp), 128 * 128 * 2, 20_000, seconds)
+    if precision == "bf16dot":
+        if not bf16dot.available()[0]:
+            return 0.0
+
+        @njit(nogil=True, cache=True)
+        def loop16(n, h, w, xp):
+            for _ in range(n):
+                bf16dot.dot_acc(h, 0, w, 0, xp, 64, 8)
+            return h[0]
+
+        w16, xp = bf16dot.pack_matrix(w), np.zeros(64, np.float32)
+        return best_rate(lambda n: loop16(n, h, w16, xp), 128 * 128 * 2, 20_000, seconds)
+    if not int8dot.available()[0]:
+        return 0.0
+
+    @njit(nogil=True, cache=True)
+    def loop8(n, h, w, xq):
+        for _ in range(n):
+            int8dot.dot_acc(h, 0, w, 0, xq, 32, 8, np.float32(1e-9))
+        return h[0]
+
+    w8, xq = int8dot.pack_matrix(w, int8dot.ZP_SIGNED), np.full(128, 128, np.uint8)
+    return best_rate(lambda n: loop8(n, h, w8, xq), 128 * 128 * 2, 20_000, seconds)
 
 
 # ------------------------------------------------------------------ CPU placement
@@ -191,7 +208,7 @@ def _derived(cfg, samples_per_s: float, steps_per_s: float, weight_bytes: int, p
 
 
 def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak: float = 0.0,
-                 dot_peak: float = 0.0) -> tuple[list[Result], dict[str, str]]:
+                 dot_peaks: dict[str, float] | None = None) -> tuple[list[Result], dict[str, str]]:
     """Single-voice rows of config ``name`` for each engine; also ``{engine: why}`` for those skipped."""
     import torch
 
@@ -246,7 +263,8 @@ def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak:
 
             extra["read_peak_gbs"] = round(read_gbs(wbytes), 1)
             extra["bandwidth_fraction"] = round(extra["gbytes_per_s"] / extra["read_peak_gbs"], 3)
-        if engine == "numba-bf16dot" and dot_peak > 0:
+        dot_peak = (dot_peaks or {}).get(DOT_PEAKS.get(engine, ""), 0.0)
+        if dot_peak > 0:
             extra["dot_peak_fraction"] = round(extra["gflops"] / dot_peak, 3)
         results.append(Result(name, engine, rate, all_rates, extra))
     return results, skipped
@@ -333,11 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per measurement (median reported)")
     ap.add_argument("--configs", default="r32s64l20,r64s128l20")
-    ap.add_argument("--engines", default="numba,numba-int8,numba-bf16,numba-bf16dot,torchscript,eager")
+    ap.add_argument("--engines", default="numba,numba-int8,numba-bf16,numba-bf16dot,numba-int8dot,torchscript,eager")
     ap.add_argument("--seconds", type=float, default=1.0, help="audio seconds per single-voice Numba run")
     ap.add_argument("--voices", default="1,2,4,8,16", help="polyphony: voice counts ('' to skip)")
     ap.add_argument("--threads", default="1,2", help="polyphony: thread counts")
-    ap.add_argument("--poly-precisions", default="fp32,bf16,bf16dot,int8",
+    ap.add_argument("--poly-precisions", default="fp32,bf16,bf16dot,int8,int8dot",
                     help="polyphony precisions (the 'prange' comparison runs for the first only)")
     ap.add_argument("--poly-seconds", type=float, default=0.25, help="wall seconds per polyphony run")
     ap.add_argument("--parallel", default="threads,prange",
@@ -355,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     peaks = all_peaks()
     peak = max(peaks["fp32_fma_256"], peaks["fp32_fma_512"])
     dot_peak = peaks["bf16_dot_512"]
-    matvec = bf16dot_matvec_gflops()
+    matvec = {p: round(dot_matvec_gflops(p), 1) for p in ("bf16dot", "int8dot")}
     engines = [e for e in a.engines.split(",") if e]
     voices = [int(v) for v in a.voices.split(",") if v]
     threads = [int(t) for t in a.threads.split(",") if t]
@@ -363,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in a.configs.split(","):
         if name not in CONFIGS:
             raise SystemExit(f"unknown config {name!r} (known: {', '.join(CONFIGS)})")
-        results, skipped = bench_config(name, a.runs, engines, a.seconds, peak, dot_peak)
+        results, skipped = bench_config(name, a.runs, engines, a.seconds, peak, peaks)
         res = {x.engine: x for x in results}
         rows += [x.row() for x in res.values()]
         skips += [{"config": name, "engine": e, "skipped": why} for e, why in skipped.items()]
@@ -393,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.model and os.path.isfile(a.model) and not a.no_auto:
         autos.append(trained_model_check(a.model))
     summary = poly_summary(poly)
-    meta = {"fma_peak_gflops": round(peak, 1), "peaks_gflops": peaks, "bf16dot_matvec_gflops": round(matvec, 1),
+    meta = {"fma_peak_gflops": round(peak, 1), "peaks_gflops": peaks, "dot_matvec_gflops": matvec,
             "cpus": len(cpus),
             "training_running": busy, "training": training}
     if a.json:
@@ -405,8 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"median of {a.runs} runs; peaks per core (GFLOP/s, measured): float32 FMA {peaks['fp32_fma_256']:.1f} "
           f"(256-bit) / {peaks['fp32_fma_512']:.1f} (512-bit)"
-          + (f", bf16 dot products {dot_peak:.1f} (the bf16dot matrix-vector routine, L1-resident: {matvec:.1f})"
-             if dot_peak else "")
+          + (f", bf16 dot products {dot_peak:.1f} (the bf16dot matrix-vector routine, L1-resident: "
+             f"{matvec['bf16dot']:.1f})" if dot_peak else "")
+          + (f", int8 dot products {peaks['int8_dot_512']:.1f} GOP/s (int8dot matrix-vector, L1-resident: "
+             f"{matvec['int8dot']:.1f})" if peaks["int8_dot_512"] else "")
           + (f", float16 FMA {peaks['fp16_fma_512']:.1f}" if peaks["fp16_fma_512"] else "")
           + f"; 'peak' = of the float32 FMA peak {peak:.1f}"
           + f"; {len(cpus)} CPU(s) available" + ("; a training run was using the machine" if busy else "")
@@ -422,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
               + (f" {err:>9.3g}" if err is not None else f" {'':>9}")
               + (f"  {row['bandwidth_fraction']:.0%} of {row['read_peak_gbs']:.0f} GB/s read"
                  if "bandwidth_fraction" in row else "")
-              + (f"  ({row['dot_peak_fraction']:.1%} of the bf16dot peak)" if "dot_peak_fraction" in row else ""))
+              + (f"  ({row['dot_peak_fraction']:.1%} of its dot-product peak)" if "dot_peak_fraction" in row else ""))
     for r in skips:
         print(f"{r['config']} {r['engine']}: skipped ({r['skipped']})")
     for r in ratios:

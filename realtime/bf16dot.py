@@ -25,10 +25,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-#: float32 lanes of one vector (512 bits); output widths must be multiples of this
-LANES = 16
-#: output blocks accumulated together (independent dependency chains), largest first
-GROUPS = (8, 4, 2, 1)
+from .dot_loop import LANES, as_i64, broadcast_i32, data_ptr, emit_blocked_dot
+
 
 
 def available() -> tuple[bool, str]:
@@ -62,7 +60,6 @@ class _BFloat(ir.Type):
 
 
 _F32V = ir.VectorType(ir.FloatType(), LANES)
-_I32V = ir.VectorType(ir.IntType(32), LANES)
 _BFV = ir.VectorType(_BFloat(), 2 * LANES)
 _I64 = ir.IntType(64)
 
@@ -127,10 +124,6 @@ def bf16_pair(typingctx, a, b):
     return types.float32(types.float32, types.float32), codegen
 
 
-def _as_i64(context, builder, value, typ):
-    return context.cast(builder, value, typ, types.int64)
-
-
 @intrinsic
 def dot_acc(typingctx, h, hoff, w, woff, xp, n_kp, n_ob):
     """``h[hoff + 16b + j] += sum_k P[k, b, j] . xp[k]`` for output blocks b < n_ob, pairs k < n_kp.
@@ -146,45 +139,22 @@ def dot_acc(typingctx, h, hoff, w, woff, xp, n_kp, n_ob):
 
     def codegen(context, builder, signature, args):
         a = signature.args
-        hbase = builder.bitcast(context.make_array(a[0])(context, builder, args[0]).data,
-                                ir.PointerType(ir.FloatType()))
-        wbase = builder.bitcast(context.make_array(a[2])(context, builder, args[2]).data,
-                                ir.PointerType(ir.IntType(32)))
-        xbase = builder.bitcast(context.make_array(a[4])(context, builder, args[4]).data,
-                                ir.PointerType(ir.IntType(32)))
-        ho, wo = _as_i64(context, builder, args[1], a[1]), _as_i64(context, builder, args[3], a[3])
-        nkp, nob = _as_i64(context, builder, args[5], a[5]), _as_i64(context, builder, args[6], a[6])
+        hbase, wbase, xbase = (data_ptr(context, builder, a[i], args[i], t)
+                               for i, t in ((0, ir.FloatType()), (2, ir.IntType(32)), (4, ir.IntType(32))))
+        ho, wo, nkp, nob = (as_i64(context, builder, args[i], a[i]) for i in (1, 3, 5, 6))
         dp = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32V, [_F32V, _BFV, _BFV]),
                                             f"llvm.x86.avx512bf16.dpbf16ps.{32 * LANES}")
-        lanes = ir.Constant(_I64, LANES)
-        row = builder.mul(nob, lanes)  # uint32 elements per input pair
-        first = cgutils.alloca_once_value(builder, ir.Constant(_I64, 0))
-        zeros = ir.Constant(_I32V, [0] * LANES)
-        for g in GROUPS:
-            ob0 = builder.load(first)
-            n_groups = builder.udiv(builder.sub(nob, ob0), ir.Constant(_I64, g))
-            with cgutils.for_range(builder, n_groups) as outer:
-                base = builder.add(ob0, builder.mul(outer.index, ir.Constant(_I64, g)))
-                hptrs, slots = [], []
-                for i in range(g):
-                    off = builder.add(ho, builder.mul(builder.add(base, ir.Constant(_I64, i)), lanes))
-                    hp = builder.bitcast(builder.gep(hbase, [off]), ir.PointerType(_F32V))
-                    hptrs.append(hp)
-                    slots.append(cgutils.alloca_once_value(builder, builder.load(hp, align=4)))
-                with cgutils.for_range(builder, nkp) as inner:
-                    k = inner.index
-                    pair = builder.load(builder.gep(xbase, [k]))
-                    b = builder.insert_element(ir.Constant(_I32V, ir.Undefined), pair, ir.Constant(ir.IntType(32), 0))
-                    b = builder.bitcast(builder.shuffle_vector(b, ir.Constant(_I32V, ir.Undefined), zeros), _BFV)
-                    rowbase = builder.add(wo, builder.mul(k, row))
-                    for i in range(g):
-                        off = builder.add(rowbase, builder.mul(builder.add(base, ir.Constant(_I64, i)), lanes))
-                        wv = builder.load(builder.bitcast(builder.gep(wbase, [off]), ir.PointerType(_I32V)), align=4)
-                        builder.store(builder.call(dp, [builder.load(slots[i]), builder.bitcast(wv, _BFV), b]),
-                                      slots[i])
-                for hp, slot in zip(hptrs, slots):
-                    builder.store(builder.load(slot), hp, align=4)
-            builder.store(builder.add(ob0, builder.mul(n_groups, ir.Constant(_I64, g))), first)
+
+        def hptr(b):
+            off = builder.add(ho, builder.mul(b, ir.Constant(_I64, LANES)))
+            return builder.bitcast(builder.gep(hbase, [off]), ir.PointerType(_F32V))
+
+        emit_blocked_dot(
+            builder, nkp, nob, wbase, wo,
+            init=lambda b: builder.load(hptr(b), align=4),
+            step=lambda acc, wv, x: builder.call(dp, [acc, builder.bitcast(wv, _BFV), x]),
+            finish=lambda b, acc: builder.store(acc, hptr(b), align=4),
+            load_x=lambda k: builder.bitcast(broadcast_i32(builder, xbase, k), _BFV))
         return context.get_dummy_value()
 
     return sig, codegen

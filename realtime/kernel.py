@@ -14,7 +14,9 @@ is its one-voice form. The residual
 stack's weights may be float32, int8 with per-output-column scales, or bfloat16
 (see "weight formats"): one kernel source, one Numba specialisation per dtype.
 Packed bf16 pairs (uint32, the ``bf16dot`` precision) take AVX-512 BF16 dot
-products instead (see :mod:`realtime.bf16dot`), output head included.
+products instead (see :mod:`realtime.bf16dot`), output head included; packed int8
+quads (int32, ``int8dot``) take AVX-512 VNNI dot products on activations quantised
+to 8 bits per vector (see :mod:`realtime.int8dot`).
 The float32 arithmetic (order of every add) is the same for any number of
 voices and identical to the original single-voice kernel; so is bf16dot's, whose
 rounding differs from float32 (see realtime.numba_engine.LOGIT_TOLERANCE).
@@ -31,7 +33,10 @@ from numba.extending import intrinsic, overload
 
 from models.local_cond import fill as fill_local
 
+from . import int8dot
 from .bf16dot import LANES, bf16_pair, bf16_to_float32, dot_acc, float32_to_bf16  # noqa: F401 (re-exported)
+from .float_bits import f32_bits as _f32_bits, f32_from_bits as _f32_from_bits
+from .int8dot import ZP_RELU, ZP_SIGNED, quantize_int8  # noqa: F401 (re-exported)
 
 # fast-math without nnan/ninf: NaN and Inf must stay visible to the watchdog.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -98,19 +103,6 @@ def _widen_impl(x):
     if x == types.uint16:
         return lambda x: _bf16_bits(x)
     return None
-
-
-def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 with one scale per output column (last axis): ``w ~= q * scale``.
-
-    ``w`` (..., n_in, n_out) float32 -> (q int8 same shape, scale (..., n_out) float32);
-    q = round(w / scale), scale = max |w| over the column / 127 (1 for an all-zero column).
-    """
-    w = np.asarray(w, np.float32)
-    amax = np.abs(w).max(axis=-2)
-    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
-    q = np.clip(np.rint(w / scale[..., None, :]), -127, 127).astype(np.int8)
-    return q, scale
 
 
 # The kernels run without Numba's reference counting (KERNEL flags), so array views
@@ -252,12 +244,21 @@ def matvec_acc(h, w, l, row0, x, n_in, n_out, vidx, wbuf):
     """For each voice v in ``vidx``: h[v, :n_out] += x[v, :n_in] @ W_l[row0:row0 + n_in] (see :func:`_acc`).
 
     Packed weights: ``n_out`` must be the matrix's whole output width and ``row0``, ``n_in`` even
-    (the model shapes guarantee it: see realtime.bf16dot.shape_error).
+    (bf16 pairs), or ``row0`` 0 and ``n_in`` the whole input width (int8 quads, whose scale rows
+    follow the last input row); the model shapes guarantee it (see the modules' shape_error).
     """
 
 
 @overload(matvec_acc, inline="always")
 def _matvec_acc_impl(h, w, l, row0, x, n_in, n_out, vidx, wbuf):
+    if w.dtype == types.int32:
+        def packed8(h, w, l, row0, x, n_in, n_out, vidx, wbuf):
+            u8 = wbuf[0].view(np.uint8)
+            for j in range(vidx.shape[0]):
+                v = vidx[j]
+                sx = int8dot.quantize(u8, 0, x[v], 0, n_in, ZP_SIGNED)
+                int8dot.dot_acc(h[v], 0, w[l], 0, u8, n_in >> 2, n_out // LANES, sx)
+        return packed8
     if w.dtype != types.uint32:
         return lambda h, w, l, row0, x, n_in, n_out, vidx, wbuf: _acc(h, w, l, row0, x, n_in, n_out, vidx, wbuf)
 
@@ -275,12 +276,25 @@ def dilated_acc(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
     """For each voice v in ``vidx``: h[v, :n_out] += [xa[v, :n_half], xb[v, :n_half]] @ W_l (both taps).
 
     float32/int8/bf16: two :func:`_acc` passes (rows 0.. and n_half..); packed weights: both
-    halves packed side by side and one dot-product pass over all 2 * n_half rows.
+    halves packed side by side (int8: quantised together, one scale) and one dot-product pass over
+    all 2 * n_half rows.
     """
 
 
 @overload(dilated_acc, inline="always")
 def _dilated_acc_impl(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
+    if w.dtype == types.int32:
+        def packed8(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
+            u8, both = wbuf[0].view(np.uint8), wbuf[1]
+            for j in range(vidx.shape[0]):
+                v = vidx[j]
+                for i in range(n_half):
+                    both[i] = xa[v, i]
+                for i in range(n_half):
+                    both[n_half + i] = xb[v, i]
+                sx = int8dot.quantize(u8, 0, both, 0, 2 * n_half, ZP_SIGNED)
+                int8dot.dot_acc(h[v], 0, w[l], 0, u8, n_half >> 1, n_out // LANES, sx)
+        return packed8
     if w.dtype != types.uint32:
         def two(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
             _acc(h, w, l, 0, xa, n_half, n_out, vidx, wbuf)
@@ -304,6 +318,14 @@ def head_acc(h, w, x, col0, n_in, n_out, vidx, wbuf):
 
 @overload(head_acc, inline="always")
 def _head_acc_impl(h, w, x, col0, n_in, n_out, vidx, wbuf):
+    if w.dtype == types.int32:
+        def packed8(h, w, x, col0, n_in, n_out, vidx, wbuf):
+            u8 = wbuf[0].view(np.uint8)
+            for j in range(vidx.shape[0]):
+                v = vidx[j]
+                sx = int8dot.quantize(u8, 0, x[v], col0, n_in, ZP_RELU)
+                int8dot.dot_acc(h[v], 0, w, 0, u8, n_in >> 2, n_out // LANES, sx)
+        return packed8
     if w.dtype != types.uint32:
         return lambda h, w, x, col0, n_in, n_out, vidx, wbuf: _acc_relu(h, w, x, col0, n_in, n_out, vidx)
 
@@ -340,33 +362,6 @@ def sample_from_logits(logits, temperature, u, probs, pow2):
     """
     n = logits.shape[0]
     return sample_row(logits.reshape((1, n)), 0, temperature, u, probs.reshape((1, n)), pow2)
-
-
-@intrinsic
-def _f32_bits(typingctx, x):
-    """float32 -> its bits as int32."""
-    if x != types.float32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return types.int32(types.float32), codegen
-
-
-@intrinsic
-def _f32_from_bits(typingctx, b):
-    """Integer (low 32 bits) -> the float32 with those bits."""
-    if not isinstance(b, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        v = args[0]
-        if b.bitwidth > 32:
-            v = builder.trunc(v, ir.IntType(32))
-        return builder.bitcast(v, ir.FloatType())
-
-    return types.float32(b), codegen
 
 
 #: order-preserving int32 keys of +Inf / -Inf: a key outside [KEY_NEG_INF, KEY_POS_INF] is a NaN

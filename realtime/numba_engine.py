@@ -10,11 +10,17 @@ except in bf16dot):
 * ``bf16dot`` — bfloat16 weights (the output head's too) *and* activations, multiplied by the
   CPU's AVX-512 BF16 dot-product instruction with float32 accumulation (see
   :mod:`realtime.bf16dot`); only on CPUs that have it, and for R, S multiples of 16.
+* ``int8dot`` — int8 weights with per-column scales (the output head's too) *and* activations
+  quantised per vector to 8 bits, multiplied by AVX-512 VNNI's int8 dot-product instruction with
+  exact int32 sums (see :mod:`realtime.int8dot`); a quarter of fp32's bytes, so it is the fastest
+  where the weights outgrow L1 (1.6x bf16dot on R64/S128); only on CPUs with AVX-512 VNNI, R, S
+  multiples of 16.
 
 Reduced precisions change the logits by at most :data:`LOGIT_TOLERANCE`
 (see tests/test_precision.py for how that bound was chosen); bf16 is 2-4x more
 accurate than int8 and, on an AVX-512 machine, about as fast; bf16dot's error is
-about twice bf16's, and it is 1.5-1.9x faster than bf16 where the CPU has it.
+about twice bf16's, and it is 1.5-1.9x faster than bf16 where the CPU has it; int8dot's is
+about twice int8's.
 :func:`choose_engine` picks the fastest exact-enough precision for a model on
 this machine (``--engine auto``); :func:`engine_from_name` builds it.
 """
@@ -28,17 +34,17 @@ from models import local_cond, mulaw
 from models.model_file import ModelFile
 
 from .engine import Engine
-from . import bf16dot
+from . import bf16dot, int8dot
 from .kernel import POW2_NEG, float32_to_bf16, generate_block, quantize_int8
 
-PRECISIONS = ("fp32", "int8", "bf16", "bf16dot")
+PRECISIONS = ("fp32", "int8", "bf16", "bf16dot", "int8dot")
 
 #: max |logit - fp32 logit| allowed for reduced-precision weights (teacher-forced): >= 2.5x the worst
 #: error measured on random and trained models (see tests/test_precision.py). The error grows with the
 #: model's logit scale (a sharper trained model has larger errors), so choose_engine() re-checks it per model.
-LOGIT_TOLERANCE = {"int8": 1.5, "bf16": 0.4, "bf16dot": 0.8}
+LOGIT_TOLERANCE = {"int8": 1.5, "bf16": 0.4, "bf16dot": 0.8, "int8dot": 3.0}
 #: the order choose_engine() prefers them in: most exact first
-BY_ACCURACY = ("fp32", "bf16", "bf16dot", "int8")
+BY_ACCURACY = ("fp32", "bf16", "bf16dot", "int8", "int8dot")
 
 
 def engine_name(precision: str) -> str:
@@ -56,6 +62,9 @@ def precision_error(precision: str, r: int, s: int) -> str | None:
     if precision == "bf16dot":
         ok, why = bf16dot.available()
         return (None if ok else f"bf16dot needs AVX-512 BF16: {why}") or bf16dot.shape_error(r, s)
+    if precision == "int8dot":
+        ok, why = int8dot.available()
+        return (None if ok else f"int8dot needs AVX-512 VNNI: {why}") or int8dot.shape_error(r, s)
     return None
 
 
@@ -81,6 +90,9 @@ def kernel_weights(w: dict[str, np.ndarray], loc_idx: np.ndarray, dilations: np.
         w_dil, w_rs = float32_to_bf16(w_dil), float32_to_bf16(w_rs)
     elif precision == "bf16dot":
         w_dil, w_rs, w_out1, w_out2 = (bf16dot.pack_matrix(a) for a in (w_dil, w_rs, w_out1, w_out2))
+    elif precision == "int8dot":
+        w_dil, w_rs = int8dot.pack_matrix(w_dil, int8dot.ZP_SIGNED), int8dot.pack_matrix(w_rs, int8dot.ZP_SIGNED)
+        w_out1, w_out2 = int8dot.pack_matrix(w_out1, int8dot.ZP_RELU), int8dot.pack_matrix(w_out2, int8dot.ZP_RELU)
     c = np.ascontiguousarray
     return (c(w["embed"]), c(w_dil), c(s_dil), c(w["w_loc"]), loc_idx, c(w_rs), c(s_rs), c(w["b_res"]),
             c(w["b_skip"]), c(w_out1), c(w["b_out1"]), c(w_out2), c(w["b_out2"]), mulaw.DECODE_TABLE,

@@ -2,8 +2,9 @@
 
 Each loop keeps ``CHAINS`` independent accumulators in vector registers and
 updates each of them once per iteration with one instruction: a float32 FMA
-(256- or 512-bit), a bfloat16 dot product (``vdpbf16ps``, AVX-512 BF16) or a
-float16 FMA (AVX-512 FP16). Every accumulator feeds the returned value, so LLVM
+(256- or 512-bit), a bfloat16 dot product (``vdpbf16ps``, AVX-512 BF16), a
+float16 FMA (AVX-512 FP16) or an int8 dot product (``vpdpbusd``, AVX-512 VNNI;
+its "FLOPs" are integer multiply-adds counted as two operations each, like an FMA). Every accumulator feeds the returned value, so LLVM
 cannot drop any. No memory traffic: this is what the execution units can do,
 the ceiling for any kernel. Emitted as LLVM IR from Numba intrinsics (Numba's
 auto-vectoriser alone uses 256-bit vectors here; see ``realtime.bench``).
@@ -29,12 +30,14 @@ KINDS = {
     "fp32_fma_512": ("llvm.fma.v16f32", 16, ir.FloatType(), 32, "avx512f"),
     "bf16_dot_512": ("llvm.x86.avx512bf16.dpbf16ps.512", 16, ir.FloatType(), 64, "avx512bf16"),
     "fp16_fma_512": ("llvm.fma.v32f16", 32, ir.HalfType(), 64, "avx512fp16"),
+    "int8_dot_512": ("llvm.x86.avx512.vpdpbusd.512", 16, ir.IntType(32), 128, "avx512vnni"),
 }
 
 
 def _loop(kind: str):
     fname, lanes, elem, _, _ = KINDS[kind]
     vt = ir.VectorType(elem, lanes)
+    integer = isinstance(elem, ir.IntType)
 
     @intrinsic
     def run(typingctx, n):
@@ -46,16 +49,18 @@ def _loop(kind: str):
                 one = builder.bitcast(ir.Constant(ir.VectorType(ir.IntType(16), 2 * lanes), [0x3F7F] * (2 * lanes)), bv)
             else:
                 fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]), fname)
-                one = ir.Constant(vt, [0.999] * lanes)
+                one = ir.Constant(vt, [0x01010101 if integer else 0.999] * lanes)
             a = builder.load(cgutils.alloca_once_value(builder, one))
-            slots = [cgutils.alloca_once_value(builder, ir.Constant(vt, [1e-3 * (i + 1)] * lanes)) for i in range(CHAINS)]
+            slots = [cgutils.alloca_once_value(builder, ir.Constant(vt, [(i + 1) if integer else 1e-3 * (i + 1)] * lanes))
+                     for i in range(CHAINS)]
             with cgutils.for_range(builder, n64):
                 for s in slots:
                     builder.store(builder.call(fn, [builder.load(s), a, a]), s)
             total = ir.Constant(ir.DoubleType(), 0.0)
             for s in slots:  # every chain feeds the result
                 lane0 = builder.extract_element(builder.load(s), ir.Constant(ir.IntType(32), 0))
-                total = builder.fadd(total, builder.fpext(lane0, ir.DoubleType()))
+                wide = builder.sitofp(lane0, ir.DoubleType()) if integer else builder.fpext(lane0, ir.DoubleType())
+                total = builder.fadd(total, wide)
             return total
 
         return types.float64(n), codegen

@@ -21,7 +21,7 @@ DEFAULT_PRESET = PRESET_DIR / "default.toml"
 
 #: parameters a CC can drive
 CC_PARAMS = ("temperature", "morph", "gain", "glide")
-ENGINES = ("numba", "numba-bf16", "numba-bf16dot", "numba-int8", "torchscript", "auto")
+ENGINES = ("numba", "numba-bf16", "numba-bf16dot", "numba-int8", "numba-int8dot", "torchscript", "auto")
 REPRIME_MODES = ("off", "note_on", "note_on_program")
 
 

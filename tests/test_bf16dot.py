@@ -3,8 +3,8 @@
 The routine is checked against numpy on the bf16-rounded operands (float64 sums),
 over output widths that exercise every group size (8/4/2/1 blocks) and offsets;
 the engine's logits stay within LOGIT_TOLERANCE of fp32 (tests/test_precision.py)
-and close to bf16's own error; machines or models that cannot run it get a clear
-error and ``--engine auto`` skips it.
+and close to bf16's own error (what it shares with the other
+dot-product precision is in tests/test_dot_precisions.py).
 """
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from models.config import WaveNetConfig
-from models.model_file import random_model
-from realtime import bf16dot, numba_engine
-from realtime.numba_engine import choose_engine, engine_from_name, logit_error, usable_precisions
+from realtime import bf16dot
+from realtime.numba_engine import logit_error
 from wnl_testutil import NEEDS_BF16DOT, small_model
 
 
@@ -93,36 +91,3 @@ def test_engine_error_is_close_to_bf16s():
     model = small_model(seed=3)
     e16, edot = logit_error(model, "bf16", n=1500), logit_error(model, "bf16dot", n=1500)
     assert 0 < edot <= 4 * e16
-
-
-@NEEDS_BF16DOT
-def test_generates_audio_like_fp32():
-    model = small_model(seed=6)
-    outs = {}
-    for p in ("fp32", "bf16dot"):
-        e = engine_from_name("numba" if p == "fp32" else "numba-bf16dot", model, seed=4)
-        e.set_note(gate=1.0, pitch=60.0)
-        outs[p] = e.generate(2000)
-    assert np.all(np.isfinite(outs["bf16dot"])) and len(np.unique(outs["bf16dot"])) > 20
-    # the same uniforms; a rounding difference soon flips a draw, after which the two wander apart,
-    # but they stay the same kind of signal
-    rms = {p: float(np.sqrt(np.mean(o ** 2))) for p, o in outs.items()}
-    assert 0.5 < rms["bf16dot"] / rms["fp32"] < 2.0
-
-
-@NEEDS_BF16DOT
-def test_shapes_it_cannot_pack_get_a_clear_error():
-    model = random_model(WaveNetConfig(24, 48, 2, 1), seed=0)
-    assert "bf16dot" not in usable_precisions(24, 48)
-    with pytest.raises(ValueError, match=r"numba-bf16dot: .*multiples of 16 \(R24/S48\)"):
-        engine_from_name("numba-bf16dot", model)
-
-
-def test_a_cpu_without_avx512_bf16_is_refused_and_auto_skips_it(monkeypatch):  # runs on any CPU
-    monkeypatch.setattr(numba_engine.bf16dot, "available", lambda: (False, "this CPU (testcpu) has no AVX-512 BF16"))
-    model = small_model(seed=1)
-    assert "bf16dot" not in usable_precisions(16, 32)
-    with pytest.raises(ValueError, match="needs AVX-512 BF16: this CPU \\(testcpu\\)"):
-        engine_from_name("numba-bf16dot", model)
-    name, reason = choose_engine(model, seconds=0.02)
-    assert name != "numba-bf16dot" and "bf16dot unusable" in reason

@@ -24,3 +24,13 @@ def test_read_bandwidth_falls_with_the_working_set():
     """A buffer that fits in L1 reads faster than one that must come from L3 or memory."""
     small, big = peaks.read_gbs(16 * 1024, seconds=0.05), peaks.read_gbs(64 * 1024 * 1024, seconds=0.05)
     assert small > 1.5 * big > 0
+
+
+def test_int8_dot_products_outrun_float32_fmas():
+    """One vpdpbusd does 64 multiply-adds where a 512-bit FMA does 16; whatever the port count, the
+    int8 dot peak (counted like FLOPs) is well above the float32 FMA peak."""
+    if not peaks.available("int8_dot_512"):
+        assert peaks.peak_gflops("int8_dot_512") == 0.0
+        return
+    p8, p32 = peaks.peak_gflops("int8_dot_512", seconds=0.05), peaks.peak_gflops("fp32_fma_512", seconds=0.05)
+    assert p8 > 1.5 * p32 > 0

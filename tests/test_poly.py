@@ -8,7 +8,7 @@ from models import mulaw
 from realtime.numba_engine import NumbaEngine
 from realtime.poly_engine import PolyEngine
 from realtime.voices import FREE, HELD, RELEASED, VoiceAllocator
-from wnl_testutil import NEEDS_BF16DOT, small_model
+from wnl_testutil import NEEDS_BF16DOT, NEEDS_INT8DOT, small_model
 
 N = 1200
 SEED = 20
@@ -107,7 +107,8 @@ def test_uneven_thread_split_gives_the_same_samples(model):
         p1.close()
 
 
-@pytest.mark.parametrize("precision", ["int8", "bf16", pytest.param("bf16dot", marks=NEEDS_BF16DOT)])
+@pytest.mark.parametrize("precision", ["int8", "bf16", pytest.param("bf16dot", marks=NEEDS_BF16DOT),
+                                       pytest.param("int8dot", marks=NEEDS_INT8DOT)])
 def test_reduced_precision_batch_equals_single(model, precision):
     out = poly(model, 5, precision=precision)  # 5 voices: pairs + an odd one, staged int8/bf16 rows
     for v in (0, 3, 4):

@@ -11,7 +11,7 @@ import pytest
 
 from models.config import ConditioningSpec, WaveNetConfig
 from models.model_file import ModelFile, random_model
-from realtime import bf16dot
+from realtime import bf16dot, int8dot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +21,7 @@ SMALL = WaveNetConfig(16, 32, 6, 2, 16000,
 
 
 NEEDS_BF16DOT = pytest.mark.skipif(not bf16dot.available()[0], reason=bf16dot.available()[1])
+NEEDS_INT8DOT = pytest.mark.skipif(not int8dot.available()[0], reason=int8dot.available()[1])
 
 
 def small_model(seed: int = 0, scale: float = 2.0, cfg: WaveNetConfig = SMALL) -> ModelFile:
