@@ -177,25 +177,36 @@ def to_codes(typingctx, u8, at, x, col0, n16, inv, off, relu):
 
 
 @njit(inline="always", nogil=True, error_model="numpy", boundscheck=False)
-def quantize(u8, at, x, col0, n, zero_point):
-    """u8[at + i] = round(x[col0 + i] / sx) + zero_point for i < n (a multiple of 16); returns ``sx`` (float32).
+def quantize2(u8, xa, ca, na, xb, cb, nb, zero_point):
+    """Quantise ``xa[ca:ca + na]`` then ``xb[cb:cb + nb]`` with one scale into ``u8[:na + nb]`` (the two taps
+    of a dilated convolution, from two arrays without a copy); na, nb multiples of 16. See :func:`quantize`."""
+    relu = zero_point == 0
+    abits_a, pbits_a = max_bits(xa, ca, na >> 4)
+    abits_b, pbits_b = max_bits(xb, cb, nb >> 4)
+    amax_bits, pmax_bits = max(abits_a, abits_b), max(pbits_a, pbits_b)
+    if amax_bits >= np.int32(0x7F800000):
+        for i in range(na + nb):
+            u8[i] = zero_point
+        return np.float32(np.nan)
+    levels = np.float32(255.0) if relu else np.float32(127.0)
+    amax = f32_from_bits(pmax_bits if relu else amax_bits)
+    inv = levels / amax if amax > 0 else np.float32(0.0)
+    off = np.float32(zero_point) + np.float32(0.5)  # codes in [0.5, 255.5): truncation rounds
+    to_codes(u8, 0, xa, ca, na >> 4, inv, off, relu)
+    to_codes(u8, na, xb, cb, nb >> 4, inv, off, relu)
+    return amax / levels
+
+
+@njit(inline="always", nogil=True, error_model="numpy", boundscheck=False)
+def quantize(u8, x, col0, n, zero_point):
+    """u8[i] = round(x[col0 + i] / sx) + zero_point for i < n (a multiple of 16); returns ``sx`` (float32).
 
     zero point 128: sx = max |x| / 127; zero point 0 (relu inputs): x clamped at 0 and sx = max x / 255.
     A NaN or Inf anywhere gives sx = NaN (the codes are then all the zero point), so the dot product's
     outputs are NaN and the voice's logits show it, as in float32. Explicit 512-bit vector code
     (:func:`max_bits`, :func:`to_codes`): 5x faster than what LLVM made of the scalar loops. Generator thread.
     """
-    relu = zero_point == 0
-    amax_bits, pmax_bits = max_bits(x, col0, n >> 4)
-    if amax_bits >= np.int32(0x7F800000):
-        for i in range(n):
-            u8[at + i] = zero_point
-        return np.float32(np.nan)
-    levels = np.float32(255.0) if relu else np.float32(127.0)
-    amax = f32_from_bits(pmax_bits if relu else amax_bits)
-    inv = levels / amax if amax > 0 else np.float32(0.0)
-    to_codes(u8, at, x, col0, n >> 4, inv, np.float32(zero_point) + np.float32(0.5), relu)  # trunc rounds
-    return amax / levels
+    return quantize2(u8, x, col0, n, x, 0, 0, zero_point)
 
 
 @intrinsic

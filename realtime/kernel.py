@@ -256,7 +256,7 @@ def _matvec_acc_impl(h, w, l, row0, x, n_in, n_out, vidx, wbuf):
             u8 = wbuf[0].view(np.uint8)
             for j in range(vidx.shape[0]):
                 v = vidx[j]
-                sx = int8dot.quantize(u8, 0, x[v], 0, n_in, ZP_SIGNED)
+                sx = int8dot.quantize(u8, x[v], 0, n_in, ZP_SIGNED)
                 int8dot.dot_acc(h[v], 0, w[l], 0, u8, n_in >> 2, n_out // LANES, sx)
         return packed8
     if w.dtype != types.uint32:
@@ -285,14 +285,10 @@ def dilated_acc(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
 def _dilated_acc_impl(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
     if w.dtype == types.int32:
         def packed8(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
-            u8, both = wbuf[0].view(np.uint8), wbuf[1]
+            u8 = wbuf[0].view(np.uint8)
             for j in range(vidx.shape[0]):
                 v = vidx[j]
-                for i in range(n_half):
-                    both[i] = xa[v, i]
-                for i in range(n_half):
-                    both[n_half + i] = xb[v, i]
-                sx = int8dot.quantize(u8, 0, both, 0, 2 * n_half, ZP_SIGNED)
+                sx = int8dot.quantize2(u8, xa[v], 0, n_half, xb[v], 0, n_half, ZP_SIGNED)
                 int8dot.dot_acc(h[v], 0, w[l], 0, u8, n_half >> 1, n_out // LANES, sx)
         return packed8
     if w.dtype != types.uint32:
@@ -323,7 +319,7 @@ def _head_acc_impl(h, w, x, col0, n_in, n_out, vidx, wbuf):
             u8 = wbuf[0].view(np.uint8)
             for j in range(vidx.shape[0]):
                 v = vidx[j]
-                sx = int8dot.quantize(u8, 0, x[v], col0, n_in, ZP_RELU)
+                sx = int8dot.quantize(u8, x[v], col0, n_in, ZP_RELU)
                 int8dot.dot_acc(h[v], 0, w, 0, u8, n_in >> 2, n_out // LANES, sx)
         return packed8
     if w.dtype != types.uint32:
