@@ -56,6 +56,7 @@ def emit_blocked_dot(builder, n_groups_in, n_ob, wbase, woff,
     ``wbase`` is an i32 pointer to the packed weights, block (k, b) at element ``woff + (k * n_ob + b) * 16``;
     ``load_x(k)`` returns the broadcast input group k (computed once per k for all blocks of a group);
     ``n_groups_in``, ``n_ob``, ``woff`` are i64 values; ``b`` is passed to init/finish as an i64 value.
+    The weights should start on a 64-byte boundary (realtime.aligned): every load is one 64-byte vector.
     """
     lanes = ir.Constant(I64, LANES)
     row = builder.mul(n_ob, lanes)  # i32 elements per input group

@@ -20,7 +20,7 @@ from models import local_cond, mulaw
 from models.config import LOCAL_CHANNELS, WaveNetConfig
 from models.model_file import ModelFile
 
-from . import priming
+from . import aligned, priming
 
 #: ints[] layout: next input class, glide samples left, non-finite logit count
 INT_NEXT, INT_GLIDE, INT_BAD = 0, 1, 2
@@ -38,12 +38,12 @@ def allocate_state(cfg: WaveNetConfig, voices: tuple[int, ...] = ()) -> dict[str
     """
     r, L = cfg.residual_channels, cfg.n_layers
     f32 = np.float32
-    return {
-        "queues": np.zeros(voices + (int(sum(cfg.dilations)), r), f32),
+    return {  # queue rows and biases are read as 64-byte vectors: cache-line aligned
+        "queues": aligned.zeros(voices + (int(sum(cfg.dilations)), r), f32),
         "q_pos": np.zeros(voices + (L,), np.int64),
-        "bias": np.zeros(voices + (L, 2 * r), f32),
-        "bias_target": np.zeros(voices + (L, 2 * r), f32),
-        "bias_step": np.zeros(voices + (L, 2 * r), f32),
+        "bias": aligned.zeros(voices + (L, 2 * r), f32),
+        "bias_target": aligned.zeros(voices + (L, 2 * r), f32),
+        "bias_step": aligned.zeros(voices + (L, 2 * r), f32),
         "ints": np.zeros(voices + (3,), np.int64),
         "temperature": np.ones(voices + (1,), np.float64),
         "ctrl": np.zeros(voices + (local_cond.STATE_SIZE,), np.float64),

@@ -275,9 +275,9 @@ def _matvec_acc_impl(h, w, l, row0, x, n_in, n_out, vidx, wbuf):
 def dilated_acc(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
     """For each voice v in ``vidx``: h[v, :n_out] += [xa[v, :n_half], xb[v, :n_half]] @ W_l (both taps).
 
-    float32/int8/bf16: two :func:`_acc` passes (rows 0.. and n_half..); packed weights: both
-    halves packed side by side (int8: quantised together, one scale) and one dot-product pass over
-    all 2 * n_half rows.
+    float32/int8/bf16: two :func:`_acc` passes (rows 0.. and n_half..); bf16dot: both halves packed
+    side by side and one dot-product pass over all 2 * n_half rows; int8dot: the two taps as two
+    matrices (w[l, 0], w[l, 1]), each tap's activations quantised with their own scale.
     """
 
 
@@ -286,10 +286,13 @@ def _dilated_acc_impl(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
     if w.dtype == types.int32:
         def packed8(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
             u8 = wbuf[0].view(np.uint8)
+            n_ob = n_out // LANES
             for j in range(vidx.shape[0]):
                 v = vidx[j]
-                sx = int8dot.quantize2(u8, xa[v], 0, n_half, xb[v], 0, n_half, ZP_SIGNED)
-                int8dot.dot_acc(h[v], 0, w[l], 0, u8, n_half >> 1, n_out // LANES, sx)
+                sa = int8dot.quantize(u8, xa[v], 0, n_half, ZP_SIGNED)
+                int8dot.dot_acc(h[v], 0, w[l, 0], 0, u8, n_half >> 2, n_ob, sa)
+                sb = int8dot.quantize(u8, xb[v], 0, n_half, ZP_SIGNED)
+                int8dot.dot_acc(h[v], 0, w[l, 1], 0, u8, n_half >> 2, n_ob, sb)
         return packed8
     if w.dtype != types.uint32:
         def two(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
@@ -455,7 +458,8 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
     ``st``: state tuple, every array with a leading voice axis: (queues,
     q_pos, bias, bias_target, bias_step, ints, ctrl, temperature, feats, h, z,
     acc, o1, logits, probs, xq, tmp, wb), where ints[v] = [next input class, glide
-    samples left, NaN count]; feats..wb are scratch (wb: (V, 4, max(2R, R+S))).
+    samples left, NaN count]; feats..wb are scratch (wb: (V, 4, max(2R, R+S))). Packed weights (bf16dot, int8dot) and their
+    shapes: see realtime.numba_engine.kernel_weights.
     ``uniforms`` (V, n); ``forced`` (V, n) int64 teacher-forces the inputs when
     its second axis is non-empty; ``logits_out`` (V, n, 256) receives the
     logits when its second axis is non-empty. Voices not in ``vidx`` are not

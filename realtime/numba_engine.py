@@ -34,7 +34,7 @@ from models import local_cond, mulaw
 from models.model_file import ModelFile
 
 from .engine import Engine
-from . import bf16dot, int8dot
+from . import aligned, bf16dot, int8dot
 from .kernel import POW2_NEG, float32_to_bf16, generate_block, quantize_int8
 
 PRECISIONS = ("fp32", "int8", "bf16", "bf16dot", "int8dot")
@@ -90,10 +90,12 @@ def kernel_weights(w: dict[str, np.ndarray], loc_idx: np.ndarray, dilations: np.
         w_dil, w_rs = float32_to_bf16(w_dil), float32_to_bf16(w_rs)
     elif precision == "bf16dot":
         w_dil, w_rs, w_out1, w_out2 = (bf16dot.pack_matrix(a) for a in (w_dil, w_rs, w_out1, w_out2))
-    elif precision == "int8dot":
-        w_dil, w_rs = int8dot.pack_matrix(w_dil, int8dot.ZP_SIGNED), int8dot.pack_matrix(w_rs, int8dot.ZP_SIGNED)
+    elif precision == "int8dot":  # the dilated convolution as two matrices, one per tap: (L, 2, ...)
+        w_dil = np.stack([int8dot.pack_matrix(w_dil[:, :R], int8dot.ZP_SIGNED),
+                          int8dot.pack_matrix(w_dil[:, R:], int8dot.ZP_SIGNED)], axis=1)
+        w_rs = int8dot.pack_matrix(w_rs, int8dot.ZP_SIGNED)
         w_out1, w_out2 = int8dot.pack_matrix(w_out1, int8dot.ZP_RELU), int8dot.pack_matrix(w_out2, int8dot.ZP_RELU)
-    c = np.ascontiguousarray
+    c = aligned.copy  # cache-line aligned: the kernels' 64-byte vector loads never straddle two lines
     return (c(w["embed"]), c(w_dil), c(s_dil), c(w["w_loc"]), loc_idx, c(w_rs), c(s_rs), c(w["b_res"]),
             c(w["b_skip"]), c(w_out1), c(w["b_out1"]), c(w_out2), c(w["b_out2"]), mulaw.DECODE_TABLE,
             dilations, q_off, float(sample_rate), POW2_NEG)
@@ -110,8 +112,9 @@ def weight_bytes_per_sample(weights: tuple) -> int:
 
 
 def scratch(voices: tuple[int, ...], r: int, s: int, max_block: int) -> tuple[np.ndarray, ...]:
-    """The kernel's scratch arrays (feats, h, z, acc, o1, logits, probs, xq, tmp, wb), leading axes ``voices``."""
-    e = lambda *shape: np.zeros(voices + shape, np.float32)  # noqa: E731
+    """The kernel's scratch arrays (feats, h, z, acc, o1, logits, probs, xq, tmp, wb), leading axes ``voices``,
+    cache-line aligned."""
+    e = lambda *shape: aligned.zeros(voices + shape, np.float32)  # noqa: E731
     n = max(2 * r, r + s)
     return (e(max_block, local_cond.N_LOCAL), e(2 * r), e(r), e(r + s), e(s), e(256), e(256), e(r), e(n), e(4, n))
 

@@ -27,13 +27,6 @@ def _quantize(x, zero_point):
 
 
 @njit(cache=True)
-def _quantize2(xa, xb):
-    u8 = np.zeros(xa.shape[0] + xb.shape[0], np.uint8)
-    sx = int8dot.quantize2(u8, xa, 0, xa.shape[0], xb, 0, xb.shape[0], int8dot.ZP_SIGNED)
-    return u8, sx
-
-
-@njit(cache=True)
 def _dot(h, hoff, w, u8, n_kq, n_ob, sx):
     int8dot.dot_acc(h, hoff, w, 0, u8, n_kq, n_ob, sx)
 
@@ -74,19 +67,6 @@ def test_quantiser_matches_the_numpy_reference(zp):
     # the largest magnitude maps to the end of the range
     u8, _ = _quantize(np.r_[np.zeros(15), -3.0].astype(np.float32), zp)
     assert u8[15] == (1 if zp == int8dot.ZP_SIGNED else 0)
-
-
-@NEEDS_INT8DOT
-def test_two_taps_share_one_scale_as_if_concatenated():
-    rng = np.random.default_rng(9)
-    xa, xb = rng.normal(0, 0.1, 32).astype(np.float32), rng.normal(0, 3.0, 16).astype(np.float32)
-    u8, sx = _quantize2(xa, xb)
-    ref, s_ref = int8dot.quantize_activations(np.r_[xa, xb], int8dot.ZP_SIGNED)
-    np.testing.assert_array_equal(u8, ref)
-    assert sx == s_ref
-    xb[3] = np.nan  # a NaN in either tap poisons both
-    u8, sx = _quantize2(xa, xb)
-    assert np.isnan(sx) and np.all(u8 == int8dot.ZP_SIGNED)
 
 
 @NEEDS_INT8DOT
