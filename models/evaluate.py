@@ -9,7 +9,9 @@
   notes names the instrument of each generated note;
 - stability: 60 s per instrument of 1.5 s held notes with 0.5 s gaps; fraction
   of 100 ms windows while a note is held that are silent (< -50 dBFS) or
-  noise-like (spectral flatness > 0.4; white noise ~0.56), NaN count;
+  noise-like (spectral flatness > 0.4; white noise ~0.56), NaN count; silence
+  also counted only over the windows where the real note (dataset) still sounds,
+  since a drum or a plucked string decays to silence within a held note;
 - a PNG sheet of spectrograms, real vs generated.
 
 ``--engine`` (default: the preset's) compares precisions: a reduced precision
@@ -32,6 +34,8 @@ from realtime.presets import ENGINES
 from .audio_features import NearestNeighbour, logmel_stats, window_db, window_flatness
 
 PITCH_GRID = (40, 45, 50, 55, 60, 65, 70, 75, 80)
+#: a 100 ms window below this RMS level (dBFS) is silent
+SILENT_DB = -50.0
 QUICK_GRID = (48, 60, 72)
 
 
@@ -70,8 +74,21 @@ def tonal_instruments(model, data) -> list[int]:
     return [i for i, n in enumerate(names) if n != "drums"]
 
 
+def real_sounding(data, instrument: int, pitch: int, sr: int, seconds: float, velocity: int = 90,
+                  window_s: float = 0.1) -> np.ndarray | None:
+    """Per ``window_s`` window of the first ``seconds`` after key-down: does the real note (this instrument and
+    pitch, the velocity nearest ``velocity``) sound (>= -50 dBFS)? None without such a note in ``data``."""
+    notes = [n for n in data.notes if n.instrument_id == instrument and n.pitch == pitch] if data is not None else []
+    if not notes:
+        return None
+    n = min(notes, key=lambda n: abs(n.velocity - velocity))
+    return window_db(n.audio[n.onset:n.onset + int(seconds * sr)], sr, window_s) >= SILENT_DB
+
+
 def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: str | None = None,
-             log=print, engine: str | None = None) -> dict:
+             log=print, engine: str | None = None, seed: int = 0) -> dict:
+    """All the figures as one dict. ``seed`` seeds every generated note's sampler: two seeds give the
+    figures' own noise, against which to judge a difference between engines."""
     from models.dataset import estimate_f0, load_dataset
     from models.model_file import load_model
     from realtime.presets import load_preset
@@ -81,6 +98,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     model = load_model(model_path)
     sr = model.config.sample_rate
     preset = load_preset()
+    preset = replace(preset, model=replace(preset.model, seed=seed))
     # auto probed once here, not once per generated note
     engine = resolve_engine(engine or preset.model.engine, model, preset.model.compute, log)
     preset = replace(preset, model=replace(preset.model, engine=engine))
@@ -89,7 +107,8 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     tonal = tonal_instruments(model, data)
     grid = QUICK_GRID if quick else PITCH_GRID
     held = slice(int(0.15 * sr), int(1.9 * sr))
-    res: dict = {"model": str(model_path), "engine": preset.model.engine, "preset_reprime": preset.model.reprime}
+    res: dict = {"model": str(model_path), "engine": preset.model.engine, "preset_reprime": preset.model.reprime,
+                 "seed": seed}
 
     # pitch, with and without seed-bank priming
     generated: dict[tuple[int, int], np.ndarray] = {}
@@ -98,7 +117,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         errs = []
         for i in tonal:
             for p in grid:
-                a = generate_note(preset, model, i, p, 2.0, reprime=mode)
+                a = generate_note(preset, model, i, p, 2.0, reprime=mode, seed=seed)
                 if label == "preset":
                     generated[(i, p)] = a
                 errs.append(cents_error(estimate_f0(a[held], sr), p))
@@ -123,7 +142,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         gen_items = list(generated.items())
         for i in range(len(names)):  # drums too
             if i not in tonal:
-                gen_items.append(((i, 38), generate_note(preset, model, i, 38, 2.0)))
+                gen_items.append(((i, 38), generate_note(preset, model, i, 38, 2.0, seed=seed)))
         xg = np.stack([logmel_stats(a, sr) for _, a in gen_items])
         yg = np.asarray([k[0] for k, _ in gen_items])
         res["timbre"] = {"accuracy_generated": round(float(np.mean(clf.predict(xg) == yg)), 4),
@@ -133,35 +152,48 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     # stability: 1.5 s held notes, 0.5 s gaps
     stab_s = 10.0 if quick else 60.0
     per = {}
-    silent_all, noise_all, nan_total = [], [], 0
+    silent_all, silent_real, noise_all, nan_total = [], [], [], 0
     for i in range(len(names)):
         from realtime.render import Session, render_timeline
 
         s = Session.open(replace(preset, midi=replace(preset.midi, programs={})), model)
         s.controller.program_change(i)
         tl, gate = [], np.zeros(int(stab_s * sr), bool)
+        n = int(0.1 * sr)
+        real = np.ones(len(gate) // n, bool)  # windows where the real note sounds (unknown: assume it does)
         rng = np.random.default_rng(i)
         t = 0.0
         while t + 2.0 <= stab_s:
             p = int(rng.choice(grid)) if i in tonal else 38
             tl += [(int(t * sr), bytes([0x90, p, 90])), (int((t + 1.5) * sr), bytes([0x80, p, 0]))]
             gate[int((t + 0.05) * sr):int((t + 1.5) * sr)] = True
+            ref = real_sounding(data, i, p, sr, 1.5)
+            if ref is not None:
+                w0 = int(round(t * sr)) // n
+                real[w0:w0 + len(ref)] = ref[: len(real) - w0]
             t += 2.0
         audio = render_timeline(s, tl, len(gate))
         nan_total += int(np.count_nonzero(~np.isfinite(audio))) + s.engine.nonfinite_count
-        n = int(0.1 * sr)
         win_held = gate[: len(gate) // n * n].reshape(-1, n).all(axis=1)
         db, flat = window_db(audio, sr), window_flatness(audio, sr)
-        silent = db[win_held] < -50.0
+        silent = db[win_held] < SILENT_DB
         noisy = (flat[win_held] > 0.4) & ~silent
+        sounds = real[: len(win_held)][win_held]
         per[names[i]] = {"silent": round(float(silent.mean()), 4), "noise_like": round(float(noisy.mean()), 4),
+                         "silent_where_real_sounds": round(float(silent[sounds].mean()), 4) if sounds.any() else None,
+                         "real_silent": round(float(1.0 - sounds.mean()), 4),
                          "watchdog_recoveries": s.watchdog.total if s.watchdog is not None else 0}
         silent_all.append(silent)
+        silent_real.append(silent[sounds])
         if i in tonal:
             noise_all.append(noisy)
     res["stability"] = {
         "seconds_per_instrument": stab_s,
         "silent_fraction": round(float(np.concatenate(silent_all).mean()), 4),
+        # the same, counting only windows where the real instrument still sounds (a snare or a plucked
+        # string decays to silence within a 1.5 s held note; there silence is right, not a collapse)
+        "silent_where_real_sounds": (round(float(np.concatenate(silent_real).mean()), 4)
+                                     if sum(map(len, silent_real)) else None),
         "noise_like_fraction_tonal": round(float(np.concatenate(noise_all).mean()), 4) if noise_all else None,
         "nan_count": nan_total, "per_instrument": per}
     log(f"stability: {res['stability']}")
@@ -205,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="3 pitches, 10 s stability")
     ap.add_argument("--png", default=None, help="spectrogram sheet (default: next to the model)")
     ap.add_argument("--engine", choices=ENGINES, help="engine to generate with (default: the preset's)")
+    ap.add_argument("--seed", type=int, default=0, help="sampler seed of the generated notes (the figures' noise)")
     ap.add_argument("--log", default=None,
                     help="append a JSON line (training steps/hours + figures) to this file: the quality curve")
     a = ap.parse_args(argv)
@@ -212,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
 
     png = a.png or str(Path(a.model).with_name("eval_spectrograms.png"))
     try:
-        res = evaluate(a.model, a.data, a.quick, png, log=(lambda *x: None) if a.json else print, engine=a.engine)
+        res = evaluate(a.model, a.data, a.quick, png, log=(lambda *x: None) if a.json else print, engine=a.engine,
+                       seed=a.seed)
     except (ModelFileError, ValueError, OSError) as e:
         print(f"evaluate: error: {e}", file=sys.stderr)
         return 2

@@ -88,7 +88,8 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
     rows = [json.loads(x) for x in hist_path.read_text().splitlines() if x.strip()] if hist_path.is_file() else []
     if rows:
         lines += ["| hours | process-hours | steps | quick | pitch median cents (seed / none) "
-                  "| within 50 c (seed / none) | timbre acc | silent windows | noise-like (tonal) |",
+                  "| within 50 c (seed / none) | timbre acc | silent windows (all / where the real note sounds) "
+                  "| noise-like (tonal) |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             ps, pn = r.get("pitch_preset", {}), r.get("pitch_no_seedbank", {})
@@ -97,7 +98,8 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
             lines.append(f"| {hours:.2f} | {r.get('core_hours') or hours:.2f} | {r.get('steps')} | {r.get('quick')} "
                          f"| {ps.get('median_abs_cents')} / {pn.get('median_abs_cents')} "
                          f"| {ps.get('within_50_cents')} / {pn.get('within_50_cents')} "
-                         f"| {r.get('timbre', {}).get('accuracy_generated')} | {st.get('silent_fraction')} "
+                         f"| {r.get('timbre', {}).get('accuracy_generated')} | {st.get('silent_fraction')} / "
+                         f"{st.get('silent_where_real_sounds', 'n/a')} "
                          f"| {st.get('noise_like_fraction_tonal')} |")
     else:
         lines.append("Not yet evaluated.")

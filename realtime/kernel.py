@@ -18,8 +18,8 @@ products instead (see :mod:`realtime.bf16dot`), output head included; packed int
 quads (int32, ``int8dot``) take AVX-512 VNNI dot products on activations quantised
 to 8 bits per vector (see :mod:`realtime.int8dot`).
 The float32 arithmetic (order of every add) is the same for any number of
-voices and identical to the original single-voice kernel; so is bf16dot's, whose
-rounding differs from float32 (see realtime.numba_engine.LOGIT_TOLERANCE).
+voices and identical to the original single-voice kernel; so is bf16dot's and
+int8dot's, whose rounding differs from float32 (see realtime.numba_engine.LOGIT_TOLERANCE).
 """
 from __future__ import annotations
 

@@ -75,7 +75,13 @@ def usable_precisions(r: int, s: int) -> tuple[str, ...]:
 
 def kernel_weights(w: dict[str, np.ndarray], loc_idx: np.ndarray, dilations: np.ndarray, q_off: np.ndarray,
                    sample_rate: float, precision: str = "fp32") -> tuple:
-    """The kernel's weights tuple (see :func:`realtime.kernel.generate_voices`) at ``precision``."""
+    """The kernel's weights tuple (see :func:`realtime.kernel.generate_voices`) at ``precision``.
+
+    Packed shapes: bf16dot w_dil (L, R, 2R/16, 16), w_rs (L, R/2, (R+S)/16, 16), head (S/2, n/16, 16)
+    uint32 (realtime.bf16dot.pack_matrix); int8dot w_dil (L, 2, R/4 + 2, 2R/16, 16) (one matrix per
+    tap), w_rs (L, R/4 + 2, (R+S)/16, 16), head (S/4 + 2, n/16, 16) int32 (realtime.int8dot.pack_matrix).
+    Every array starts on a cache line (realtime.aligned).
+    """
     w_dil, w_rs = w["w_dil"], w["w_rs"]
     L, R = w_dil.shape[0], w_rs.shape[1]
     err = precision_error(precision, R, w_rs.shape[2] - R)

@@ -20,6 +20,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from . import aligned
 from .bf16dot import _BFloat
 
 #: independent accumulators: enough to hide the latency of any of the instructions measured here
@@ -118,7 +119,8 @@ def read_gbs(nbytes: int, seconds: float = 0.2) -> float:
     """Read bandwidth (GB/s, best of 3) of one core sweeping a buffer of ``nbytes`` over and over: the
     bandwidth ceiling of a kernel that streams that many bytes of weights per step (L1, L2 or L3
     speed, depending on the size). A vectorised float32 sum."""
-    a = np.ones(max(16, int(nbytes) // 4), np.float32)
+    a = aligned.zeros(max(16, int(nbytes) // 4), np.float32)  # as the engines' weights are
+    a[:] = 1.0
     return best_rate(lambda reps: _read(a, reps), a.nbytes, max(1, int(2e8 / a.nbytes)), seconds)
 
 

@@ -43,3 +43,24 @@ def test_windows_find_silence_and_noise():
     assert len(db) == 15
     assert (db[:5] > -10).all() and (db[5:10] < -150).all()
     assert (flat[:5] < 0.05).all() and (flat[10:] > 0.5).all()
+
+
+def test_real_sounding_follows_the_real_notes_decay():
+    """Silence in a generated held note only counts where the real instrument still sounds."""
+    from types import SimpleNamespace
+
+    from models.dataset import Note
+    from models.evaluate import real_sounding
+
+    def note(velocity: int, sounding_s: float) -> Note:
+        audio = np.zeros(2 * SR, np.float32)
+        onset = int(0.02 * SR)
+        audio[onset:onset + int(sounding_s * SR)] = tone("sine", 200, sounding_s)
+        return Note(audio, instrument_id=6, pitch=38, velocity=velocity, onset=onset, release=onset + SR,
+                    tonal=False, file="x.wav")
+
+    data = SimpleNamespace(notes=[note(40, 1.2), note(100, 0.3)])  # velocity 100 is nearest to 90
+    mask = real_sounding(data, 6, 38, SR, 1.5)
+    np.testing.assert_array_equal(mask, [True] * 3 + [False] * 12)
+    assert real_sounding(data, 6, 38, SR, 1.5, velocity=50).sum() == 12
+    assert real_sounding(data, 6, 40, SR, 1.5) is None and real_sounding(None, 6, 38, SR, 1.5) is None
