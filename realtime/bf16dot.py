@@ -151,9 +151,9 @@ def dot_acc(typingctx, h, hoff, w, woff, xp, n_kp, n_ob):
 
         emit_blocked_dot(
             builder, nkp, nob, wbase, wo,
-            init=lambda b: builder.load(hptr(b), align=4),
-            step=lambda acc, wv, x: builder.call(dp, [acc, builder.bitcast(wv, _BFV), x]),
-            finish=lambda b, acc: builder.store(acc, hptr(b), align=4),
+            init=lambda b: [builder.load(hptr(b), align=4)],
+            step=lambda accs, wv, x: [builder.call(dp, [accs[0], builder.bitcast(wv, _BFV), x])],
+            finish=lambda b, accs: builder.store(accs[0], hptr(b), align=4),
             load_x=lambda k: builder.bitcast(broadcast_i32(builder, xbase, k), _BFV))
         return context.get_dummy_value()
 

@@ -50,12 +50,13 @@ def broadcast_i32(builder, base, k):
 
 def emit_blocked_dot(builder, n_groups_in, n_ob, wbase, woff,
                      init: Callable, step: Callable, finish: Callable, load_x: Callable) -> None:
-    """Emit ``for each output block b < n_ob: acc = init(b); for k < n_groups_in: acc = step(acc, W[k, b], x_k);
-    finish(b, acc)``.
+    """Emit ``for each output block b < n_ob: accs = init(b); for k < n_groups_in: accs = step(accs, W[k, b], x_k);
+    finish(b, accs)``, where ``accs`` is a list of accumulator values (one chain each).
 
     ``wbase`` is an i32 pointer to the packed weights, block (k, b) at element ``woff + (k * n_ob + b) * 16``;
-    ``load_x(k)`` returns the broadcast input group k (computed once per k for all blocks of a group);
-    ``n_groups_in``, ``n_ob``, ``woff`` are i64 values; ``b`` is passed to init/finish as an i64 value.
+    ``load_x(k)`` returns the broadcast input group k (computed once per k for all blocks of a group, any
+    value ``step`` understands); ``n_groups_in``, ``n_ob``, ``woff`` are i64 values; ``b`` is passed to
+    init/finish as an i64 value. Each weight vector is loaded once per k, whatever ``step`` does with it.
     The weights should start on a 64-byte boundary (realtime.aligned): every load is one 64-byte vector.
     """
     lanes = ir.Constant(I64, LANES)
@@ -67,15 +68,16 @@ def emit_blocked_dot(builder, n_groups_in, n_ob, wbase, woff,
         with cgutils.for_range(builder, n_outer) as outer:
             base = builder.add(ob0, builder.mul(outer.index, ir.Constant(I64, g)))
             blocks = [builder.add(base, ir.Constant(I64, i)) for i in range(g)]
-            slots = [cgutils.alloca_once_value(builder, init(b)) for b in blocks]
+            slots = [[cgutils.alloca_once_value(builder, v) for v in init(b)] for b in blocks]
             with cgutils.for_range(builder, n_groups_in) as inner:
                 k = inner.index
                 x = load_x(k)
                 rowbase = builder.add(woff, builder.mul(k, row))
-                for b, slot in zip(blocks, slots):
+                for b, bslots in zip(blocks, slots):
                     off = builder.add(rowbase, builder.mul(b, lanes))
                     wv = builder.load(builder.bitcast(builder.gep(wbase, [off]), ir.PointerType(I32V)), align=4)
-                    builder.store(step(builder.load(slot), wv, x), slot)
-            for b, slot in zip(blocks, slots):
-                finish(b, builder.load(slot))
+                    for slot, acc in zip(bslots, step([builder.load(sl) for sl in bslots], wv, x)):
+                        builder.store(acc, slot)
+            for b, bslots in zip(blocks, slots):
+                finish(b, [builder.load(sl) for sl in bslots])
         builder.store(builder.add(ob0, builder.mul(n_outer, ir.Constant(I64, g))), first)

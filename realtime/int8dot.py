@@ -1,26 +1,30 @@
 """int8 dot products on AVX-512 VNNI (``vpdpbusd``), for the ``int8dot`` precision of the Numba kernel.
 
 Weights are int8 with one float32 scale per output column (``w ~= q * scale``,
-LPCNet style); activations are quantised per vector to 8 bits at run time
-(scale = max |x| / 127 around a zero point of 128, or max x / 255 with zero
-point 0 for the output head's relu inputs, which are never negative). One
-``vpdpbusd`` multiplies 64 unsigned activation bytes by 64 signed weight bytes
-and adds them in groups of four into 16 int32 lanes: twice the multiply-adds of
-a bf16 dot product per instruction, from half the weight bytes. The int32 sums
-are exact, so only the two roundings to 8 bits differ from float32.
+LPCNet style). Activations are quantised per vector at run time to 16-bit codes
+(scale = max |x| / 32767 around a zero point of 32768, or max x / 65535 from 0
+for the output head's relu inputs, which are never negative) and split into a
+high and a low byte plane. One ``vpdpbusd`` multiplies 64 unsigned activation
+bytes by 64 signed weight bytes and adds them in groups of four into 16 int32
+lanes, so each weight vector, loaded once, takes two of them (high and low
+bytes): ``sum u q = 256 sum hi q + sum lo q``. All sums are exact integers; only
+the weights' 8-bit and the activations' 16-bit roundings differ from float32 (8-bit
+activations, tried first, doubled the logit error and cost pitch accuracy).
 
 Layout ("packed"): a weight matrix ``W`` (n_in, n_out) float32 becomes int32
 ``P`` (n_in / 4 + 2, n_out / 16, 16): for k < n_in / 4, ``P[k, b, j]`` holds the
 four int8 ``q[4k + i, 16b + j]`` (i = 0..3, byte i); row n_in / 4 holds the
-column scales and row n_in / 4 + 1 the zero-point correction ``zp * sum_i q[i, o]``,
-both as float32 bit patterns. The routine then computes, exactly in int32 and
-then in float32, ``h[o] += (sum_i u[i] q[i, o] - corr[o]) * (scale[o] * sx)`` for
-activations ``x[i] ~= (u[i] - zp) * sx``. The dilated convolution is two such
-matrices, one per tap, so x(t - d) and x(t) each get their own scale.
+column scales and row n_in / 4 + 1 the zero-point correction ``zp * sum_i q[i, o]``
+(zp = the high byte's zero point, 128 or 0), both as float32 bit patterns. The
+routine then computes ``h[o] += ((sum_i hi[i] q[i, o] - corr[o]) * 256 + sum_i lo[i] q[i, o])
+* (scale[o] * sx)`` for activations ``x[i] ~= (256 hi[i] + lo[i] - 256 zp) * sx``. The
+dilated convolution is two such matrices, one per tap, so x(t - d) and x(t) each
+get their own scale.
 
-Speed (R64/S128/L20, one Emerald Rapids core): ~100k samples/s, 2x bf16dot. The
-weights must start on a cache line (realtime.aligned): at a 16-byte offset every
-64-byte load straddles two lines and the routine runs 1.7x slower.
+Speed (R64/S128/L20, one Emerald Rapids core): ~100k samples/s, 2x bf16dot: the
+weight bytes, not the instructions, bound it. The weights must start on a cache
+line (realtime.aligned): at a 16-byte offset every 64-byte load straddles two
+lines and the routine runs 1.7x slower.
 
 Thread: generator (these run inside the kernel, which holds no GIL).
 Only usable when :func:`available` (the CPU has AVX-512 VNNI).
@@ -37,7 +41,7 @@ from numba.extending import intrinsic
 from .float_bits import f32_from_bits
 from .dot_loop import I32V, I64, LANES, as_i64, broadcast_i32, data_ptr, emit_blocked_dot, splat
 
-#: the zero points: inputs of either sign (residual stream, gate outputs) / relu outputs (output head)
+#: the high byte's zero points: inputs of either sign (residual stream, gate outputs) / relu outputs (head)
 ZP_SIGNED, ZP_RELU = 128, 0
 _F32V = ir.VectorType(ir.FloatType(), LANES)
 _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -100,15 +104,16 @@ def unpack_matrix(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def quantize_activations(x: np.ndarray, zero_point: int) -> tuple[np.ndarray, np.float32]:
-    """numpy reference of the kernel's activation quantisation: (uint8 codes, scale) with
-    ``x ~= (u - zero_point) * scale`` (relu first when ``zero_point`` is 0)."""
+    """numpy reference of the kernel's activation quantisation: (uint16 codes, scale) with
+    ``x ~= (u - 256 zero_point) * scale`` (relu first when ``zero_point`` is 0); the kernel stores the
+    codes' high bytes then their low bytes."""
     x = np.asarray(x, np.float32)
     if zero_point == ZP_RELU:
         x = np.maximum(x, 0)
     amax = np.float32(np.abs(x).max())
-    levels = np.float32(255 if zero_point == ZP_RELU else 127)
+    levels = np.float32(65535 if zero_point == ZP_RELU else 32767)
     inv = levels / amax if amax > 0 else np.float32(0)
-    u = np.floor(x * inv + np.float32(zero_point + 0.5)).astype(np.uint8)
+    u = np.floor(x * inv + np.float32(256 * zero_point + 0.5)).astype(np.uint16)
     return u, np.float32(amax / levels)
 
 
@@ -146,36 +151,41 @@ def max_bits(typingctx, x, col0, n16):
 
 
 @intrinsic
-def to_codes(typingctx, u8, at, x, col0, n16, inv, off, relu):
-    """``u8[at + i] = trunc(f(x[col0 + i]) * inv + off)`` for i < 16 n16, f = max(., 0) if ``relu`` else identity.
+def to_codes(typingctx, u8, x, col0, n16, inv, off, relu):
+    """16-bit codes ``c_i = trunc(f(x[col0 + i]) * inv + off)`` for i < n = 16 n16, f = max(., 0) if ``relu``
+    else identity, stored as two byte planes: ``u8[i] = c_i >> 8``, ``u8[n + i] = c_i & 255``.
 
-    The caller guarantees the codes land in [0, 256) (no NaN, |x| * inv <= 127 or x * inv <= 255).
+    The caller guarantees the codes land in [0, 65536) (no NaN, |x| * inv <= 32767 or x * inv <= 65535).
     """
     ok = (isinstance(u8, types.Array) and u8.layout == "C" and u8.dtype == types.uint8 and isinstance(x, types.Array)
           and x.layout == "C" and x.dtype == types.float32 and inv == types.float32 and off == types.float32
           and isinstance(relu, types.Boolean))
     if not ok:
         return None
-    sig = types.void(u8, at, x, col0, n16, inv, off, relu)
+    sig = types.void(u8, x, col0, n16, inv, off, relu)
 
     def codegen(context, builder, signature, args):
         a = signature.args
         ubase = data_ptr(context, builder, a[0], args[0], ir.IntType(8))
-        xbase = data_ptr(context, builder, a[2], args[2], ir.FloatType())
-        at64, c0 = as_i64(context, builder, args[1], a[1]), as_i64(context, builder, args[3], a[3])
-        n = as_i64(context, builder, args[4], a[4])
-        invv, offv = splat(builder, args[5], _F32V), splat(builder, args[6], _F32V)
-        lo = builder.select(args[7], ir.Constant(_F32V, [0.0] * LANES), ir.Constant(_F32V, [-3.0e38] * LANES))
+        xbase = data_ptr(context, builder, a[1], args[1], ir.FloatType())
+        c0, n = as_i64(context, builder, args[2], a[2]), as_i64(context, builder, args[3], a[3])
+        plane = builder.mul(n, ir.Constant(I64, LANES))
+        invv, offv = splat(builder, args[4], _F32V), splat(builder, args[5], _F32V)
+        lo = builder.select(args[6], ir.Constant(_F32V, [0.0] * LANES), ir.Constant(_F32V, [-3.0e38] * LANES))
         maxnum = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32V, [_F32V, _F32V]),
                                                 "llvm.maxnum.v16f32")
+        bytes16 = ir.VectorType(ir.IntType(8), LANES)
         with cgutils.for_range(builder, n) as loop:
             i16 = builder.mul(loop.index, ir.Constant(I64, LANES))
             v = builder.load(builder.bitcast(builder.gep(xbase, [builder.add(c0, i16)]), ir.PointerType(_F32V)),
                              align=4)
             v = builder.fadd(builder.fmul(builder.call(maxnum, [v, lo]), invv), offv)
-            codes = builder.fptoui(v, ir.VectorType(ir.IntType(8), LANES))
-            dst = builder.gep(ubase, [builder.add(at64, i16)])
-            builder.store(codes, builder.bitcast(dst, ir.PointerType(codes.type)), align=1)
+            codes = builder.fptoui(v, I32V)
+            hi = builder.trunc(builder.lshr(codes, ir.Constant(I32V, [8] * LANES)), bytes16)
+            low = builder.trunc(codes, bytes16)
+            builder.store(hi, builder.bitcast(builder.gep(ubase, [i16]), ir.PointerType(bytes16)), align=1)
+            builder.store(low, builder.bitcast(builder.gep(ubase, [builder.add(plane, i16)]),
+                                               ir.PointerType(bytes16)), align=1)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -183,33 +193,37 @@ def to_codes(typingctx, u8, at, x, col0, n16, inv, off, relu):
 
 @njit(inline="always", nogil=True, error_model="numpy", boundscheck=False)
 def quantize(u8, x, col0, n, zero_point):
-    """u8[i] = round(x[col0 + i] / sx) + zero_point for i < n (a multiple of 16); returns ``sx`` (float32).
+    """16-bit codes of x[col0:col0 + n] (n a multiple of 16) into ``u8[:2n]``: their high bytes, then their low
+    bytes; returns the scale ``sx`` (float32), with x ~= (code - 256 zero_point) * sx.
 
-    zero point 128: sx = max |x| / 127; zero point 0 (relu inputs): x clamped at 0 and sx = max x / 255.
+    zero point 128: sx = max |x| / 32767; zero point 0 (relu inputs): x clamped at 0 and sx = max x / 65535.
     A NaN or Inf anywhere gives sx = NaN (the codes are then all the zero point), so the dot product's
     outputs are NaN and the voice's logits show it, as in float32. Explicit 512-bit vector code
-    (:func:`max_bits`, :func:`to_codes`): 5x faster than what LLVM made of the scalar loops. Generator thread.
+    (:func:`max_bits`, :func:`to_codes`): 5x faster than what LLVM made of scalar loops. Generator thread.
     """
     relu = zero_point == 0
     amax_bits, pmax_bits = max_bits(x, col0, n >> 4)
     if amax_bits >= np.int32(0x7F800000):
         for i in range(n):
             u8[i] = zero_point
+            u8[n + i] = 0
         return np.float32(np.nan)
-    levels = np.float32(255.0) if relu else np.float32(127.0)
+    levels = np.float32(65535.0) if relu else np.float32(32767.0)
     amax = f32_from_bits(pmax_bits if relu else amax_bits)
     inv = levels / amax if amax > 0 else np.float32(0.0)
-    to_codes(u8, 0, x, col0, n >> 4, inv, np.float32(zero_point) + np.float32(0.5), relu)  # trunc rounds
+    to_codes(u8, x, col0, n >> 4, inv, np.float32(256 * zero_point) + np.float32(0.5), relu)  # trunc rounds
     return amax / levels
 
 
 @intrinsic
 def dot_acc(typingctx, h, hoff, w, woff, xq, n_kq, n_ob, sx):
-    """``h[hoff + o] += (sum_k P[k, o] . xq[k] - corr[o]) * (scale[o] * sx)`` for outputs o < 16 n_ob.
+    """``h[hoff + o] += ((sum_k P[k, o] . hi[k] - corr[o]) * 256 + sum_k P[k, o] . lo[k]) * (scale[o] * sx)``
+    for outputs o < 16 n_ob.
 
     ``h`` float32 (C-contiguous); ``w`` packed int32 (C-contiguous), the matrix starting at flat
-    element ``woff`` with ``n_kq`` quad rows then the scale and correction rows; ``xq`` uint8
-    activation codes (4 ``n_kq`` of them); ``sx`` the activations' float32 scale.
+    element ``woff`` with ``n_kq`` quad rows then the scale and correction rows; ``xq`` uint8: the
+    activations' high bytes (4 ``n_kq`` of them) then their low bytes (:func:`quantize`); ``sx``
+    the activations' float32 scale. Each weight vector is loaded once for both byte planes.
     """
     arrays_ok = all(isinstance(a, types.Array) and a.layout == "C" for a in (h, w, xq))
     if (not arrays_ok or h.dtype != types.float32 or w.dtype != types.int32 or xq.dtype != types.uint8
@@ -231,21 +245,25 @@ def dot_acc(typingctx, h, hoff, w, woff, xq, n_kq, n_ob, sx):
         def vec(ptr_base, off, typ):
             return builder.bitcast(builder.gep(ptr_base, [off]), ir.PointerType(typ))
 
-        def finish(b, acc):
+        def finish(b, accs):
             col = builder.mul(b, lanes)
             scale = builder.load(vec(wbase, builder.add(tail, col), _F32V), align=4)
             corr = builder.load(vec(wbase, builder.add(builder.add(tail, builder.mul(nob, lanes)), col), _F32V),
                                 align=4)
             hp = vec(hbase, builder.add(ho, col), _F32V)
-            prod = builder.fmul(builder.fsub(builder.sitofp(acc, _F32V), corr), builder.fmul(scale, sxv))
+            hi = builder.fmul(builder.fsub(builder.sitofp(accs[0], _F32V), corr), ir.Constant(_F32V, [256.0] * LANES))
+            total = builder.fadd(hi, builder.sitofp(accs[1], _F32V))  # exact up to here but for this add
+            prod = builder.fmul(total, builder.fmul(scale, sxv))
             builder.store(builder.fadd(builder.load(hp, align=4), prod), hp, align=4)
 
+        zero = ir.Constant(I32V, [0] * LANES)
         emit_blocked_dot(
             builder, nkq, nob, wbase, wo,
-            init=lambda b: ir.Constant(I32V, [0] * LANES),
-            step=lambda acc, wv, x: builder.call(dp, [acc, x, wv]),  # (acc, unsigned bytes, signed bytes)
+            init=lambda b: [zero, zero],
+            # (acc, unsigned bytes, signed bytes), for the high and the low bytes
+            step=lambda accs, wv, x: [builder.call(dp, [accs[0], x[0], wv]), builder.call(dp, [accs[1], x[1], wv])],
             finish=finish,
-            load_x=lambda k: broadcast_i32(builder, xbase, k))
+            load_x=lambda k: (broadcast_i32(builder, xbase, k), broadcast_i32(builder, xbase, builder.add(k, nkq))))
         return context.get_dummy_value()
 
     return sig, codegen

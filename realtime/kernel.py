@@ -16,7 +16,7 @@ stack's weights may be float32, int8 with per-output-column scales, or bfloat16
 Packed bf16 pairs (uint32, the ``bf16dot`` precision) take AVX-512 BF16 dot
 products instead (see :mod:`realtime.bf16dot`), output head included; packed int8
 quads (int32, ``int8dot``) take AVX-512 VNNI dot products on activations quantised
-to 8 bits per vector (see :mod:`realtime.int8dot`).
+per vector to 16-bit codes (see :mod:`realtime.int8dot`).
 The float32 arithmetic (order of every add) is the same for any number of
 voices and identical to the original single-voice kernel; so is bf16dot's and
 int8dot's, whose rounding differs from float32 (see realtime.numba_engine.LOGIT_TOLERANCE).

@@ -1,4 +1,4 @@
-"""The int8dot precision: int8 weights and 8-bit activations through AVX-512 VNNI dot products.
+"""The int8dot precision: int8 weights and 16-bit activations (two byte planes) through AVX-512 VNNI dot products.
 
 Packing is checked in numpy; the kernel's activation quantiser against the numpy
 reference (same codes, same scale, NaN/Inf poisoning); the dot routine against
@@ -21,9 +21,14 @@ from wnl_testutil import NEEDS_INT8DOT, small_model
 
 @njit(cache=True)
 def _quantize(x, zero_point):
-    u8 = np.full(x.shape[0] + 3, 7, np.uint8)  # 3 guard bytes after the codes
+    u8 = np.full(2 * x.shape[0] + 3, 7, np.uint8)  # high bytes, low bytes, 3 guard bytes
     sx = int8dot.quantize(u8, x, 0, x.shape[0], zero_point)
     return u8, sx
+
+
+def codes_of(u8: np.ndarray, n: int) -> np.ndarray:
+    """The 16-bit codes from the kernel's two byte planes."""
+    return u8[:n].astype(np.int64) * 256 + u8[n:2 * n]
 
 
 @njit(cache=True)
@@ -59,14 +64,15 @@ def test_quantiser_matches_the_numpy_reference(zp):
         x = x.astype(np.float32)
         u8, sx = _quantize(x, zp)
         ref, s_ref = int8dot.quantize_activations(x, zp)
-        np.testing.assert_array_equal(u8[:-3], ref)
+        n = len(x)
+        np.testing.assert_array_equal(codes_of(u8, n), ref)
         assert sx == s_ref
         assert np.all(u8[-3:] == 7)  # nothing written past the codes
         xr = np.maximum(x, 0) if zp == int8dot.ZP_RELU else x
-        assert np.all(np.abs((u8[:-3].astype(np.float32) - zp) * sx - xr) <= sx / 2 * (1 + 1e-5) + 1e-30)
+        assert np.all(np.abs((codes_of(u8, n) - 256 * zp) * sx - xr) <= sx / 2 * (1 + 1e-4) + 1e-30)
     # the largest magnitude maps to the end of the range
     u8, _ = _quantize(np.r_[np.zeros(15), -3.0].astype(np.float32), zp)
-    assert u8[15] == (1 if zp == int8dot.ZP_SIGNED else 0)
+    assert codes_of(u8, 16)[15] == (1 if zp == int8dot.ZP_SIGNED else 0)
 
 
 @NEEDS_INT8DOT
@@ -76,7 +82,7 @@ def test_a_nan_or_inf_input_poisons_the_scale(zp, bad):
     x = np.ones(32, np.float32)
     x[17] = bad
     u8, sx = _quantize(x, zp)
-    assert np.isnan(sx) and np.all(u8[:-3] == zp)
+    assert np.isnan(sx) and np.all(u8[:32] == zp) and np.all(u8[32:64] == 0)
 
 
 @NEEDS_INT8DOT
@@ -93,11 +99,11 @@ def test_dot_is_exact_integer_arithmetic_on_the_codes(zp, n_in, n_ob):
     u8, sx = _quantize(x, zp)
     h = h0.copy()
     _dot(h, 7, packed, u8, n_in // 4, n_ob, np.float32(sx))
-    ints = (u8[:n_in].astype(np.int64) - zp) @ q.astype(np.int64)  # exact
+    ints = (codes_of(u8, n_in) - 256 * zp) @ q.astype(np.int64)  # exact
     ref = h0[7:].astype(np.float64) + ints * (scale.astype(np.float64) * float(sx))
-    assert np.all(np.abs(h[7:] - ref) <= 1e-6 * (np.abs(ref) + np.abs(h0[7:])) + 1e-30)
+    assert np.all(np.abs(h[7:] - ref) <= 1e-6 * (np.abs(ref) + np.abs(h0[7:])) + 1e-6 * np.abs(ints * scale * sx))
     np.testing.assert_array_equal(h[:7], h0[:7])  # nothing written before the offset
-    # and close to the float product: the two 8-bit roundings, nothing worse
+    # and close to the float product: the weights' 8-bit and the activations' 16-bit roundings, nothing worse
     xr = np.maximum(x, 0) if zp == int8dot.ZP_RELU else x
     exact = xr.astype(np.float64) @ w.astype(np.float64)
     # |x| * (weight rounding) + |w| * (activation rounding) + their product, summed over the inputs
@@ -106,9 +112,10 @@ def test_dot_is_exact_integer_arithmetic_on_the_codes(zp, n_in, n_ob):
 
 
 @NEEDS_INT8DOT
-def test_engine_error_is_within_a_few_times_int8s():
-    """int8dot also rounds the activations to 8 bits, so it errs more than int8 (weights only), but not by an
-    order of magnitude: a mis-wired row, tap or offset gives errors of the size of the logits themselves."""
+def test_engine_error_is_close_to_int8s():
+    """int8dot has int8's weights (the head's too) and rounds the activations to 16 bits, so it errs about as
+    much as int8 (weights only, float32 activations): a mis-wired row, tap, byte plane or offset gives errors
+    of the size of the logits themselves."""
     model = small_model(seed=3)
     e8, e8dot = logit_error(model, "int8", n=1500), logit_error(model, "int8dot", n=1500)
-    assert 0 < e8dot <= 4 * e8
+    assert 0 < e8dot <= 2 * e8
