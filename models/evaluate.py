@@ -12,11 +12,16 @@
   noise-like (spectral flatness > 0.4; white noise ~0.56), NaN count; silence
   also counted only over the windows where the real note (dataset) still sounds,
   since a drum or a plucked string decays to silence within a held note;
+- teacher-forced NLL (nats/sample) of real notes through the same engine: deterministic, the
+  sensitive check of a reduced precision (the free-running figures move by several points
+  from one sampler seed to the next; ``--seed`` shows how much);
 - a PNG sheet of spectrograms, real vs generated.
 
 ``--engine`` (default: the preset's) compares precisions: a reduced precision
-(e.g. ``numba-bf16dot`` vs ``numba``) should keep the pitch and timbre figures
-within 2 points (one note of the 54-55 is ~1.8 points). ``auto`` is resolved once.
+(e.g. ``numba-int8dot`` vs ``numba``) should keep the pitch and timbre figures
+within 2 points (one note of the 54-55 is ~1.8 points), but on a model that is not
+pitched yet those figures move by up to ~7 points between sampler seeds, so the
+teacher-forced NLL is the sharper test. ``auto`` is resolved once.
 """
 from __future__ import annotations
 
@@ -83,6 +88,30 @@ def real_sounding(data, instrument: int, pitch: int, sr: int, seconds: float, ve
         return None
     n = min(notes, key=lambda n: abs(n.velocity - velocity))
     return window_db(n.audio[n.onset:n.onset + int(seconds * sr)], sr, window_s) >= SILENT_DB
+
+
+def teacher_forced_nll(model, data, engine: str, every: int = 15, seconds: float = 0.75) -> float | None:
+    """Mean negative log-likelihood (nats/sample) of real notes (every ``every``-th note of ``data``, its
+    first ``seconds`` after key-down) under ``engine``'s logits, teacher-forced: deterministic, so it
+    shows a reduced precision's cost where the free-running figures, which differ by several points
+    from one sampler seed to the next, cannot. None without a dataset."""
+    from models import mulaw
+    from realtime.render import make_engine
+
+    if data is None:
+        return None
+    total, count = 0.0, 0
+    for note in data.notes[::every]:
+        e = make_engine(engine, model)
+        e.set_conditioning(pitch=note.pitch, instrument=note.instrument_id, velocity=note.velocity)
+        e.set_note(gate=1.0, pitch=float(note.pitch))
+        x = mulaw.encode(note.audio[note.onset:note.onset + int(seconds * model.config.sample_rate)])
+        logits = e.teacher_force(np.concatenate(([mulaw.SILENCE], x[:-1]))).astype(np.float64)
+        top = logits.max(axis=1)
+        lse = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+        total += float((lse - logits[np.arange(len(x)), x]).sum())
+        count += len(x)
+    return total / count if count else None
 
 
 def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: str | None = None,
@@ -179,12 +208,14 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         silent = db[win_held] < SILENT_DB
         noisy = (flat[win_held] > 0.4) & ~silent
         sounds = real[: len(win_held)][win_held]
+        known = data is not None and sounds.any()  # without the real notes there is nothing to compare with
         per[names[i]] = {"silent": round(float(silent.mean()), 4), "noise_like": round(float(noisy.mean()), 4),
-                         "silent_where_real_sounds": round(float(silent[sounds].mean()), 4) if sounds.any() else None,
-                         "real_silent": round(float(1.0 - sounds.mean()), 4),
+                         "silent_where_real_sounds": round(float(silent[sounds].mean()), 4) if known else None,
+                         "real_silent": round(float(1.0 - sounds.mean()), 4) if data is not None else None,
                          "watchdog_recoveries": s.watchdog.total if s.watchdog is not None else 0}
         silent_all.append(silent)
-        silent_real.append(silent[sounds])
+        if known:
+            silent_real.append(silent[sounds])
         if i in tonal:
             noise_all.append(noisy)
     res["stability"] = {
@@ -200,6 +231,9 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     if png:
         write_sheet(png, model, data, generated, names, sr)
         res["png"] = png
+    nll = teacher_forced_nll(model, data, preset.model.engine)
+    res["teacher_forced_nll"] = round(nll, 5) if nll is not None else None
+    log(f"teacher-forced NLL of real notes: {res['teacher_forced_nll']} nats/sample")
     res["seconds"] = round(time.time() - t0, 1)
     return res
 

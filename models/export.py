@@ -99,7 +99,7 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
                          f"| {ps.get('median_abs_cents')} / {pn.get('median_abs_cents')} "
                          f"| {ps.get('within_50_cents')} / {pn.get('within_50_cents')} "
                          f"| {r.get('timbre', {}).get('accuracy_generated')} | {st.get('silent_fraction')} / "
-                         f"{st.get('silent_where_real_sounds', 'n/a')} "
+                         f"{'n/a' if st.get('silent_where_real_sounds') is None else st['silent_where_real_sounds']} "
                          f"| {st.get('noise_like_fraction_tonal')} |")
     else:
         lines.append("Not yet evaluated.")

@@ -21,7 +21,7 @@ routine then computes ``h[o] += ((sum_i hi[i] q[i, o] - corr[o]) * 256 + sum_i l
 dilated convolution is two such matrices, one per tap, so x(t - d) and x(t) each
 get their own scale.
 
-Speed (R64/S128/L20, one Emerald Rapids core): ~100k samples/s, 2x bf16dot: the
+Speed (R64/S128/L20, one Emerald Rapids core): ~95k samples/s, ~1.9x bf16dot: the
 weight bytes, not the instructions, bound it. The weights must start on a cache
 line (realtime.aligned): at a 16-byte offset every 64-byte load straddles two
 lines and the routine runs 1.7x slower.
@@ -41,6 +41,11 @@ from numba.extending import intrinsic
 from .float_bits import f32_from_bits
 from .dot_loop import I32V, I64, LANES, as_i64, broadcast_i32, data_ptr, emit_blocked_dot, splat
 
+#: below this max |x| a vector quantises to all zero-point codes (levels / max |x| would overflow float32)
+TINY = np.float32(1e-30)
+#: the widest input the exact integer arithmetic allows: the high bytes' sums must stay below 2^24 to
+#: convert to float32 exactly (255 * 127 * n_in < 2^24)
+MAX_INPUTS = 512
 #: the high byte's zero points: inputs of either sign (residual stream, gate outputs) / relu outputs (head)
 ZP_SIGNED, ZP_RELU = 128, 0
 _F32V = ir.VectorType(ir.FloatType(), LANES)
@@ -58,6 +63,8 @@ def shape_error(r: int, s: int) -> str | None:
     """Why a model with R residual and S skip channels cannot use packed int8 weights, or None."""
     if r % LANES or s % LANES:
         return f"int8dot needs residual and skip channels that are multiples of {LANES} (R{r}/S{s})"
+    if max(r, s) > MAX_INPUTS:
+        return f"int8dot needs at most {MAX_INPUTS} residual and skip channels (R{r}/S{s})"
     return None
 
 
@@ -80,14 +87,14 @@ def pack_matrix(w: np.ndarray, zero_point: int) -> np.ndarray:
     for inputs quantised around ``zero_point`` (:data:`ZP_SIGNED` or :data:`ZP_RELU`)."""
     w = np.asarray(w, np.float32)
     *lead, n_in, n_out = w.shape
-    if n_in % 4 or n_out % LANES:
-        raise ValueError(f"packed int8 needs an input width in multiples of 4 and outputs in multiples of "
-                         f"{LANES}, got {n_in} x {n_out}")
+    if n_in % 4 or n_out % LANES or n_in > MAX_INPUTS:
+        raise ValueError(f"packed int8 needs an input width in multiples of 4 (at most {MAX_INPUTS}) and "
+                         f"outputs in multiples of {LANES}, got {n_in} x {n_out}")
     q, scale = quantize_int8(w)
     quads = q.reshape(*lead, n_in // 4, 4, n_out).transpose(*range(len(lead)), len(lead), len(lead) + 2,
                                                             len(lead) + 1)
     packed = np.ascontiguousarray(quads).view(np.int32)[..., 0]  # byte i of each int32 = q[4k + i]
-    corr = (zero_point * q.astype(np.int64).sum(axis=-2)).astype(np.float32)  # exact: |corr| < 2^24
+    corr = (zero_point * q.astype(np.int64).sum(axis=-2)).astype(np.float32)  # exact: |corr| < 2^24 (n_in <= MAX_INPUTS)
     tail = np.stack([scale, corr], axis=-2).view(np.int32)
     out = np.concatenate([packed, tail], axis=-2)
     return np.ascontiguousarray(out.reshape(*lead, n_in // 4 + 2, n_out // LANES, LANES))
@@ -112,7 +119,7 @@ def quantize_activations(x: np.ndarray, zero_point: int) -> tuple[np.ndarray, np
         x = np.maximum(x, 0)
     amax = np.float32(np.abs(x).max())
     levels = np.float32(65535 if zero_point == ZP_RELU else 32767)
-    inv = levels / amax if amax > 0 else np.float32(0)
+    inv = levels / amax if amax > TINY else np.float32(0)
     u = np.floor(x * inv + np.float32(256 * zero_point + 0.5)).astype(np.uint16)
     return u, np.float32(amax / levels)
 
@@ -198,7 +205,8 @@ def quantize(u8, x, col0, n, zero_point):
 
     zero point 128: sx = max |x| / 32767; zero point 0 (relu inputs): x clamped at 0 and sx = max x / 65535.
     A NaN or Inf anywhere gives sx = NaN (the codes are then all the zero point), so the dot product's
-    outputs are NaN and the voice's logits show it, as in float32. Explicit 512-bit vector code
+    outputs are NaN and the voice's logits show it, as in float32 (one difference: float32's relu drops
+    a -Inf skip sum in the output head, here it poisons the logits, which errs towards the watchdog). Explicit 512-bit vector code
     (:func:`max_bits`, :func:`to_codes`): 5x faster than what LLVM made of scalar loops. Generator thread.
     """
     relu = zero_point == 0
@@ -210,7 +218,7 @@ def quantize(u8, x, col0, n, zero_point):
         return np.float32(np.nan)
     levels = np.float32(65535.0) if relu else np.float32(32767.0)
     amax = f32_from_bits(pmax_bits if relu else amax_bits)
-    inv = levels / amax if amax > 0 else np.float32(0.0)
+    inv = levels / amax if amax > TINY else np.float32(0.0)  # all-zero or denormal: codes at the zero point
     to_codes(u8, x, col0, n >> 4, inv, np.float32(256 * zero_point) + np.float32(0.5), relu)  # trunc rounds
     return amax / levels
 
@@ -252,7 +260,7 @@ def dot_acc(typingctx, h, hoff, w, woff, xq, n_kq, n_ob, sx):
                                 align=4)
             hp = vec(hbase, builder.add(ho, col), _F32V)
             hi = builder.fmul(builder.fsub(builder.sitofp(accs[0], _F32V), corr), ir.Constant(_F32V, [256.0] * LANES))
-            total = builder.fadd(hi, builder.sitofp(accs[1], _F32V))  # exact up to here but for this add
+            total = builder.fadd(hi, builder.sitofp(accs[1], _F32V))  # exact up to here (n_in <= MAX_INPUTS) but for this add
             prod = builder.fmul(total, builder.fmul(scale, sxv))
             builder.store(builder.fadd(builder.load(hp, align=4), prod), hp, align=4)
 

@@ -13,8 +13,8 @@ except in bf16dot):
 * ``int8dot`` — int8 weights with per-column scales (the output head's too) *and* activations
   quantised per vector to 16-bit codes in two byte planes, multiplied by AVX-512 VNNI's int8
   dot-product instruction with exact int32 sums (see :mod:`realtime.int8dot`); a quarter of
-  fp32's bytes, so it is the fastest here (~1.8x bf16dot on R64/S128); only on CPUs with
-  AVX-512 VNNI, R, S multiples of 16.
+  fp32's bytes, so it is the fastest here (~1.9x bf16dot on R64/S128); only on CPUs with
+  AVX-512 VNNI, R, S multiples of 16 (at most 512).
 
 Reduced precisions change the logits by at most :data:`LOGIT_TOLERANCE`
 (see tests/test_precision.py for how that bound was chosen); bf16 is 2-4x more

@@ -48,7 +48,7 @@ def resolve_engine(name: str, model: ModelFile, compute: str = "cpu",
 
 def make_engine(name: str, model: ModelFile, seed: int = 0, compute: str = "cpu",
                 say: Callable[[str], None] | None = None) -> Engine:
-    """Build an engine by name: numba (fp32), numba-bf16, numba-bf16dot, numba-int8, torchscript, or auto
+    """Build an engine by name: numba (fp32), numba-bf16, numba-bf16dot, numba-int8, numba-int8dot, torchscript, or auto
     (see :func:`resolve_engine`)."""
     name = resolve_engine(name, model, compute, say)
     if name.startswith("numba"):

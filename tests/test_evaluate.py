@@ -6,6 +6,7 @@ import pytest
 
 from models.audio_features import NearestNeighbour, logmel_stats, window_db, window_flatness
 from models.evaluate import cents_error, pitch_figures
+from wnl_testutil import small_model
 
 SR = 16000
 
@@ -64,3 +65,21 @@ def test_real_sounding_follows_the_real_notes_decay():
     np.testing.assert_array_equal(mask, [True] * 3 + [False] * 12)
     assert real_sounding(data, 6, 38, SR, 1.5, velocity=50).sum() == 12
     assert real_sounding(data, 6, 40, SR, 1.5) is None and real_sounding(None, 6, 38, SR, 1.5) is None
+
+
+def test_teacher_forced_nll_is_deterministic_and_sees_precision():
+    """The same engine gives the same NLL; a reduced precision moves it a little, not a lot."""
+    from types import SimpleNamespace
+
+    from models.dataset import Note
+    from models.evaluate import teacher_forced_nll
+
+    model = small_model(seed=2)
+    notes = [Note(tone(k, 220.0 * (1 + i), 0.5), instrument_id=i % 2, pitch=57 + 12 * i, velocity=100, onset=0,
+                  release=SR // 2, tonal=True, file="x.wav") for i, k in enumerate(("sine", "saw"))]
+    data = SimpleNamespace(notes=notes)
+    fp32 = teacher_forced_nll(model, data, "numba", every=1, seconds=0.25)
+    assert 0 < fp32 < np.log(256) * 3 and fp32 == teacher_forced_nll(model, data, "numba", every=1, seconds=0.25)
+    int8 = teacher_forced_nll(model, data, "numba-int8", every=1, seconds=0.25)
+    assert int8 != fp32 and abs(int8 - fp32) < 0.01 * fp32
+    assert teacher_forced_nll(model, None, "numba") is None
