@@ -109,6 +109,11 @@ def kernel_weights(w: dict[str, np.ndarray], loc_idx: np.ndarray, dilations: np.
             dilations, q_off, float(sample_rate), POW2_NEG)
 
 
+#: the names of the first entries of the kernel's weights tuple (:func:`kernel_weights`), in order
+KERNEL_WEIGHT_NAMES = ("embed", "w_dil", "s_dil", "w_loc", "loc_idx", "w_rs", "s_rs", "b_res", "b_skip", "w_out1",
+                       "b_out1", "w_out2", "b_out2")
+
+
 def weight_bytes_per_sample(weights: tuple) -> int:
     """Bytes of weights the kernel reads per generated sample: every weight once, one embedding row.
 
@@ -145,6 +150,12 @@ class NumbaEngine(Engine):
         self._weights = weights
         self._state = (self.queues, self.q_pos, self.bias, self.bias_target, self.bias_step, self.ints, self.ctrl,
                        self.temperature) + scratch((), cfg.residual_channels, cfg.skip_channels, self.max_block)
+
+    def kernel_array(self, name: str) -> np.ndarray:
+        """The array the kernel reads for weight ``name`` (see :data:`KERNEL_WEIGHT_NAMES`): a cache-line
+        aligned copy (or the packed form) of ``self.w[name]``, so writing to ``self.w`` changes nothing
+        here. For tests and diagnostics."""
+        return self._weights[KERNEL_WEIGHT_NAMES.index(name)]
 
     @property
     def weight_bytes_per_sample(self) -> int:

@@ -12,7 +12,7 @@ import pytest
 from models.config import WaveNetConfig
 from models.model_file import random_model
 from realtime import aligned
-from realtime.numba_engine import NumbaEngine, usable_precisions
+from realtime.numba_engine import KERNEL_WEIGHT_NAMES, NumbaEngine, usable_precisions
 from realtime.poly_engine import PolyEngine
 
 
@@ -33,7 +33,7 @@ def test_zeros_and_copy_are_aligned_and_equal(shape, dtype):
 def test_engine_weights_state_and_scratch_are_aligned(precision):
     model = random_model(WaveNetConfig(32, 64, 3, 1), seed=0)
     e = NumbaEngine(model, precision=precision)
-    weights = [a for i, a in enumerate(e._weights[:13]) if i != 4]  # 4: loc_idx, a few int64 indices
+    weights = [e.kernel_array(n) for n in KERNEL_WEIGHT_NAMES if n != "loc_idx"]  # loc_idx: a few int64 indices
     arrays = [a for a in weights + [a for a in e._state if a.dtype == np.float32] if a.size]
     assert arrays and all(aligned.is_aligned(a) for a in arrays)
     # each voice's rows of a polyphonic engine start on a line too (R a multiple of 16)

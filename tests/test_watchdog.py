@@ -88,7 +88,7 @@ def test_injected_nan_is_recovered(tmp_path):
     s.apply_midi(bytes([0x90, 60, 100]))
     out = np.zeros(1600, np.float32)
     s.generate(out)
-    b = s.engine.w["b_out2"]
+    b = s.engine.kernel_array("b_out2")  # the output bias the kernel reads
     saved = b[7]
     b[7] = np.nan  # poison the logits for one block
     s.generate(out)
