@@ -49,7 +49,6 @@ MAX_INPUTS = 512
 #: the high byte's zero points: inputs of either sign (residual stream, gate outputs) / relu outputs (head)
 ZP_SIGNED, ZP_RELU = 128, 0
 _F32V = ir.VectorType(ir.FloatType(), LANES)
-_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 def available() -> tuple[bool, str]:
@@ -275,3 +274,11 @@ def dot_acc(typingctx, h, hoff, w, woff, xq, n_kq, n_ob, sx):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@njit(inline="always", nogil=True, error_model="numpy", boundscheck=False)
+def quantized_dot(hv, wm, x, col0, n_in, n_ob, zero_point, u8):
+    """hv[:16 n_ob] += x[col0:col0 + n_in] @ W for one packed matrix ``wm``: :func:`quantize` the inputs
+    (codes into the scratch bytes ``u8``), then :func:`dot_acc`. Generator thread."""
+    sx = quantize(u8, x, col0, n_in, zero_point)
+    dot_acc(hv, 0, wm, 0, u8, n_in >> 2, n_ob, sx)

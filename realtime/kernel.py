@@ -256,8 +256,7 @@ def _matvec_acc_impl(h, w, l, row0, x, n_in, n_out, vidx, wbuf):
             u8 = wbuf[0].view(np.uint8)
             for j in range(vidx.shape[0]):
                 v = vidx[j]
-                sx = int8dot.quantize(u8, x[v], 0, n_in, ZP_SIGNED)
-                int8dot.dot_acc(h[v], 0, w[l], 0, u8, n_in >> 2, n_out // LANES, sx)
+                int8dot.quantized_dot(h[v], w[l], x[v], 0, n_in, n_out // LANES, ZP_SIGNED, u8)
         return packed8
     if w.dtype != types.uint32:
         return lambda h, w, l, row0, x, n_in, n_out, vidx, wbuf: _acc(h, w, l, row0, x, n_in, n_out, vidx, wbuf)
@@ -289,10 +288,8 @@ def _dilated_acc_impl(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
             n_ob = n_out // LANES
             for j in range(vidx.shape[0]):
                 v = vidx[j]
-                sa = int8dot.quantize(u8, xa[v], 0, n_half, ZP_SIGNED)
-                int8dot.dot_acc(h[v], 0, w[l, 0], 0, u8, n_half >> 2, n_ob, sa)
-                sb = int8dot.quantize(u8, xb[v], 0, n_half, ZP_SIGNED)
-                int8dot.dot_acc(h[v], 0, w[l, 1], 0, u8, n_half >> 2, n_ob, sb)
+                int8dot.quantized_dot(h[v], w[l, 0], xa[v], 0, n_half, n_ob, ZP_SIGNED, u8)
+                int8dot.quantized_dot(h[v], w[l, 1], xb[v], 0, n_half, n_ob, ZP_SIGNED, u8)
         return packed8
     if w.dtype != types.uint32:
         def two(h, w, l, xa, xb, n_half, n_out, vidx, wbuf):
@@ -322,8 +319,7 @@ def _head_acc_impl(h, w, x, col0, n_in, n_out, vidx, wbuf):
             u8 = wbuf[0].view(np.uint8)
             for j in range(vidx.shape[0]):
                 v = vidx[j]
-                sx = int8dot.quantize(u8, x[v], col0, n_in, ZP_RELU)
-                int8dot.dot_acc(h[v], 0, w, 0, u8, n_in >> 2, n_out // LANES, sx)
+                int8dot.quantized_dot(h[v], w, x[v], col0, n_in, n_out // LANES, ZP_RELU, u8)
         return packed8
     if w.dtype != types.uint32:
         return lambda h, w, x, col0, n_in, n_out, vidx, wbuf: _acc_relu(h, w, x, col0, n_in, n_out, vidx)
