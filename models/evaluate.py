@@ -1,6 +1,7 @@
 """Quality evaluator: generate notes through the real engine and measure pitch, timbre and stability.
 
     python -m models.evaluate [--model PATH] [--data DIR] [--json] [--quick] [--png PATH] [--engine NAME]
+                              [--seed N] [--temperature T] [--log FILE]
 
 - pitch: held 2 s notes on a grid of (tonal instrument, MIDI pitch), generated
   with the preset's re-priming mode and with re-priming off; f0 by YIN on the
@@ -21,7 +22,8 @@
 (e.g. ``numba-int8dot`` vs ``numba``) should keep the pitch and timbre figures
 within 2 points (one note of the 54-55 is ~1.8 points), but on a model that is not
 pitched yet those figures move by up to ~7 points between sampler seeds, so the
-teacher-forced NLL is the sharper test. ``auto`` is resolved once.
+teacher-forced NLL is the sharper test. ``auto`` is resolved once. ``--temperature``
+replaces the preset's sampling temperature for every generated note (NLL does not depend on it).
 """
 from __future__ import annotations
 
@@ -115,9 +117,10 @@ def teacher_forced_nll(model, data, engine: str, every: int = 15, seconds: float
 
 
 def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: str | None = None,
-             log=print, engine: str | None = None, seed: int = 0) -> dict:
+             log=print, engine: str | None = None, seed: int = 0, temperature: float | None = None) -> dict:
     """All the figures as one dict. ``seed`` seeds every generated note's sampler: two seeds give the
-    figures' own noise, against which to judge a difference between engines."""
+    figures' own noise, against which to judge a difference between engines. ``temperature`` replaces
+    the preset's sampling temperature (to compare temperatures)."""
     from models.dataset import estimate_f0, load_dataset
     from models.model_file import load_model
     from realtime.presets import load_preset
@@ -127,7 +130,10 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     model = load_model(model_path)
     sr = model.config.sample_rate
     preset = load_preset()
-    preset = replace(preset, model=replace(preset.model, seed=seed))
+    if temperature is not None and not temperature > 0:
+        raise ValueError(f"--temperature {temperature}: must be > 0")
+    preset = replace(preset, model=replace(preset.model, seed=seed, temperature=(
+        preset.model.temperature if temperature is None else float(temperature))))
     # auto probed once here, not once per generated note
     engine = resolve_engine(engine or preset.model.engine, model, preset.model.compute, log)
     preset = replace(preset, model=replace(preset.model, engine=engine))
@@ -137,7 +143,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     grid = QUICK_GRID if quick else PITCH_GRID
     held = slice(int(0.15 * sr), int(1.9 * sr))
     res: dict = {"model": str(model_path), "engine": preset.model.engine, "preset_reprime": preset.model.reprime,
-                 "seed": seed}
+                 "seed": seed, "temperature": preset.model.temperature}
 
     # pitch, with and without seed-bank priming
     generated: dict[tuple[int, int], np.ndarray] = {}
@@ -272,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--png", default=None, help="spectrogram sheet (default: next to the model)")
     ap.add_argument("--engine", choices=ENGINES, help="engine to generate with (default: the preset's)")
     ap.add_argument("--seed", type=int, default=0, help="sampler seed of the generated notes (the figures' noise)")
+    ap.add_argument("--temperature", type=float, default=None,
+                    help="sampling temperature of the generated notes (default: the preset's)")
     ap.add_argument("--log", default=None,
                     help="append a JSON line (training steps/hours + figures) to this file: the quality curve")
     a = ap.parse_args(argv)
@@ -280,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     png = a.png or str(Path(a.model).with_name("eval_spectrograms.png"))
     try:
         res = evaluate(a.model, a.data, a.quick, png, log=(lambda *x: None) if a.json else print, engine=a.engine,
-                       seed=a.seed)
+                       seed=a.seed, temperature=a.temperature)
     except (ModelFileError, ValueError, OSError) as e:
         print(f"evaluate: error: {e}", file=sys.stderr)
         return 2

@@ -37,6 +37,7 @@ class TrainOptions:
     lr: float = 1e-3
     input_noise: float = 1.5   # max std of input noise in mu-law classes (exposure bias)
     splice_prob: float = 0.35  # share of crops that start at a note change (teaches reading the pitch input)
+    self_feed: float = 0.0     # share of inputs replaced by the network's own one-step samples (exposure bias)
     eval_every_s: float = 600.0
     ckpt_every_s: float = 300.0
     eval_notes: int = 48
@@ -67,9 +68,34 @@ class Conditioned(torch.nn.Module):
         return self.model(inputs, self.model.global_vector(pitch, instrument, velocity), local)
 
 
-def batch_loss(model: WaveNet, b: Batch, device: torch.device, net=None) -> torch.Tensor:
-    """Mean cross-entropy (nats) over the scored window of a batch; ``net`` is the (DDP-wrapped) Conditioned."""
+@torch.no_grad()
+def self_fed_inputs(net, t: dict[str, torch.Tensor], share: float, gen: torch.Generator) -> torch.Tensor:
+    """Parallel scheduled sampling: the inputs with a random ``share`` of positions replaced by the
+    network's own sample (temperature 1) for that position, predicted from the teacher inputs.
+
+    ``net`` maps (inputs, pitch, instrument, velocity, local) to logits (B, 256, T); the logits at t
+    predict the sample whose input slot is t+1, so position 0 always keeps its teacher input. The
+    targets stay the real audio: the network learns to continue well from its own slightly-off samples,
+    the first-order part of the exposure bias that free-running generation meets (Duckworth et al., 2019).
+    """
+    inputs = t["inputs"]
+    logits = net(inputs, t["pitch"], t["instrument"], t["velocity"], t["local"])
+    b, q, n = logits.shape
+    probs = torch.softmax(logits.float().transpose(1, 2).reshape(b * n, q), dim=-1)
+    own = torch.multinomial(probs, 1, generator=gen).view(b, n)
+    mask = torch.rand(b, n, generator=gen, device=inputs.device) < share
+    mask[:, 0] = False
+    shifted = torch.cat([inputs[:, :1], own[:, :-1]], dim=1)
+    return torch.where(mask, shifted, inputs)
+
+
+def batch_loss(model: WaveNet, b: Batch, device: torch.device, net=None, self_feed: float = 0.0,
+               gen: torch.Generator | None = None) -> torch.Tensor:
+    """Mean cross-entropy (nats) over the scored window of a batch; ``net`` is the (DDP-wrapped) Conditioned.
+    With ``self_feed`` > 0, that share of the inputs are the network's own samples (:func:`self_fed_inputs`)."""
     t = to_torch(b, device)
+    if self_feed > 0:
+        t["inputs"] = self_fed_inputs(Conditioned(model), t, self_feed, gen)
     logits = (net or Conditioned(model))(t["inputs"], t["pitch"], t["instrument"], t["velocity"], t["local"])
     s = b.score_from
     return F.cross_entropy(logits[:, :, s:], t["targets"][:, s:])
@@ -150,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--input-noise", type=float, default=TrainOptions.input_noise)
     ap.add_argument("--splice-prob", type=float, default=TrainOptions.splice_prob,
                     help="share of crops starting at a note change after another note's audio")
+    ap.add_argument("--self-feed", type=float, default=TrainOptions.self_feed,
+                    help="share of input samples replaced by the network's own one-step samples (0..1)")
     ap.add_argument("--eval-every", type=float, default=10.0, help="minutes between evals")
     ap.add_argument("--ckpt-every", type=float, default=5.0, help="minutes between checkpoints")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads per process")
@@ -167,6 +195,8 @@ def train(a) -> int:
     from .dataset import load_dataset
     from .export import export_model
 
+    if not 0.0 <= a.self_feed <= 1.0:
+        raise ValueError(f"--self-feed {a.self_feed}: must be between 0 and 1")
     torch.set_num_threads(a.threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -212,6 +242,7 @@ def train(a) -> int:
                                                         find_unused_parameters=True)
     context = cfg.receptive_field - 1
     rng = np.random.default_rng([a.seed, rank, step])
+    gen = torch.Generator(device=device).manual_seed(int(rng.integers(2 ** 62)))
     budget = a.minutes * 60.0 if a.minutes is not None else math.inf
     t_start = time.monotonic()
     t_ckpt = t_eval = t_start
@@ -231,7 +262,8 @@ def train(a) -> int:
     def run_eval() -> None:
         ev = evaluate(model, eval_notes, cfg.sample_rate, context, a.window, device,
                       TrainOptions.eval_notes, cfg.conditioning.n_instruments)
-        history.append({"step": step, "hours": elapsed / 3600, "core_hours": core_s / 3600, **ev})
+        history.append({"step": step, "hours": elapsed / 3600, "core_hours": core_s / 3600, **ev,
+                        "options": {"lr": a.lr, "input_noise": a.input_noise, "self_feed": a.self_feed}})
         with open(out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(history[-1]) + "\n")
         print(f"\n[eval] step {step} {elapsed / 3600:.2f} h: " +
@@ -263,7 +295,7 @@ def train(a) -> int:
         b = make_batch(train_notes, idx, cfg.sample_rate, context, a.window, rng, a.input_noise,
                        splice_prob=a.splice_prob)
         t0 = time.monotonic()
-        loss = batch_loss(model, b, device, net)
+        loss = batch_loss(model, b, device, net, a.self_feed, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -83,3 +83,21 @@ def test_teacher_forced_nll_is_deterministic_and_sees_precision():
     int8 = teacher_forced_nll(model, data, "numba-int8", every=1, seconds=0.25)
     assert int8 != fp32 and abs(int8 - fp32) < 0.01 * fp32
     assert teacher_forced_nll(model, None, "numba") is None
+
+
+@pytest.mark.slow
+def test_evaluator_generates_every_note_at_the_given_temperature(tmp_path, monkeypatch):
+    """--temperature replaces the preset's (0.9) for the pitch, timbre and stability notes alike."""
+    from models import evaluate as ev
+    from realtime.engine import Engine
+
+    path = small_model(seed=3).save(tmp_path / "m.npz")
+    seen: list[float] = []
+    orig = Engine.set_temperature
+    monkeypatch.setattr(Engine, "set_temperature", lambda self, t: (seen.append(t), orig(self, t))[1])
+    res = ev.evaluate(str(path), None, quick=True, png=str(tmp_path / "s.png"), log=lambda *a: None,
+                      temperature=0.55)
+    assert res["temperature"] == 0.55 and len(seen) > 10 and set(seen) == {0.55}
+    assert 0.0 <= res["stability"]["silent_fraction"] <= 1.0 and res["stability"]["nan_count"] == 0
+    with pytest.raises(ValueError, match="--temperature 0"):
+        ev.evaluate(str(path), None, quick=True, temperature=0.0)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from models.dataset import Dataset, Note, write_dataset
 from models.model_file import load_model
@@ -69,13 +70,14 @@ def test_train_checkpoint_resume_and_learning(tiny_data, tmp_path):
     assert m.metadata["training"]["core_hours"] == m.metadata["training"]["hours"] > 0  # one process
     assert m.seedbank is not None and len(m.seedbank) == 24
     r2 = train("--data", str(tiny_data), "--out", str(out), "--resume", "--max-steps", "150", "--lr", "3e-3",
-               "--eval-every", "100")
+               "--eval-every", "100", "--self-feed", "0.25")
     assert r2.returncode == 0, r2.stderr[-2000:]
     assert "resuming at step 60" in r2.stdout
     final = [x for x in json_lines(r2.stdout) if "loss" in x][-1]
     assert final["steps"] == 150
     hist = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert hist[-1]["eval_loss"] < first - 1.0, hist  # it learned the tones (nats)
+    assert hist[-1]["options"] == {"lr": 3e-3, "input_noise": 1.5, "self_feed": 0.25}
 
 
 @pytest.mark.slow
@@ -98,6 +100,11 @@ def test_mismatched_dataset_is_refused(tiny_data, tmp_path):
     r = train("--data", str(tiny_data), "--out", str(tmp_path / "o"), "--config", str(tmp_path / "c.json"),
               "--max-steps", "1")
     assert r.returncode == 2 and "instruments" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_self_feed_out_of_range_is_refused(tiny_data, tmp_path):
+    r = train("--data", str(tiny_data), "--out", str(tmp_path / "o"), "--self-feed", "1.5", "--max-steps", "1")
+    assert r.returncode == 2 and "--self-feed 1.5" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.slow
@@ -128,3 +135,25 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tiny_data, tmp_path):
     r = train("--data", str(tiny_data), "--out", str(out), "--resume", "--max-steps", str(steps + 5))
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"resuming at step {steps}" in r.stdout
+
+
+def _next_class_net(inputs, pitch, instrument, velocity, local):
+    """A stand-in network that is certain the next sample is one class above the current input."""
+    logits = torch.full((inputs.shape[0], 256, inputs.shape[1]), -1e4)
+    logits.scatter_(1, ((inputs + 1) % 256).unsqueeze(1), 1e4)
+    return logits
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
+def test_self_feed_replaces_that_share_of_inputs_with_the_networks_own_next_sample(share):
+    from models.train import self_fed_inputs
+
+    rng = np.random.default_rng(0)
+    inputs = torch.from_numpy(rng.integers(0, 255, size=(4, 3000)))
+    t = {"inputs": inputs, "pitch": None, "instrument": None, "velocity": None, "local": None}
+    got = self_fed_inputs(_next_class_net, t, share, torch.Generator().manual_seed(1))
+    own = (inputs[:, :-1] + 1) % 256            # what the network predicts for slot t+1 from input t
+    replaced = got[:, 1:] == own
+    assert torch.equal(got[:, 0], inputs[:, 0])  # nothing predicts the first slot
+    assert torch.all(replaced | (got[:, 1:] == inputs[:, 1:]))  # every slot is teacher or own sample
+    assert float(replaced.float().mean()) == pytest.approx(share, abs=0.02)
