@@ -60,6 +60,22 @@ def training_time(tr: dict) -> str:
     return text + " on one CPU core"
 
 
+def pitch_table(notes: list[dict]) -> list[str]:
+    """Markdown lines: signed cents error of each generated note (instrument x MIDI pitch, with the preset's
+    priming), "-" where unvoiced; empty without per-note results."""
+    if not notes:
+        return []
+    pitches = sorted({n["pitch"] for n in notes})
+    cell = {(n["instrument"], n["pitch"]): ("-" if n["cents"] is None else f"{n['cents']:+.0f}") for n in notes}
+    lines = ["", "## Where the pitch errors lie", "",
+             "Cents from the MIDI pitch of each generated note of the last full evaluation (with the preset's "
+             "priming; \"-\": unvoiced; +-1200: an octave off).", "",
+             "| instrument | " + " | ".join(map(str, pitches)) + " |", "|---" * (len(pitches) + 1) + "|"]
+    for name in dict.fromkeys(n["instrument"] for n in notes):
+        lines.append(f"| {name} | " + " | ".join(cell.get((name, p), "") for p in pitches) + " |")
+    return lines
+
+
 def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
     """Model card: data, config, training time/steps, losses; evaluator figures from ``eval.json`` if present."""
     tr = meta.get("training", {})
@@ -104,5 +120,8 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
     else:
         lines.append("Not yet evaluated.")
     if ev is not None:
-        lines += ["", "## Last full evaluation", "", "```json", json.dumps(ev, indent=2), "```"]
+        from .evaluate import without_notes
+
+        lines += pitch_table(ev.get("pitch_preset", {}).get("notes") or [])
+        lines += ["", "## Last full evaluation", "", "```json", json.dumps(without_notes(ev), indent=2), "```"]
     (out_dir / "MODEL.md").write_text("\n".join(lines) + "\n")

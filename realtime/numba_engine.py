@@ -104,14 +104,21 @@ def kernel_weights(w: dict[str, np.ndarray], loc_idx: np.ndarray, dilations: np.
         # (a bf16 logits matrix: 0.0006, but 7 % slower, below 60x TorchScript on R64); see README
         w_out1, w_out2 = int8dot.pack_matrix(w_out1, int8dot.ZP_RELU), int8dot.pack_matrix(w_out2, int8dot.ZP_RELU)
     c = aligned.copy  # cache-line aligned: the kernels' 64-byte vector loads never straddle two lines
-    return (c(w["embed"]), c(w_dil), c(s_dil), c(w["w_loc"]), loc_idx, c(w_rs), c(s_rs), c(w["b_res"]),
-            c(w["b_skip"]), c(w_out1), c(w["b_out1"]), c(w_out2), c(w["b_out2"]), mulaw.DECODE_TABLE,
-            dilations, q_off, float(sample_rate), POW2_NEG)
+    arrays = {"embed": c(w["embed"]), "w_dil": c(w_dil), "s_dil": c(s_dil), "w_loc": c(w["w_loc"]),
+              "loc_idx": loc_idx, "w_rs": c(w_rs), "s_rs": c(s_rs), "b_res": c(w["b_res"]), "b_skip": c(w["b_skip"]),
+              "w_out1": c(w_out1), "b_out1": c(w["b_out1"]), "w_out2": c(w_out2), "b_out2": c(w["b_out2"])}
+    # ordered by the names, so the names and the tuple cannot drift apart
+    return tuple(arrays[k] for k in KERNEL_WEIGHT_NAMES) + (mulaw.DECODE_TABLE, dilations, q_off,
+                                                             float(sample_rate), POW2_NEG)
 
 
-#: the names of the first entries of the kernel's weights tuple (:func:`kernel_weights`), in order
+#: the names of the first entries of the kernel's weights tuple (:func:`kernel_weights`), in the order
+#: :func:`realtime.kernel.generate_voices` unpacks them
 KERNEL_WEIGHT_NAMES = ("embed", "w_dil", "s_dil", "w_loc", "loc_idx", "w_rs", "s_rs", "b_res", "b_skip", "w_out1",
                        "b_out1", "w_out2", "b_out2")
+#: the weights the kernel streams once per sample (all but the embedding, of which it reads one row, and the
+#: few int64 local-conditioning indices)
+STREAMED = tuple(k for k in KERNEL_WEIGHT_NAMES if k not in ("embed", "loc_idx"))
 
 
 def weight_bytes_per_sample(weights: tuple) -> int:
@@ -119,9 +126,9 @@ def weight_bytes_per_sample(weights: tuple) -> int:
 
     (Not counted: the per-voice state — per-layer bias, queues — and the relu-skipped head rows.)
     """
-    embed = weights[0]
-    streamed = weights[1:4] + weights[5:13]  # w_dil, s_dil, w_loc, w_rs, s_rs, b_res, b_skip, head
-    return int(embed.shape[1] * embed.itemsize + sum(a.nbytes for a in streamed))
+    named = dict(zip(KERNEL_WEIGHT_NAMES, weights))
+    embed = named["embed"]
+    return int(embed.shape[1] * embed.itemsize + sum(named[k].nbytes for k in STREAMED))
 
 
 def scratch(voices: tuple[int, ...], r: int, s: int, max_block: int) -> tuple[np.ndarray, ...]:

@@ -28,6 +28,42 @@ def test_unvoiced_counts_as_an_octave_off():
     assert f == {"n": 4, "median_abs_cents": 35.0, "within_50_cents": 0.5, "unvoiced": 1}
 
 
+def hz(pitch: int, cents: float = 0.0) -> float:
+    return 440.0 * 2 ** ((pitch - 69 + cents / 100) / 12)
+
+
+def test_pitch_detail_finds_octave_errors_and_unvoiced_notes_per_instrument():
+    from models.evaluate import pitch_detail
+
+    d = pitch_detail([("piano", 60, hz(60, 3)), ("piano", 72, hz(72, 1200 - 20)), ("piano", 48, hz(48, 700)),
+                      ("bass", 40, float("nan")), ("bass", 45, hz(45, -2400 + 40)), ("bass", 50, hz(50, -45))])
+    assert [n["cents"] for n in d["notes"]] == pytest.approx([3.0, 1180.0, 700.0, None, -2360.0, -45.0], abs=0.1)
+    assert d["notes"][3] == {"instrument": "bass", "pitch": 40, "f0_hz": None, "cents": None}
+    assert d["notes"][0]["f0_hz"] == pytest.approx(hz(60, 3), abs=0.01)
+    assert d["octave_errors"] == 2  # +1180 and -2360; a fifth (+700) is not one
+    assert d["per_instrument"] == {"piano": {"within_50_cents": pytest.approx(1 / 3, abs=1e-3), "unvoiced": 0},
+                                   "bass": {"within_50_cents": pytest.approx(1 / 3, abs=1e-3), "unvoiced": 1}}
+
+
+def test_history_and_card_keep_the_figures_and_the_card_tabulates_the_notes(tmp_path):
+    import json
+
+    from models.evaluate import pitch_detail, pitch_figures, without_notes
+    from models.export import write_card
+
+    rows = [("piano", 60, hz(60, 12)), ("piano", 72, float("nan")), ("flute", 60, hz(60, -1190))]
+    ev = {"model": "m.npz", "pitch_preset": pitch_figures([12.0, 1200.0, 1190.0]) | pitch_detail(rows)}
+    assert "notes" not in without_notes(ev)["pitch_preset"]
+    assert without_notes(ev)["pitch_preset"]["octave_errors"] == 1
+    (tmp_path / "eval.json").write_text(json.dumps(ev))
+    m = small_model()
+    write_card(tmp_path, m.config, {"training": {"steps": 5, "hours": 0.1}})
+    card = (tmp_path / "MODEL.md").read_text()
+    assert "| instrument | 60 | 72 |" in card
+    assert "| piano | +12 | - |" in card and "| flute | -1190 |  |" in card
+    assert '"octave_errors": 1' in card and '"notes"' not in card
+
+
 def test_timbre_classifier_tells_sine_from_saw_at_unseen_pitches():
     train = [(k, tone(k, 110 * 2 ** (i / 4))) for k in ("sine", "saw") for i in range(0, 16, 2)]
     test = [(k, tone(k, 110 * 2 ** (i / 4))) for k in ("sine", "saw") for i in range(1, 15, 2)]
@@ -99,5 +135,12 @@ def test_evaluator_generates_every_note_at_the_given_temperature(tmp_path, monke
                       temperature=0.55)
     assert res["temperature"] == 0.55 and len(seen) > 10 and set(seen) == {0.55}
     assert 0.0 <= res["stability"]["silent_fraction"] <= 1.0 and res["stability"]["nan_count"] == 0
+    # the per-note list is the grid the figures were computed from
+    notes = res["pitch_preset"]["notes"]
+    names = small_model(seed=3).config.conditioning.instruments
+    assert [(n["instrument"], n["pitch"]) for n in notes] == [
+        (names[i], p) for i in ev.tonal_instruments(small_model(seed=3), None) for p in ev.QUICK_GRID]
+    errs = [1200.0 if n["cents"] is None else abs(n["cents"]) for n in notes]
+    assert np.median(errs) == pytest.approx(res["pitch_preset"]["median_abs_cents"], abs=0.1)
     with pytest.raises(ValueError, match="--temperature 0"):
         ev.evaluate(str(path), None, quick=True, temperature=0.0)

@@ -139,6 +139,10 @@ def test_weight_formats():
 def test_weight_bytes_shrink():
     model = random_model(WaveNetConfig(32, 64, 4, 1), seed=0)
     b = {p: NumbaEngine(model, precision=p).weight_bytes_per_sample for p in usable_precisions(32, 64)}
+    # fp32 streams every weight once per sample (int8 scales: none), plus one embedding row
+    w = model.weights
+    assert b["fp32"] == w["embed"].shape[1] * 4 + sum(w[k].nbytes for k in (
+        "w_dil", "w_loc", "w_rs", "b_res", "b_skip", "w_out1", "b_out1", "w_out2", "b_out2"))
     assert b["int8"] < b["bf16"] < b["fp32"]
     if "bf16dot" in b:  # the output head is bf16 too
         assert b["bf16dot"] < b["bf16"]
