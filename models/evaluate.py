@@ -40,6 +40,7 @@ import numpy as np
 from realtime.presets import ENGINES
 
 from .audio_features import NearestNeighbour, logmel_stats, window_db, window_flatness
+from .dataset import midi_to_hz
 
 PITCH_GRID = (40, 45, 50, 55, 60, 65, 70, 75, 80)
 #: a 100 ms window below this RMS level (dBFS) is silent
@@ -65,7 +66,7 @@ def signed_cents(f0: float, pitch: int) -> float | None:
     """Cents from a MIDI pitch to an f0 (Hz), positive when sharp; None when unvoiced (NaN or <= 0)."""
     if not np.isfinite(f0) or f0 <= 0:
         return None
-    return float(1200.0 * np.log2(f0 / (440.0 * 2 ** ((pitch - 69) / 12))))
+    return float(1200.0 * np.log2(f0 / midi_to_hz(pitch)))
 
 
 def cents_error(f0: float, pitch: int) -> float:

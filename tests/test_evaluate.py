@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from models.audio_features import NearestNeighbour, logmel_stats, window_db, window_flatness
+from models.dataset import midi_to_hz
 from models.evaluate import cents_error, pitch_figures
 from wnl_testutil import small_model
 
@@ -29,7 +30,7 @@ def test_unvoiced_counts_as_an_octave_off():
 
 
 def hz(pitch: int, cents: float = 0.0) -> float:
-    return 440.0 * 2 ** ((pitch - 69 + cents / 100) / 12)
+    return midi_to_hz(pitch + cents / 100)
 
 
 def test_pitch_detail_finds_octave_errors_and_unvoiced_notes_per_instrument():
@@ -127,7 +128,8 @@ def test_evaluator_generates_every_note_at_the_given_temperature(tmp_path, monke
     from models import evaluate as ev
     from realtime.engine import Engine
 
-    path = small_model(seed=3).save(tmp_path / "m.npz")
+    model = small_model(seed=3)
+    path = model.save(tmp_path / "m.npz")
     seen: list[float] = []
     orig = Engine.set_temperature
     monkeypatch.setattr(Engine, "set_temperature", lambda self, t: (seen.append(t), orig(self, t))[1])
@@ -137,9 +139,9 @@ def test_evaluator_generates_every_note_at_the_given_temperature(tmp_path, monke
     assert 0.0 <= res["stability"]["silent_fraction"] <= 1.0 and res["stability"]["nan_count"] == 0
     # the per-note list is the grid the figures were computed from
     notes = res["pitch_preset"]["notes"]
-    names = small_model(seed=3).config.conditioning.instruments
+    names = model.config.conditioning.instruments
     assert [(n["instrument"], n["pitch"]) for n in notes] == [
-        (names[i], p) for i in ev.tonal_instruments(small_model(seed=3), None) for p in ev.QUICK_GRID]
+        (names[i], p) for i in ev.tonal_instruments(model, None) for p in ev.QUICK_GRID]
     errs = [1200.0 if n["cents"] is None else abs(n["cents"]) for n in notes]
     assert np.median(errs) == pytest.approx(res["pitch_preset"]["median_abs_cents"], abs=0.1)
     with pytest.raises(ValueError, match="--temperature 0"):
