@@ -240,7 +240,8 @@ def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak:
             fn = e.generate
             wbytes = e.weight_bytes_per_sample
             if engine != "numba":
-                extra["max_logit_err"] = round(logit_error(model, PRECISION_ENGINES[engine], n=1000), 4)
+                err = logit_error(model, PRECISION_ENGINES[engine], n=1000)
+                extra["max_logit_err"], extra["rel_logit_err"] = round(err.max_abs, 4), round(err.relative, 5)
         elif engine == "torchscript":
             e = TorchScriptEngine(model, seed=0, device="cpu")
             n = 400
@@ -321,7 +322,8 @@ def bench_poly(name: str, runs: int, precisions: list[str], voices: list[int], t
 
 
 def trained_model_check(path: str) -> dict:
-    """Reduced-precision logit errors (2000 samples, teacher-forced) and choose_engine() on a trained model file."""
+    """Reduced-precision logit errors (2000 samples, teacher-forced; nats and relative to the logit scale)
+    and choose_engine() on a trained model file."""
     from models.model_file import load_model
 
     from .numba_engine import choose_engine, logit_error, usable_precisions
@@ -330,8 +332,10 @@ def trained_model_check(path: str) -> dict:
     chosen, why = choose_engine(model)
     cfg = model.config
     precisions = [p for p in usable_precisions(cfg.residual_channels, cfg.skip_channels) if p != "fp32"]
+    errs = {p: logit_error(model, p, n=2000) for p in precisions}
     return {"config": f"model {path}", "auto_engine": chosen, "reason": why,
-            "max_logit_err": {p: round(logit_error(model, p, n=2000), 4) for p in precisions}}
+            "max_logit_err": {p: round(e.max_abs, 4) for p, e in errs.items()},
+            "rel_logit_err": {p: round(e.relative, 5) for p, e in errs.items()}}
 
 
 def poly_summary(rows: list[dict]) -> list[dict]:
@@ -467,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{s['voices_realtime_16k']} voices measured in real time at 16 kHz; capacity "
                   f"~{s['capacity_voices_16k']} voices (best voice-samples/s / 16000)")
     for x in autos:
-        errs = "".join(f"; max logit error {p} {e:.3g}" for p, e in x.get("max_logit_err", {}).items())
+        errs = "".join(f"; logit error {p} {x['rel_logit_err'][p]:.3g} of the scale ({e:.3g} nats)"
+                       for p, e in x.get("max_logit_err", {}).items())
         print(f"auto ({x['config']}): {x['reason']}{errs}")
     return 0
 
