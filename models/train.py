@@ -64,8 +64,8 @@ class Conditioned(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, inputs, pitch, instrument, velocity, local):
-        return self.model(inputs, self.model.global_vector(pitch, instrument, velocity), local)
+    def forward(self, inputs, pitch, instrument, velocity, local, keep: int | None = None):
+        return self.model(inputs, self.model.global_vector(pitch, instrument, velocity), local, keep=keep)
 
 
 @torch.no_grad()
@@ -96,9 +96,10 @@ def batch_loss(model: WaveNet, b: Batch, device: torch.device, net=None, self_fe
     t = to_torch(b, device)
     if self_feed > 0:
         t["inputs"] = self_fed_inputs(Conditioned(model), t, self_feed, gen)
-    logits = (net or Conditioned(model))(t["inputs"], t["pitch"], t["instrument"], t["velocity"], t["local"])
     s = b.score_from
-    return F.cross_entropy(logits[:, :, s:], t["targets"][:, s:])
+    logits = (net or Conditioned(model))(t["inputs"], t["pitch"], t["instrument"], t["velocity"], t["local"],
+                                         keep=b.inputs.shape[1] - s)  # only the scored window's logits
+    return F.cross_entropy(logits, t["targets"][:, s:])
 
 
 def split_notes(notes, every: int = 20):

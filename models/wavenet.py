@@ -49,32 +49,48 @@ class WaveNet(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def forward(self, inputs: torch.Tensor, gvec: torch.Tensor | None = None,
-                local: torch.Tensor | None = None, return_layer_inputs: bool = False):
+                local: torch.Tensor | None = None, keep: int | None = None) -> torch.Tensor:
         """inputs (B,T) int64 mu-law, gvec (B,G), local (B,C,T) -> logits (B,256,T).
 
-        With ``return_layer_inputs`` also returns the list of per-layer inputs
-        (B,R,T), which is what the engines keep in their queues.
+        With ``keep`` only the logits of the last ``keep`` steps are returned, (B,256,keep), the same
+        values as the full forward's: each layer then computes only the steps that those logits depend
+        on (training scores a window after a receptive field of context, so this skips ~1/3 of the head
+        and skip products and ~1/10 of the layers').
+
+        Inside, activations are (B,T,channels) and every convolution is a matrix product on the channel
+        axis (the dilated one on [x(t-d), x(t)], as the engines do), since torch's CPU Conv1d backward
+        takes a slow im2col path for kernel 1. Measured on one core, a training step of 6 x 6143 samples
+        (R32/S64/L20): 1.42 s with Conv1d, 1.28 s as matrix products, 1.00 s with ``keep`` as well. The
+        parameters are still the Conv1d/Linear modules (checkpoints and :func:`export_weights` unchanged).
         """
-        x = self.embed(inputs).transpose(1, 2)
+        t_len = inputs.shape[1]
+        keep = t_len if keep is None else int(keep)
+        if not 0 < keep <= t_len:
+            raise ValueError(f"keep {keep}: must be in 1..{t_len}")
+        x = self.embed(inputs)  # (B,T,R)
+        loc = local.transpose(1, 2) if self.local_proj is not None and local is not None else None  # (B,T,C)
         skip = None
-        layer_inputs = []
+        r = self.cfg.residual_channels
+        after = np.cumsum(self.dilations[::-1])[::-1].tolist()[1:] + [0]  # receptive field of the later layers
         for i, d in enumerate(self.dilations):
-            if return_layer_inputs:
-                layer_inputs.append(x)
-            h = self.convs[i](F.pad(x, (d, 0)))
+            n_in = x.shape[1]  # x holds the last n_in steps; all of them (n_in == T) until trimmed
+            n = min(n_in, keep + after[i])  # the steps of this layer's output that the kept logits need
+            xp = x if n + d <= n_in else F.pad(x, (0, 0, d, 0))  # zeros before the first step (only while untrimmed)
+            xp = xp[:, xp.shape[1] - n - d:]
+            conv = self.convs[i]  # weight (2R out, R in, 2 taps): tap 0 reads x(t-d), tap 1 x(t)
+            h = F.linear(torch.cat((xp[:, :n], xp[:, d:]), dim=2),
+                         torch.cat((conv.weight[:, :, 0], conv.weight[:, :, 1]), dim=1), conv.bias)
             if self.global_proj is not None and gvec is not None:
-                h = h + self.global_proj[i](gvec).unsqueeze(-1)
-            if self.local_proj is not None and local is not None:
-                h = h + self.local_proj[i](local)
-            r = self.cfg.residual_channels
-            z = torch.tanh(h[:, :r]) * torch.sigmoid(h[:, r:])
-            sk = self.skip[i](z)
+                h = h + self.global_proj[i](gvec).unsqueeze(1)
+            if loc is not None:
+                h = h + F.linear(loc[:, t_len - n:], self.local_proj[i].weight[:, :, 0])
+            z = torch.tanh(h[..., :r]) * torch.sigmoid(h[..., r:])
+            sk = F.linear(z[:, n - keep:], self.skip[i].weight[:, :, 0], self.skip[i].bias)
             skip = sk if skip is None else skip + sk
-            x = x + self.res[i](z)
-        logits = self.out2(F.relu(self.out1(F.relu(skip))))
-        if return_layer_inputs:
-            return logits, layer_inputs
-        return logits
+            if i + 1 < len(self.dilations):  # the last layer's residual feeds nothing
+                x = x[:, n_in - n:] + F.linear(z, self.res[i].weight[:, :, 0], self.res[i].bias)
+        o1 = F.relu(F.linear(F.relu(skip), self.out1.weight[:, :, 0], self.out1.bias))
+        return F.linear(o1, self.out2.weight[:, :, 0], self.out2.bias).transpose(1, 2)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

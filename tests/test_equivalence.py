@@ -40,6 +40,41 @@ def test_teacher_forced_logits_match_parallel_forward(engine_cls):
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("batch,t_len", [(1, 700), (3, 400)])
+def test_forward_keep_gives_the_last_logits_and_their_gradients(batch, t_len):
+    """``keep`` computes only what the last logits depend on (training's scored window): the same logits
+    and loss gradients as the full forward, for windows shorter and longer than T - receptive field."""
+    model = small_model(seed=4)
+    net = import_weights(WaveNet(model.config), model.weights)
+    g = torch.Generator().manual_seed(batch)
+    inputs = torch.randint(0, 256, (batch, t_len), generator=g)
+    local = torch.randn(batch, 3, t_len, generator=g)
+    targets = torch.randint(0, 256, (batch, t_len), generator=g)
+
+    def loss_and_grads(keep: int, full: bool):
+        """The last ``keep`` logits, their loss and its gradients: from forward(keep=...) or the whole forward."""
+        net.zero_grad()
+        gv = net.global_vector(torch.arange(batch) + 60, torch.arange(batch) % 3, torch.full((batch,), 0.7))
+        logits = net(inputs, gv, local)[:, :, -keep:] if full else net(inputs, gv, local, keep=keep)
+        loss = torch.nn.functional.cross_entropy(logits, targets[:, -keep:])
+        loss.backward()
+        return logits.detach().numpy(), loss.item(), [p.grad.numpy().copy() for p in net.parameters()
+                                                       if p.grad is not None]
+
+    rf = model.config.receptive_field
+    for keep in (1, 37, t_len - rf, t_len - rf + 1, t_len - rf + 2, t_len - 1, t_len):
+        want_logits, want_loss, want_grads = loss_and_grads(keep, full=True)
+        logits, loss, grads = loss_and_grads(keep, full=False)
+        assert logits.shape == (batch, 256, keep) and np.abs(want_logits).max() > 1.0
+        np.testing.assert_allclose(logits, want_logits, atol=1e-5, rtol=0)
+        assert loss == pytest.approx(want_loss, abs=1e-6)
+        assert len(grads) == len(want_grads) == len(list(net.parameters())) - 2  # the last residual's feed nothing
+        for a, b in zip(grads, want_grads):
+            np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="keep"):
+        net(inputs, None, local, keep=t_len + 1)
+
+
 def drive(e, forced: np.ndarray | None = None) -> np.ndarray:
     """The same control script on any engine: generated samples, or logits along ``forced`` inputs."""
     e.set_temperature(0.9)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.dataset import Dataset, Note, write_dataset
+from models.dataset import Dataset, Note, midi_to_hz, write_dataset
 from models.model_file import load_model
 from wnl_testutil import ROOT
 
@@ -22,7 +22,7 @@ TINY = {"residual_channels": 8, "skip_channels": 16, "layers_per_stack": 5, "sta
 
 
 def tone(kind: str, pitch: int, n: int = 8000, onset: int = 800, release: int = 6400) -> np.ndarray:
-    f = 440.0 * 2 ** ((pitch - 69) / 12)
+    f = midi_to_hz(pitch)
     t = np.arange(n) / SR
     ph = (f * t) % 1.0
     x = np.sin(2 * np.pi * ph) if kind == "sine" else 2 * ph - 1
