@@ -97,8 +97,9 @@ def batch_loss(model: WaveNet, b: Batch, device: torch.device, net=None, self_fe
     if self_feed > 0:
         t["inputs"] = self_fed_inputs(Conditioned(model), t, self_feed, gen)
     s = b.score_from
-    logits = (net or Conditioned(model))(t["inputs"], t["pitch"], t["instrument"], t["velocity"], t["local"],
-                                         keep=b.inputs.shape[1] - s)  # only the scored window's logits
+    net = Conditioned(model) if net is None else net  # (not `net or`: a compiled module has no truth value)
+    logits = net(t["inputs"], t["pitch"], t["instrument"], t["velocity"], t["local"],
+                 keep=b.inputs.shape[1] - s)  # only the scored window's logits
     return F.cross_entropy(logits, t["targets"][:, s:])
 
 
@@ -182,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-every", type=float, default=10.0, help="minutes between evals")
     ap.add_argument("--ckpt-every", type=float, default=5.0, help="minutes between checkpoints")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads per process")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the training step's network (~1.2x faster per step on CPU after a "
+                         "few minutes' compilation; the same loss)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
@@ -241,6 +245,8 @@ def train(a) -> int:
     if world > 1:  # the last layer's residual conv feeds nothing: find_unused_parameters
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
                                                         find_unused_parameters=True)
+    if a.compile:  # the training step only: one shape (batch x crop), compiled once
+        net = torch.compile(net)
     context = cfg.receptive_field - 1
     rng = np.random.default_rng([a.seed, rank, step])
     gen = torch.Generator(device=device).manual_seed(int(rng.integers(2 ** 62)))
