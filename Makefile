@@ -46,12 +46,12 @@ data: setup
 
 # resume training the default model on one core (taskset), one torch thread
 train: data
-	taskset -c 1 $(BIN)/python -m models.train --data data/gm --out models/default --resume $(TRAIN_ARGS)
+	taskset -c 1 $(BIN)/python -m models.train --data data/gm --out models/default --resume --compile $(TRAIN_ARGS)
 
 # the same on every core: one process per core, data-parallel (DDP, gloo), one torch thread each
 train-all-cores: data
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node $$(nproc) -m models.train \
-		--data data/gm --out models/default --resume $(TRAIN_ARGS)
+		--data data/gm --out models/default --resume --compile $(TRAIN_ARGS)
 
 evaluate: setup
 	$(BIN)/python -m models.evaluate --model models/default/model.npz
