@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.dataset import Dataset, Note, midi_to_hz, write_dataset
 from models.config import WaveNetConfig
+from models.dataset import Dataset, Note, midi_to_hz, write_dataset
 from models.model_file import load_model
 from models.wavenet import WaveNet, export_weights
 from wnl_testutil import ROOT
