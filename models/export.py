@@ -76,6 +76,28 @@ def pitch_table(notes: list[dict]) -> list[str]:
     return lines
 
 
+def timbre_cell(t: dict) -> str:
+    """History cell "mu-law / clean": results before the mu-law reference (no "reference" key) were clean."""
+    if t.get("reference") == "mulaw":
+        return f"{t.get('accuracy_generated')} / {t.get('accuracy_generated_clean_reference', '-')}"
+    return f"- / {t.get('accuracy_generated')}"
+
+
+def timbre_table(conf: dict[str, dict[str, int]]) -> list[str]:
+    """Markdown lines: which instrument the timbre classifier heard in each instrument's generated notes."""
+    if not conf:
+        return []
+    names = list(conf)
+    names += sorted({p for row in conf.values() for p in row} - set(names))
+    lines = ["", "## What the timbre classifier heard", "",
+             "Generated notes of each conditioning instrument (rows) by the real instrument whose note was nearest "
+             "(columns), last full evaluation.", "",
+             "| conditioned on | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for t, row in conf.items():
+        lines.append(f"| {t} | " + " | ".join(str(row.get(p, "")) for p in names) + " |")
+    return lines
+
+
 def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
     """Model card: data, config, training time/steps, losses; evaluator figures from ``eval.json`` if present."""
     tr = meta.get("training", {})
@@ -99,12 +121,14 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
     lines += ["", "## Quality against training time", "",
               "`python -m models.evaluate --log models/default/eval_history.jsonl` after each hour of training "
               "(`--quick`: 3 pitches per instrument, 10 s stability); pitch with the preset's seed-bank "
-              "re-priming / without; timbre = 1-NN instrument accuracy on generated notes.", ""]
+              "re-priming / without; timbre = 1-NN instrument accuracy on generated notes, fitted on the real "
+              "notes mu-law coded as the model learns them / on the clean real notes (rows before 2026-11-25 "
+              "have only the clean figure).", ""]
     hist_path = out_dir / "eval_history.jsonl"
     rows = [json.loads(x) for x in hist_path.read_text().splitlines() if x.strip()] if hist_path.is_file() else []
     if rows:
         lines += ["| hours | process-hours | steps | quick | pitch median cents (seed / none) "
-                  "| within 50 c (seed / none) | timbre acc | silent windows (all / where the real note sounds) "
+                  "| within 50 c (seed / none) | timbre acc (mu-law / clean refs) | silent windows (all / where the real note sounds) "
                   "| noise-like (tonal) |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
@@ -114,7 +138,7 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
             lines.append(f"| {hours:.2f} | {r.get('core_hours') or hours:.2f} | {r.get('steps')} | {r.get('quick')} "
                          f"| {ps.get('median_abs_cents')} / {pn.get('median_abs_cents')} "
                          f"| {ps.get('within_50_cents')} / {pn.get('within_50_cents')} "
-                         f"| {r.get('timbre', {}).get('accuracy_generated')} | {st.get('silent_fraction')} / "
+                         f"| {timbre_cell(r.get('timbre', {}))} | {st.get('silent_fraction')} / "
                          f"{'n/a' if st.get('silent_where_real_sounds') is None else st['silent_where_real_sounds']} "
                          f"| {st.get('noise_like_fraction_tonal')} |")
     else:
@@ -123,5 +147,6 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
         from .evaluate import without_notes
 
         lines += pitch_table(ev.get("pitch_preset", {}).get("notes") or [])
+        lines += timbre_table(ev.get("timbre", {}).get("confusion") or {})
         lines += ["", "## Last full evaluation", "", "```json", json.dumps(without_notes(ev), indent=2), "```"]
     (out_dir / "MODEL.md").write_text("\n".join(lines) + "\n")

@@ -19,6 +19,11 @@ def decode(q: np.ndarray) -> np.ndarray:
     return (np.sign(y) * ((1.0 + MU) ** np.abs(y) - 1.0) / MU).astype(np.float32)
 
 
+def roundtrip(x: np.ndarray) -> np.ndarray:
+    """A float waveform as the model sees and at best reproduces it: 8-bit mu-law coded and decoded."""
+    return decode(encode(x))
+
+
 #: decode table, index -> float32 sample value
 DECODE_TABLE: np.ndarray = decode(np.arange(256))
 #: the class index that decodes to exact silence

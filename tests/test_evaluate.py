@@ -65,6 +65,36 @@ def test_history_and_card_keep_the_figures_and_the_card_tabulates_the_notes(tmp_
     assert '"octave_errors": 1' in card and '"notes"' not in card
 
 
+def test_timbre_confusion_counts_what_each_instrument_was_heard_as_and_the_card_tabulates_it(tmp_path):
+    import json
+
+    from models.evaluate import confusion
+    from models.export import write_card
+
+    conf = confusion(["piano", "piano", "piano", "bass", "bass"], ["piano", "strings", "strings", "strings", "bass"])
+    assert conf == {"piano": {"piano": 1, "strings": 2}, "bass": {"strings": 1, "bass": 1}}
+    (tmp_path / "eval.json").write_text(json.dumps({"timbre": {"accuracy_generated": 0.4, "confusion": conf}}))
+    write_card(tmp_path, small_model().config, {"training": {"steps": 5, "hours": 0.1}})
+    card = (tmp_path / "MODEL.md").read_text()
+    # columns: the conditioned instruments in order, then instruments only ever predicted
+    assert "| conditioned on | piano | bass | strings |" in card
+    assert "| piano | 1 |  | 2 |" in card and "| bass |  | 1 | 1 |" in card
+
+
+def test_card_history_shows_timbre_against_mulaw_and_clean_references(tmp_path):
+    import json
+
+    from models.export import write_card
+
+    rows = [{"hours": 1.0, "timbre": {"accuracy_generated": 0.18}},  # before the mu-law reference
+            {"hours": 2.0, "timbre": {"reference": "mulaw", "accuracy_generated": 0.4,
+                                      "accuracy_generated_clean_reference": 0.2}}]
+    (tmp_path / "eval_history.jsonl").write_text("\n".join(map(json.dumps, rows)))
+    write_card(tmp_path, small_model().config, {"training": {"steps": 5, "hours": 0.1}})
+    card = (tmp_path / "MODEL.md").read_text()
+    assert "| - / 0.18 |" in card and "| 0.4 / 0.2 |" in card
+
+
 def test_timbre_classifier_tells_sine_from_saw_at_unseen_pitches():
     train = [(k, tone(k, 110 * 2 ** (i / 4))) for k in ("sine", "saw") for i in range(0, 16, 2)]
     test = [(k, tone(k, 110 * 2 ** (i / 4))) for k in ("sine", "saw") for i in range(1, 15, 2)]
@@ -72,6 +102,21 @@ def test_timbre_classifier_tells_sine_from_saw_at_unseen_pitches():
     pred = clf.predict(np.stack([logmel_stats(a, SR) for _, a in test]))
     assert (pred == np.array([k for k, _ in test])).all()
     assert clf.leave_one_out_accuracy() == 1.0
+
+
+def test_timbre_of_mulaw_coded_notes_needs_mulaw_coded_references():
+    """The evaluator fits its classifier on mu-law coded real notes: one fitted on the clean notes hears
+    the codec's noise floor as timbre and misnames coded sines and saws, even the real ones."""
+    from models import mulaw
+
+    train = [(k, tone(k, 110 * 2 ** (i / 4))) for k in ("sine", "saw") for i in range(0, 16, 2)]
+    test = [(k, mulaw.roundtrip(tone(k, 110 * 2 ** (i / 4)))) for k in ("sine", "saw") for i in range(1, 15, 2)]
+    y, yt = np.array([k for k, _ in train]), np.array([k for k, _ in test])
+    xt = np.stack([logmel_stats(a, SR) for _, a in test])
+    clean = NearestNeighbour().fit(np.stack([logmel_stats(a, SR) for _, a in train]), y)
+    coded = NearestNeighbour().fit(np.stack([logmel_stats(mulaw.roundtrip(a), SR) for _, a in train]), y)
+    assert (coded.predict(xt) == yt).all()
+    assert (clean.predict(xt) == yt).mean() < 0.8
 
 
 def test_windows_find_silence_and_noise():
