@@ -180,8 +180,8 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     model = load_model(model_path)
     sr = model.config.sample_rate
     preset = load_preset()
-    if temperature is not None and not temperature > 0:
-        raise ValueError(f"--temperature {temperature}: must be > 0")
+    if temperature is not None and not temperature >= 0:  # the preset's and the engine's bound
+        raise ValueError(f"--temperature {temperature}: must be >= 0 (0 = argmax)")
     preset = replace(preset, model=replace(preset.model, seed=seed, temperature=(
         preset.model.temperature if temperature is None else float(temperature))))
     # auto probed once here, not once per generated note
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", choices=ENGINES, help="engine to generate with (default: the preset's)")
     ap.add_argument("--seed", type=int, default=0, help="sampler seed of the generated notes (the figures' noise)")
     ap.add_argument("--temperature", type=float, default=None,
-                    help="sampling temperature of the generated notes (default: the preset's)")
+                    help="sampling temperature of the generated notes, >= 0, 0 = argmax (default: the preset's)")
     ap.add_argument("--log", default=None,
                     help="append a JSON line (training steps/hours + figures) to this file: the quality curve")
     a = ap.parse_args(argv)
