@@ -9,7 +9,8 @@ from models.config import WaveNetConfig
 from models.grow import grow_checkpoint, widen
 from models.model_file import load_model
 from models.wavenet import WaveNet
-from test_train import TINY, tiny_data, train  # noqa: F401  (tiny_data: the shared fixture)
+from test_train import train
+from tiny_data import TINY
 
 B, T = 3, 300
 
@@ -77,7 +78,7 @@ def test_shrinking_is_refused():
 
 
 @pytest.mark.slow
-def test_a_grown_checkpoint_resumes_training(tiny_data, tmp_path):  # noqa: F811
+def test_a_grown_checkpoint_resumes_training(tiny_data, tmp_path):
     small, wide = tmp_path / "small", tmp_path / "wide"
     r = train("--data", str(tiny_data), "--out", str(small), "--config", str(tiny_data / "config.json"),
               "--max-steps", "20", "--lr", "3e-3")
