@@ -57,15 +57,16 @@ def test_every_new_weight_learns_within_two_steps():
         F.cross_entropy(new(inputs, batch(new)[1], local)[:, :, :-1], inputs[:, 1:]).backward()
         opt.step()
     after = new.state_dict()
-    r, s, R, S = 8, 16, 16, 32
+    r, s, R, S = old.cfg.residual_channels, old.cfg.skip_channels, new.cfg.residual_channels, new.cfg.skip_channels
+    layers = range(new.cfg.n_layers)
     new_blocks = {  # the blocks that started at zero (or, for skip biases, at a constant)
         "embed.weight": (slice(None), slice(r, R)), "out1.weight": (slice(None), slice(s, S)),
         "out2.weight": (slice(None), slice(s, S)),
-        **{f"convs.{i}.weight": (slice(r, R),) for i in range(5)},
-        **{f"res.{i}.weight": (slice(r, R),) for i in range(4)},  # the last layer's residual feeds nothing
-        **{f"skip.{i}.weight": (slice(s, S),) for i in range(5)},
-        **{f"global_proj.{i}.weight": (slice(r, R),) for i in range(5)},
-        **{f"local_proj.{i}.weight": (slice(r, R),) for i in range(5)},
+        **{f"convs.{i}.weight": (slice(r, R),) for i in layers},
+        **{f"res.{i}.weight": (slice(r, R),) for i in layers[:-1]},  # the last layer's residual feeds nothing
+        **{f"skip.{i}.weight": (slice(s, S),) for i in layers},
+        **{f"global_proj.{i}.weight": (slice(r, R),) for i in layers},
+        **{f"local_proj.{i}.weight": (slice(r, R),) for i in layers},
     }
     assert all((before[n][idx] == 0).all() for n, idx in new_blocks.items())
     stuck = [n for n, idx in new_blocks.items() if (after[n][idx] == before[n][idx]).all()]
