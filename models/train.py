@@ -5,6 +5,9 @@
 Writes into ``--out``: ``ckpt.pt`` (weights, optimiser, step, elapsed time,
 history), ``model.npz`` (the playable model file, with seed bank),
 ``history.jsonl`` (one line per eval), ``loss.png`` and ``MODEL.md``.
+With ``--weight-ema D`` the model file holds an exponential moving average of
+the weights over steps (Polyak averaging, decay D per step); ``ckpt.pt`` keeps
+both, and each eval also reports the averaged weights' ``ema_eval_loss``.
 Under ``torchrun --nproc_per_node N`` each rank trains on its own crops and
 gradients are averaged (gloo on CPU, nccl on CUDA); rank 0 writes files.
 """
@@ -38,6 +41,7 @@ class TrainOptions:
     input_noise: float = 1.5   # max std of input noise in mu-law classes (exposure bias)
     splice_prob: float = 0.35  # share of crops that start at a note change (teaches reading the pitch input)
     self_feed: float = 0.0     # share of inputs replaced by the network's own one-step samples (exposure bias)
+    weight_ema: float = 0.0    # decay per step of the exported weights' moving average (0: export the raw weights)
     eval_every_s: float = 600.0
     ckpt_every_s: float = 300.0
     eval_notes: int = 48
@@ -110,12 +114,26 @@ def split_notes(notes, every: int = 20):
     return train, held
 
 
+def weight_average(model: WaveNet, decay: float, state: dict | None = None):
+    """The exponential moving average of ``model``'s weights (torch's AveragedModel; update it after each
+    optimiser step), restored from a checkpoint's ``weight_ema`` entry when there is one; None if decay is 0."""
+    if decay <= 0.0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    avg = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+    if state and "weight_ema" in state:
+        avg.module.load_state_dict(state["weight_ema"]["model"])
+        avg.n_averaged.fill_(state["weight_ema"]["n_averaged"])
+    return avg
+
+
 @torch.no_grad()
 def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int, device: torch.device,
-             n_notes: int, n_instruments: int) -> dict[str, float]:
+             n_notes: int, n_instruments: int, probes_too: bool = True) -> dict[str, float]:
     """Eval loss on fixed crops, plus probes: loss with pitch +7 semitones and with the wrong instrument.
 
-    The probe deltas tell whether the network reads its conditioning at all.
+    The probe deltas tell whether the network reads its conditioning at all (``probes_too``).
     """
     model.eval()
     rng = np.random.default_rng(1234)
@@ -127,6 +145,8 @@ def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int,
     change = {"splice_prob": 1.0, "starts": None}
     probes = {"eval_loss": {}, "pitch_shift_loss": {"pitch_shift": 7}, "instrument_swap_loss": swap,
               "note_change_loss": change, "note_change_pitch_shift_loss": {**change, "pitch_shift": 7}}
+    if not probes_too:
+        probes = {"eval_loss": {}}
     for name, kw in probes.items():
         losses = []
         for k in range(0, len(idx), 8):
@@ -151,7 +171,8 @@ def plot_history(history: list[dict], path: Path) -> None:
         ax.plot([h["hours"] for h in tr], [h["train_loss"] for h in tr], label="train (crops)", alpha=0.6)
     for key, lab in (("eval_loss", "eval"), ("pitch_shift_loss", "eval, pitch +7"),
                      ("instrument_swap_loss", "eval, wrong instrument"), ("note_change_loss", "note change"),
-                     ("note_change_pitch_shift_loss", "note change, pitch +7")):
+                     ("note_change_pitch_shift_loss", "note change, pitch +7"),
+                     ("ema_eval_loss", "eval, averaged weights")):
         ev = [h for h in history if key in h]
         if ev:
             ax.plot([h["hours"] for h in ev], [h[key] for h in ev], marker="o", label=lab)
@@ -180,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="share of crops starting at a note change after another note's audio")
     ap.add_argument("--self-feed", type=float, default=TrainOptions.self_feed,
                     help="share of input samples replaced by the network's own one-step samples (0..1)")
+    ap.add_argument("--weight-ema", type=float, default=TrainOptions.weight_ema,
+                    help="export a moving average of the weights, this decay per step (e.g. 0.999; 0 = off)")
     ap.add_argument("--eval-every", type=float, default=10.0, help="minutes between evals")
     ap.add_argument("--ckpt-every", type=float, default=5.0, help="minutes between checkpoints")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads per process")
@@ -202,6 +225,8 @@ def train(a) -> int:
 
     if not 0.0 <= a.self_feed <= 1.0:
         raise ValueError(f"--self-feed {a.self_feed}: must be between 0 and 1")
+    if not 0.0 <= a.weight_ema < 1.0:
+        raise ValueError(f"--weight-ema {a.weight_ema}: must be at least 0 and below 1")
     torch.set_num_threads(a.threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -241,6 +266,7 @@ def train(a) -> int:
         step, elapsed, history = state["step"], state["elapsed_s"], state["history"]
         core_s = state.get("core_s", elapsed)  # older checkpoints: one process all along
         max_world = max(world, state.get("max_world", 2 if core_s > elapsed * 1.001 else 1))
+    averaged = weight_average(model, a.weight_ema, state) if rank == 0 else None
     net = Conditioned(model)
     if world > 1:  # the last layer's residual conv feeds nothing: find_unused_parameters
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
@@ -264,27 +290,37 @@ def train(a) -> int:
         print(f"training {model.n_params():,} params, config R{cfg.residual_channels}/S{cfg.skip_channels}/"
               f"L{cfg.n_layers}, RF {cfg.receptive_field} samples, {len(train_notes)} train / {len(eval_notes)} "
               f"eval notes, world {world}, resuming at step {step}", flush=True)
-    ema, samples_done = None, 0
+    loss_avg, samples_done = None, 0
 
     def run_eval() -> None:
         ev = evaluate(model, eval_notes, cfg.sample_rate, context, a.window, device,
                       TrainOptions.eval_notes, cfg.conditioning.n_instruments)
+        if averaged is not None:
+            ev["ema_eval_loss"] = evaluate(averaged.module, eval_notes, cfg.sample_rate, context, a.window, device,
+                                           TrainOptions.eval_notes, cfg.conditioning.n_instruments,
+                                           probes_too=False)["eval_loss"]
         history.append({"step": step, "hours": elapsed / 3600, "core_hours": core_s / 3600, **ev,
-                        "options": {"lr": a.lr, "input_noise": a.input_noise, "self_feed": a.self_feed}})
+                        "options": {"lr": a.lr, "input_noise": a.input_noise, "self_feed": a.self_feed,
+                                    "weight_ema": a.weight_ema}})
         with open(out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(history[-1]) + "\n")
         print(f"\n[eval] step {step} {elapsed / 3600:.2f} h: " +
               ", ".join(f"{k} {v:.3f}" for k, v in ev.items()), flush=True)
 
     def save() -> None:
+        extra = {} if averaged is None else {"weight_ema": {"decay": a.weight_ema, "model": averaged.module.state_dict(),
+                                                            "n_averaged": int(averaged.n_averaged)}}
         torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "step": step, "elapsed_s": elapsed, "core_s": core_s, "max_world": max_world,
-                    "history": history},
+                    "history": history, **extra},
                    str(ckpt_path) + ".tmp")
         os.replace(str(ckpt_path) + ".tmp", ckpt_path)
         last_eval = [h for h in history if "eval_loss" in h][-1:]
-        export_model(model, ds, out, {"steps": step, "hours": elapsed / 3600, "core_hours": core_s / 3600,
-                                      "max_world": max_world, "history": last_eval, "train_loss": ema})
+        summary = {"steps": step, "hours": elapsed / 3600, "core_hours": core_s / 3600,
+                   "max_world": max_world, "history": last_eval, "train_loss": loss_avg}
+        if averaged is not None:
+            summary["weight_ema"] = {"decay": a.weight_ema, "steps_averaged": int(averaged.n_averaged)}
+        export_model(model if averaged is None else averaged.module, ds, out, summary)
         plot_history(history, out / "loss.png")
 
     interrupted = install_stop_handlers()
@@ -307,6 +343,8 @@ def train(a) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         dt = time.monotonic() - t0
         step += 1
         wall = time.monotonic() - now
@@ -314,15 +352,15 @@ def train(a) -> int:
         core_s += wall * world
         samples_done += b.inputs.size
         lv = float(loss.detach())
-        ema = lv if ema is None else 0.98 * ema + 0.02 * lv
+        loss_avg = lv if loss_avg is None else 0.98 * loss_avg + 0.02 * lv
         if rank == 0:
             if bar is not None:
                 bar.n = int(min(session_elapsed, bar.total or session_elapsed))
                 bar.set_description(f"step {step}")
-                bar.set_postfix_str(f"loss {ema:.3f} nats, {b.inputs.size / dt:,.0f} samples/s")
+                bar.set_postfix_str(f"loss {loss_avg:.3f} nats, {b.inputs.size / dt:,.0f} samples/s")
                 bar.refresh()
             if step % 50 == 0:
-                history.append({"step": step, "hours": elapsed / 3600, "train_loss": ema})
+                history.append({"step": step, "hours": elapsed / 3600, "train_loss": loss_avg})
             if time.monotonic() - t_eval >= a.eval_every * 60 or step == 1:
                 t_eval = time.monotonic()
                 run_eval()
@@ -338,7 +376,7 @@ def train(a) -> int:
         if not history or history[-1].get("step") != step or "eval_loss" not in history[-1]:
             run_eval()
         save()
-        print(json.dumps({"steps": step, "hours": round(elapsed / 3600, 3), "loss": ema,
+        print(json.dumps({"steps": step, "hours": round(elapsed / 3600, 3), "loss": loss_avg,
                           "model": str(out / "model.npz")}), flush=True)
     print(json.dumps({"rank": rank, "step": step, "weights_sha256": weights_digest(model)}), flush=True)
     if world > 1:

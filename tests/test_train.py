@@ -51,13 +51,20 @@ def test_train_checkpoint_resume_and_learning(tiny_data, tmp_path):
     assert final["steps"] == 150
     hist = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert hist[-1]["eval_loss"] < first - 1.0, hist  # it learned the tones (nats)
-    assert hist[-1]["options"] == {"lr": 3e-3, "input_noise": 1.5, "self_feed": 0.25}
+    assert hist[-1]["options"] == {"lr": 3e-3, "input_noise": 1.5, "self_feed": 0.25, "weight_ema": 0.0}
+    ckpt = torch.load(out / "ckpt.pt", weights_only=False)
+    assert "weight_ema" not in ckpt  # off by default: the model file holds the raw weights
+    exported = load_model(out / "model.npz").weights
+    raw = WaveNet(WaveNetConfig.from_dict(ckpt["config"]))
+    raw.load_state_dict(ckpt["model"])
+    for k, v in export_weights(raw).items():
+        np.testing.assert_array_equal(exported[k], v, err_msg=k)
 
 
 @pytest.mark.slow
 def test_ddp_two_ranks_end_with_identical_weights(tiny_data, tmp_path):
     r = train("--data", str(tiny_data), "--out", str(tmp_path / "ddp"), "--config", str(tiny_data / "config.json"),
-              "--max-steps", "8", world=2)
+              "--max-steps", "8", "--weight-ema", "0.9", world=2)
     assert r.returncode == 0, r.stderr[-3000:]
     ranks = {x["rank"]: x for x in json_lines(r.stdout) if "weights_sha256" in x}
     assert set(ranks) == {0, 1}
@@ -65,6 +72,7 @@ def test_ddp_two_ranks_end_with_identical_weights(tiny_data, tmp_path):
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
     tr = load_model(tmp_path / "ddp" / "model.npz").metadata["training"]
     assert tr["max_world"] == 2 and tr["core_hours"] == pytest.approx(2 * tr["hours"], rel=1e-6)  # two processes
+    assert tr["weight_ema"] == {"decay": 0.9, "steps_averaged": 8}  # rank 0 averaged every step
     assert "up to 2 data-parallel processes" in (tmp_path / "ddp" / "MODEL.md").read_text()
 
 
@@ -95,6 +103,40 @@ def test_mismatched_dataset_is_refused(tiny_data, tmp_path):
     r = train("--data", str(tiny_data), "--out", str(tmp_path / "o"), "--config", str(tmp_path / "c.json"),
               "--max-steps", "1")
     assert r.returncode == 2 and "instruments" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_weight_ema_is_the_moving_average_across_a_resume_and_is_what_ships(tiny_data, tmp_path):
+    """--weight-ema D: after one step the average is that step's weights; a resumed second step makes it
+    D * w1 + (1 - D) * w2 (the state survives the checkpoint), and model.npz holds the average, not w2."""
+    out, d = tmp_path / "ema", 0.75
+    common = ("--data", str(tiny_data), "--out", str(out), "--lr", "3e-3", "--weight-ema", str(d))
+    r = train(*common, "--config", str(tiny_data / "config.json"), "--max-steps", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    c1 = torch.load(out / "ckpt.pt", weights_only=False)
+    assert c1["weight_ema"]["n_averaged"] == 1
+    for k, w in c1["model"].items():
+        torch.testing.assert_close(c1["weight_ema"]["model"][k], w, rtol=0, atol=0)
+    r = train(*common, "--resume", "--max-steps", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    c2 = torch.load(out / "ckpt.pt", weights_only=False)
+    assert c2["step"] == 2 and c2["weight_ema"]["n_averaged"] == 2
+    moved = max(float((c2["model"][k] - c1["model"][k]).abs().max()) for k in c1["model"])
+    assert moved > 1e-3  # the second step changed the weights, so the average is not either of them
+    avg = WaveNet(WaveNetConfig.from_dict(c2["config"]))
+    avg.load_state_dict({k: d * c1["model"][k] + (1 - d) * c2["model"][k] for k in c1["model"]})
+    exported = load_model(out / "model.npz")
+    for k, v in export_weights(avg).items():
+        np.testing.assert_allclose(exported.weights[k], v, rtol=0, atol=1e-6, err_msg=k)
+    assert exported.metadata["training"]["weight_ema"] == {"decay": d, "steps_averaged": 2}
+    hist = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(h["ema_eval_loss"]) for h in hist) and hist[-1]["options"]["weight_ema"] == d
+
+
+@pytest.mark.parametrize("bad", ["1", "-0.1", "nan"])
+def test_weight_ema_out_of_range_is_refused(tiny_data, tmp_path, bad):
+    r = train("--data", str(tiny_data), "--out", str(tmp_path / "o"), "--weight-ema", bad, "--max-steps", "1")
+    assert r.returncode == 2 and f"--weight-ema {float(bad)}" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_self_feed_out_of_range_is_refused(tiny_data, tmp_path):
