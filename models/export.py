@@ -1,7 +1,15 @@
-"""Export a trained WaveNet to a model file with its seed bank and model card."""
+"""Export a trained WaveNet to a model file with its seed bank and model card.
+
+    python -m models.export --ckpt models/NAME/ckpt.pt --data DIR --out FILE.npz [--weights raw|averaged]
+
+writes a playable model file from a training checkpoint: its raw weights, or the moving
+average that ``models.train --weight-ema`` keeps beside them (what training exports).
+"""
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +45,62 @@ def build_seedbank(notes, receptive_field: int, offset_s: float = 0.0, sample_ra
     return SeedBank(np.stack(snippets), np.asarray(inst), np.asarray(pitch), np.asarray(vel))
 
 
-def export_model(model: WaveNet, dataset, out_dir: str | Path, summary: dict[str, Any]) -> Path:
-    """Write ``out_dir/model.npz`` (weights + seed bank + training summary) and refresh ``MODEL.md``."""
-    out_dir = Path(out_dir)
+def training_summary(step: int, elapsed_s: float, core_s: float, max_world: int, history: list[dict],
+                     train_loss: float | None, weight_ema: dict | None = None) -> dict[str, Any]:
+    """The model file's ``training`` metadata: steps, wall-clock and process hours, the last eval, and
+    which moving average of the weights it holds (``{"decay", "steps_averaged"}``; None: the raw weights)."""
+    summary = {"steps": step, "hours": elapsed_s / 3600, "core_hours": core_s / 3600, "max_world": max_world,
+               "history": [h for h in history if "eval_loss" in h][-1:], "train_loss": train_loss}
+    if weight_ema is not None:
+        summary["weight_ema"] = weight_ema
+    return summary
+
+
+def model_file(model: WaveNet, dataset, summary: dict[str, Any]) -> ModelFile:
+    """Weights + seed bank (from ``dataset``'s notes) + training summary."""
     cfg = model.cfg
     seed = build_seedbank(dataset.notes, cfg.receptive_field, sample_rate=cfg.sample_rate)
     meta = {"training": summary, "n_params": model.n_params(),
             "dataset": {"source": getattr(dataset, "source", ""), "n_notes": len(dataset.notes)}}
-    path = ModelFile(cfg, export_weights(model), meta, seed).save(out_dir / "model.npz")
-    write_card(out_dir, cfg, meta)
+    return ModelFile(cfg, export_weights(model), meta, seed)
+
+
+def export_model(model: WaveNet, dataset, out_dir: str | Path, summary: dict[str, Any]) -> Path:
+    """Write ``out_dir/model.npz`` (weights + seed bank + training summary) and refresh ``MODEL.md``."""
+    out_dir = Path(out_dir)
+    mf = model_file(model, dataset, summary)
+    path = mf.save(out_dir / "model.npz")
+    write_card(out_dir, mf.config, mf.metadata)
     return path
+
+
+def export_checkpoint(ckpt: str | Path, data: str | Path, out: str | Path, weights: str = "averaged") -> Path:
+    """A training checkpoint's ``raw`` or ``averaged`` (``--weight-ema``) weights -> the model file ``out``.
+
+    Raises ValueError (naming the checkpoint) when it holds no averaged weights or does not match the data.
+    """
+    import torch
+
+    from .config import WaveNetConfig
+    from .dataset import load_dataset
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    ema = state.get("weight_ema")
+    if weights == "averaged" and ema is None:
+        raise ValueError(f"{ckpt}: no averaged weights (trained without --weight-ema); use --weights raw")
+    cfg = WaveNetConfig.from_dict(state["config"])
+    ds = load_dataset(data)
+    if list(ds.instruments) != list(cfg.conditioning.instruments):
+        raise ValueError(f"{data}: instruments {ds.instruments} differ from {ckpt}'s "
+                         f"{list(cfg.conditioning.instruments)}")
+    model = WaveNet(cfg)
+    model.load_state_dict(ema["model"] if weights == "averaged" else state["model"])
+    train_loss = next((h["train_loss"] for h in reversed(state["history"]) if "train_loss" in h), None)
+    summary = training_summary(state["step"], state["elapsed_s"], state.get("core_s", state["elapsed_s"]),
+                               state.get("max_world", 1), state["history"], train_loss,
+                               {"decay": ema["decay"], "steps_averaged": ema["n_averaged"]}
+                               if weights == "averaged" else None)
+    return model_file(model, ds, summary).save(out)
 
 
 def training_time(tr: dict) -> str:
@@ -150,3 +204,25 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
         lines += timbre_table(ev.get("timbre", {}).get("confusion") or {})
         lines += ["", "## Last full evaluation", "", "```json", json.dumps(without_notes(ev), indent=2), "```"]
     (out_dir / "MODEL.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.export", description=__doc__.split("\n")[0])
+    ap.add_argument("--ckpt", required=True, help="training checkpoint, e.g. models/default/ckpt.pt")
+    ap.add_argument("--data", required=True, help="the dataset it was trained on (for the seed bank)")
+    ap.add_argument("--out", required=True, help="model file to write (.npz)")
+    ap.add_argument("--weights", choices=("averaged", "raw"), default="averaged",
+                    help="the moving average of the weights (--weight-ema; default) or the last step's")
+    a = ap.parse_args(argv)
+    from .dataset import DatasetError
+
+    try:
+        print(export_checkpoint(a.ckpt, a.data, a.out, a.weights))
+    except (FileNotFoundError, ValueError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(a) -> int:
     from .dataset import load_dataset
-    from .export import export_model
+    from .export import export_model, training_summary
 
     if not 0.0 <= a.self_feed <= 1.0:
         raise ValueError(f"--self-feed {a.self_feed}: must be between 0 and 1")
@@ -315,11 +315,8 @@ def train(a) -> int:
                     "history": history, **extra},
                    str(ckpt_path) + ".tmp")
         os.replace(str(ckpt_path) + ".tmp", ckpt_path)
-        last_eval = [h for h in history if "eval_loss" in h][-1:]
-        summary = {"steps": step, "hours": elapsed / 3600, "core_hours": core_s / 3600,
-                   "max_world": max_world, "history": last_eval, "train_loss": loss_avg}
-        if averaged is not None:
-            summary["weight_ema"] = {"decay": a.weight_ema, "steps_averaged": int(averaged.n_averaged)}
+        summary = training_summary(step, elapsed, core_s, max_world, history, loss_avg, None if averaged is None
+                                   else {"decay": a.weight_ema, "steps_averaged": int(averaged.n_averaged)})
         export_model(model if averaged is None else averaged.module, ds, out, summary)
         plot_history(history, out / "loss.png")
 
