@@ -122,6 +122,9 @@ def without_notes(res: dict) -> dict:
             for k, v in res.items()}
 
 
+DEFAULT_DATA = "data/gm"  # where `make data` renders the training set
+
+
 def tonal_instruments(model, data) -> list[int]:
     names = model.config.conditioning.instruments
     if data is not None:
@@ -187,7 +190,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     # auto probed once here, not once per generated note
     engine = resolve_engine(engine or preset.model.engine, model, preset.model.compute, log)
     preset = replace(preset, model=replace(preset.model, engine=engine))
-    data = load_dataset(data_dir) if data_dir and Path(data_dir, "dataset.json").is_file() else None
+    data = load_dataset(data_dir) if data_dir else None
     names = list(model.config.conditioning.instruments)
     tonal = tonal_instruments(model, data)
     grid = QUICK_GRID if quick else PITCH_GRID
@@ -332,7 +335,9 @@ def write_sheet(path: str, model, data, generated, names, sr: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=str(Path(__file__).resolve().parent / "default" / "model.npz"))
-    ap.add_argument("--data", default="data/gm", help="dataset with the real notes (optional)")
+    ap.add_argument("--data", default=None,
+                    help=f"dataset with the real notes (default: {DEFAULT_DATA} when it exists; without one, no "
+                         "timbre reference from real notes, no NLL, no silent-where-real-sounds)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--quick", action="store_true", help="3 pitches, 10 s stability")
     ap.add_argument("--png", default=None, help="spectrogram sheet (default: next to the model)")
@@ -343,13 +348,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log", default=None,
                     help="append a JSON line (training steps/hours + figures) to this file: the quality curve")
     a = ap.parse_args(argv)
+    from models.dataset import DatasetError
     from models.model_file import ModelFileError
+
+    data = a.data if a.data is not None else DEFAULT_DATA if Path(DEFAULT_DATA, "dataset.json").is_file() else None
 
     png = a.png or str(Path(a.model).with_name("eval_spectrograms.png"))
     try:
-        res = evaluate(a.model, a.data, a.quick, png, log=(lambda *x: None) if a.json else print, engine=a.engine,
+        res = evaluate(a.model, data, a.quick, png, log=(lambda *x: None) if a.json else print, engine=a.engine,
                        seed=a.seed, temperature=a.temperature)
-    except (ModelFileError, ValueError, OSError) as e:
+    except (ModelFileError, DatasetError, ValueError, OSError) as e:
         print(f"evaluate: error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(res) if a.json else json.dumps(res, indent=2))

@@ -212,9 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
+    from .dataset import DatasetError
+
     try:
         return train(a)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
