@@ -47,6 +47,8 @@ from .dataset import midi_to_hz
 PITCH_GRID = (40, 45, 50, 55, 60, 65, 70, 75, 80)
 #: a 100 ms window below this RMS level (dBFS) is silent
 SILENT_DB = -50.0
+ENVELOPE_S = 1.5           # the dataset holds every note 1.5 s: compare levels over that key-down time
+ENVELOPE_FLOOR_DB = -60.0
 QUICK_GRID = (48, 60, 72)
 
 
@@ -117,9 +119,50 @@ def confusion(true: list[str], predicted: list[str]) -> dict[str, dict[str, int]
 
 
 def without_notes(res: dict) -> dict:
-    """An evaluation result without its per-note lists: the figures alone (for the history and the card)."""
-    return {k: ({kk: vv for kk, vv in v.items() if kk != "notes"} if isinstance(v, dict) else v)
+    """An evaluation result without its per-note lists and level curves: the figures alone (for the history
+    and the card)."""
+    return {k: ({kk: vv for kk, vv in v.items() if kk not in ("notes", "curves")} if isinstance(v, dict) else v)
             for k, v in res.items()}
+
+
+def level_envelope(audio: np.ndarray, sr: int, seconds: float = ENVELOPE_S, window_s: float = 0.1) -> np.ndarray:
+    """Level (dBFS) of each ``window_s`` window of the first ``seconds``, floored at ENVELOPE_FLOOR_DB
+    (digital silence and a collapse alike), silence-padded when the audio is shorter."""
+    n = int(round(seconds * sr))
+    a = np.zeros(n, np.float32)
+    a[:min(n, len(audio))] = audio[:n]
+    return np.maximum(window_db(a, sr, window_s), ENVELOPE_FLOOR_DB)
+
+
+def envelope_shape_error(generated_db: np.ndarray, real_db: np.ndarray) -> float:
+    """Mean |difference| (dB) of two level envelopes, each less its own mean, over the windows where the real
+    note sounds (>= SILENT_DB): how far the generated note's rise and decay are from the real note's,
+    whatever the output gain. NaN when the real note never sounds."""
+    sounds = real_db >= SILENT_DB
+    if not sounds.any():
+        return float("nan")
+    g, r = generated_db[sounds], real_db[sounds]
+    return float(np.mean(np.abs((g - g.mean()) - (r - r.mean()))))
+
+
+def envelope_figures(rows: list[tuple[str, np.ndarray, np.ndarray]], window_s: float = 0.1) -> dict:
+    """Level against time. ``rows``: (instrument name, generated envelope, real envelope), dB per window.
+    Returns the median shape error (dB) over all notes and per instrument, and each instrument's median
+    generated and real envelopes (``curves``)."""
+    errs: dict[str, list[float]] = {}
+    gen: dict[str, list[np.ndarray]] = {}
+    real: dict[str, list[np.ndarray]] = {}
+    for name, g, r in rows:
+        errs.setdefault(name, []).append(envelope_shape_error(g, r))
+        gen.setdefault(name, []).append(g)
+        real.setdefault(name, []).append(r)
+    every = [e for v in errs.values() for e in v if np.isfinite(e)]
+    return {"window_s": window_s,
+            "shape_error_db": round(float(np.median(every)), 2) if every else None,
+            "per_instrument": {k: round(float(np.nanmedian(v)), 2) if np.isfinite(v).any() else None
+                               for k, v in errs.items()},
+            "curves": {k: {"generated_db": np.round(np.median(gen[k], axis=0), 1).tolist(),
+                           "real_db": np.round(np.median(real[k], axis=0), 1).tolist()} for k in errs}}
 
 
 DEFAULT_DATA = "data/gm"  # where `make data` renders the training set
@@ -133,14 +176,19 @@ def tonal_instruments(model, data) -> list[int]:
     return [i for i, n in enumerate(names) if n != "drums"]
 
 
+def real_note(data, instrument: int, pitch: int, velocity: int = 90):
+    """The real note of this instrument and pitch with the velocity nearest ``velocity``; None without one."""
+    notes = [n for n in data.notes if n.instrument_id == instrument and n.pitch == pitch] if data is not None else []
+    return min(notes, key=lambda n: abs(n.velocity - velocity)) if notes else None
+
+
 def real_sounding(data, instrument: int, pitch: int, sr: int, seconds: float, velocity: int = 90,
                   window_s: float = 0.1) -> np.ndarray | None:
     """Per ``window_s`` window of the first ``seconds`` after key-down: does the real note (this instrument and
     pitch, the velocity nearest ``velocity``) sound (>= -50 dBFS)? None without such a note in ``data``."""
-    notes = [n for n in data.notes if n.instrument_id == instrument and n.pitch == pitch] if data is not None else []
-    if not notes:
+    n = real_note(data, instrument, pitch, velocity)
+    if n is None:
         return None
-    n = min(notes, key=lambda n: abs(n.velocity - velocity))
     return window_db(n.audio[n.onset:n.onset + int(seconds * sr)], sr, window_s) >= SILENT_DB
 
 
@@ -214,7 +262,14 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         res[f"pitch_{label}"] = figures | pitch_detail(rows)
     if data is not None:  # the estimator on the real notes, for reference
         real = [n for n in data.notes if n.tonal and n.pitch in grid and n.velocity == 80]
-        res["pitch_real_notes"] = pitch_figures([cents_error(estimate_f0(n.audio[held], sr), n.pitch) for n in real])
+        if real:  # (a user's dataset may have no velocity-80 notes)
+            res["pitch_real_notes"] = pitch_figures([cents_error(estimate_f0(n.audio[held], sr), n.pitch) for n in real])
+        # level against time: does a held note rise and decay like the real one (velocity 90, as generated)?
+        rows = [(names[i], level_envelope(a, sr), level_envelope(r.audio[r.onset:], sr))
+                for (i, p), a in generated.items() if (r := real_note(data, i, p)) is not None]
+        if rows:
+            res["envelope"] = envelope_figures(rows)
+            log(f"envelope: {without_notes({'e': res['envelope']})['e']}")
 
     # timbre: classifier fitted on the real notes as the model is trained to reproduce them, through
     # 8-bit mu-law (a classifier fitted on the clean float notes hears the codec's noise floor as timbre:

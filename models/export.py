@@ -152,6 +152,29 @@ def timbre_table(conf: dict[str, dict[str, int]]) -> list[str]:
     return lines
 
 
+def envelope_table(env: dict) -> list[str]:
+    """Markdown lines: each instrument's median level (dBFS) per window of a held note, real against generated,
+    and the median shape error; empty without envelope curves."""
+    curves = env.get("curves") or {}
+    if not curves:
+        return []
+    w = env.get("window_s", 0.1)
+    n = max(len(c["real_db"]) for c in curves.values())
+    lines = ["", "## Level against time", "",
+             f"Median level (dBFS, floored at -60) of each {w * 1000:.0f} ms window after key-down, held notes at "
+             "velocity 90 with the preset's priming against the real notes; shape error = mean |difference| once "
+             "each envelope's mean is removed (output gain does not count), median over the notes. Last full "
+             "evaluation.", "",
+             "| instrument | | shape error dB | " + " | ".join(f"{k * w:.1f} s" for k in range(n)) + " |",
+             "|---" * (n + 3) + "|"]
+    for name, c in curves.items():
+        err = (env.get("per_instrument") or {}).get(name)
+        for label, key in (("real", "real_db"), ("generated", "generated_db")):
+            lines.append(f"| {name} | {label} | {err if label == 'generated' else ''} | "
+                         + " | ".join(f"{x:.0f}" for x in c[key]) + " |")
+    return lines
+
+
 def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
     """Model card: data, config, training time/steps, losses; evaluator figures from ``eval.json`` if present."""
     tr = meta.get("training", {})
@@ -202,6 +225,7 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
 
         lines += pitch_table(ev.get("pitch_preset", {}).get("notes") or [])
         lines += timbre_table(ev.get("timbre", {}).get("confusion") or {})
+        lines += envelope_table(ev.get("envelope") or {})
         lines += ["", "## Last full evaluation", "", "```json", json.dumps(without_notes(ev), indent=2), "```"]
     (out_dir / "MODEL.md").write_text("\n".join(lines) + "\n")
 

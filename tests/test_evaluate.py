@@ -192,3 +192,86 @@ def test_evaluator_generates_every_note_at_the_given_temperature(tmp_path, monke
     for bad in (-0.5, float("nan")):  # the bound of the preset and the engine: >= 0, 0 being argmax
         with pytest.raises(ValueError, match=f"--temperature {bad}: must be >= 0"):
             ev.evaluate(str(path), None, quick=True, temperature=bad)
+
+
+def test_envelope_shape_error_ignores_gain_and_measures_decay_and_collapse():
+    """A held note's level against time: an offset (output gain) costs nothing; a flat note against a linear
+    20 dB decay costs the ramp's mean deviation (5 dB); a collapse to silence costs its depth."""
+    from models.evaluate import ENVELOPE_FLOOR_DB, envelope_shape_error, level_envelope
+
+    real = np.linspace(-20.0, -40.0, 15)
+    assert envelope_shape_error(real - 7.0, real) == pytest.approx(0.0, abs=1e-9)
+    assert envelope_shape_error(np.full(15, -30.0), real) == pytest.approx(np.mean(np.abs(real + 30.0)), abs=1e-9)
+    assert np.mean(np.abs(real + 30.0)) == pytest.approx(16 / 3)  # 15 steps of 20/14 dB: 2 * (20/14) * 28 / 15
+    flat = np.full(15, -25.0)
+    collapsed = flat.copy()
+    collapsed[5:] = ENVELOPE_FLOOR_DB  # silent from 0.5 s while the real note holds at -25 dBFS
+    # each envelope less its mean: 35 dB step, 1/3 of it before -> |dev| 35*(2/3) on 5 windows, 35/3 on 10
+    assert envelope_shape_error(collapsed, flat) == pytest.approx((5 * 35 * 2 / 3 + 10 * 35 / 3) / 15, abs=1e-9)
+    # windows where the real note is silent do not count
+    real_tail = flat.copy()
+    real_tail[10:] = -70.0
+    assert envelope_shape_error(flat, real_tail) == pytest.approx(0.0, abs=1e-9)
+    assert np.isnan(envelope_shape_error(flat, np.full(15, -70.0)))
+    # level_envelope: dBFS per 100 ms, floored, silence-padded to 1.5 s
+    sr = 16000
+    t = np.arange(sr) / sr
+    x = (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # -23 dBFS (RMS of a 0.1 sine), 1 s
+    env = level_envelope(x, sr)
+    assert len(env) == 15 and env[:10] == pytest.approx(20 * np.log10(0.1 / np.sqrt(2)), abs=0.05)
+    assert (env[10:] == ENVELOPE_FLOOR_DB).all()
+
+
+def test_envelope_figures_and_card_table(tmp_path):
+    import json
+
+    from models.evaluate import envelope_figures, without_notes
+    from models.export import write_card
+
+    real = np.linspace(-20.0, -34.0, 15)
+    rows = [("piano", real - 3.0, real), ("piano", np.full(15, -30.0), real), ("piano", np.full(15, -28.0), real),
+            ("flute", np.full(15, -18.0), np.full(15, -18.0))]
+    env = envelope_figures(rows)
+    flat_err = float(np.mean(np.abs(real - real.mean())))
+    assert env["per_instrument"]["piano"] == pytest.approx(flat_err, abs=0.01)  # median of (0, flat, flat)
+    assert env["per_instrument"]["flute"] == 0.0
+    assert env["shape_error_db"] == pytest.approx(np.median([0.0, flat_err, flat_err, 0.0]), abs=0.01)
+    assert env["curves"]["piano"]["generated_db"][0] == pytest.approx(-28.0)  # median of -23, -30, -28
+    assert "curves" not in without_notes({"envelope": env})["envelope"]
+    (tmp_path / "eval.json").write_text(json.dumps({"envelope": env}))
+    write_card(tmp_path, small_model().config, {"training": {"steps": 5, "hours": 0.1}})
+    card = (tmp_path / "MODEL.md").read_text()
+    assert "## Level against time" in card and "| 0.0 s | 0.1 s |" in card and "| 1.4 s |" in card
+    assert "| piano | real |  | -20 | -21 |" in card
+    assert f"| piano | generated | {env['per_instrument']['piano']} | -28 |" in card
+
+
+@pytest.mark.slow
+def test_evaluator_compares_each_generated_notes_level_with_its_real_note(tiny_data, tmp_path):
+    """With a dataset, the level curves are the real notes' from key-down and the generated notes' of the
+    pitch grid (one real note per instrument at MIDI 60 in the tiny set), and the card tabulates them."""
+    import torch
+
+    from models import evaluate as ev
+    from models.config import WaveNetConfig
+    from models.dataset import load_dataset
+    from models.export import export_model
+    from models.wavenet import WaveNet
+    from tiny_data import TINY
+
+    torch.manual_seed(0)
+    ds = load_dataset(tiny_data)
+    path = export_model(WaveNet(WaveNetConfig.from_dict(TINY)), ds, tmp_path, {"steps": 0, "hours": 0.0})
+    res = ev.evaluate(str(path), str(tiny_data), quick=True, png=None, log=lambda *a: None)
+    env = res["envelope"]
+    assert set(env["curves"]) == {"sine", "saw"}
+    for i, name in enumerate(("sine", "saw")):
+        real = ev.real_note(ds, i, 60)
+        expect = ev.level_envelope(real.audio[real.onset:], 16000)
+        assert env["curves"][name]["real_db"] == pytest.approx(np.round(expect, 1).tolist(), abs=0.051)
+        rms = 0.4 / np.sqrt(2 if name == "sine" else 3)  # the tiny set's tones: amplitude 0.4
+        assert env["curves"][name]["real_db"][1] == pytest.approx(20 * np.log10(rms), abs=0.1)
+        assert len(env["curves"][name]["generated_db"]) == 15 and env["per_instrument"][name] >= 0.0
+    (tmp_path / "eval.json").write_text(__import__("json").dumps(res))
+    export_model(WaveNet(WaveNetConfig.from_dict(TINY)), ds, tmp_path, {"steps": 0, "hours": 0.0})  # the card
+    assert "| sine | real |" in (tmp_path / "MODEL.md").read_text()
