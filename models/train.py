@@ -201,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="share of crops starting at a note change after another note's audio")
     ap.add_argument("--self-feed", type=float, default=TrainOptions.self_feed,
                     help="share of input samples replaced by the network's own one-step samples (0..1)")
-    ap.add_argument("--weight-ema", type=float, default=TrainOptions.weight_ema,
-                    help="export a moving average of the weights, this decay per step (e.g. 0.999; 0 = off)")
+    ap.add_argument("--weight-ema", type=float, default=None,
+                    help="export a moving average of the weights, this decay per step (e.g. 0.9995; 0 = off; "
+                         "default: the resumed checkpoint's, else off)")
     ap.add_argument("--eval-every", type=float, default=10.0, help="minutes between evals")
     ap.add_argument("--ckpt-every", type=float, default=5.0, help="minutes between checkpoints")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads per process")
@@ -227,7 +228,7 @@ def train(a) -> int:
 
     if not 0.0 <= a.self_feed <= 1.0:
         raise ValueError(f"--self-feed {a.self_feed}: must be between 0 and 1")
-    if not 0.0 <= a.weight_ema < 1.0:
+    if a.weight_ema is not None and not 0.0 <= a.weight_ema < 1.0:
         raise ValueError(f"--weight-ema {a.weight_ema}: must be at least 0 and below 1")
     torch.set_num_threads(a.threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -268,6 +269,9 @@ def train(a) -> int:
         step, elapsed, history = state["step"], state["elapsed_s"], state["history"]
         core_s = state.get("core_s", elapsed)  # older checkpoints: one process all along
         max_world = max(world, state.get("max_world", 2 if core_s > elapsed * 1.001 else 1))
+    if a.weight_ema is None:  # a resumed run keeps averaging as it did
+        a.weight_ema = state["weight_ema"]["decay"] if state is not None and "weight_ema" in state \
+            else TrainOptions.weight_ema
     averaged = weight_average(model, a.weight_ema, state) if rank == 0 else None
     net = Conditioned(model)
     if world > 1:  # the last layer's residual conv feeds nothing: find_unused_parameters

@@ -117,7 +117,7 @@ def test_weight_ema_is_the_moving_average_across_a_resume_and_is_what_ships(tiny
     assert c1["weight_ema"]["n_averaged"] == 1
     for k, w in c1["model"].items():
         torch.testing.assert_close(c1["weight_ema"]["model"][k], w, rtol=0, atol=0)
-    r = train(*common, "--resume", "--max-steps", "2")
+    r = train(*common[:-2], "--resume", "--max-steps", "2")  # without --weight-ema: it goes on averaging
     assert r.returncode == 0, r.stderr[-2000:]
     c2 = torch.load(out / "ckpt.pt", weights_only=False)
     assert c2["step"] == 2 and c2["weight_ema"]["n_averaged"] == 2
@@ -131,6 +131,10 @@ def test_weight_ema_is_the_moving_average_across_a_resume_and_is_what_ships(tiny
     assert exported.metadata["training"]["weight_ema"] == {"decay": d, "steps_averaged": 2}
     hist = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert all(np.isfinite(h["ema_eval_loss"]) for h in hist) and hist[-1]["options"]["weight_ema"] == d
+    r = train(*common[:-2], "--resume", "--max-steps", "3", "--weight-ema", "0")  # 0 turns it off
+    assert r.returncode == 0, r.stderr[-2000:]
+    c3 = torch.load(out / "ckpt.pt", weights_only=False)
+    assert "weight_ema" not in c3 and "weight_ema" not in load_model(out / "model.npz").metadata["training"]
 
 
 @pytest.mark.parametrize("bad", ["1", "-0.1", "nan"])
