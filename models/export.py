@@ -77,7 +77,8 @@ def export_model(model: WaveNet, dataset, out_dir: str | Path, summary: dict[str
 def export_checkpoint(ckpt: str | Path, data: str | Path, out: str | Path, weights: str = "averaged") -> Path:
     """A training checkpoint's ``raw`` or ``averaged`` (``--weight-ema``) weights -> the model file ``out``.
 
-    Raises ValueError (naming the checkpoint) when it holds no averaged weights or does not match the data.
+    Raises ValueError (naming the checkpoint) when it holds no averaged weights or does not match the data
+    (instruments, sample rate).
     """
     import torch
 
@@ -93,6 +94,8 @@ def export_checkpoint(ckpt: str | Path, data: str | Path, out: str | Path, weigh
     if list(ds.instruments) != list(cfg.conditioning.instruments):
         raise ValueError(f"{data}: instruments {ds.instruments} differ from {ckpt}'s "
                          f"{list(cfg.conditioning.instruments)}")
+    if ds.sample_rate != cfg.sample_rate:
+        raise ValueError(f"{data}: sample rate {ds.sample_rate} differs from {ckpt}'s {cfg.sample_rate}")
     model = WaveNet(cfg)
     model.load_state_dict(ema["model"] if weights == "averaged" else state["model"])
     train_loss = next((h["train_loss"] for h in reversed(state["history"]) if "train_loss" in h), None)

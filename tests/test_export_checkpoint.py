@@ -63,5 +63,12 @@ def test_averaged_weights_of_a_run_without_them_are_refused(tiny_data, tmp_path)
     r = export("--ckpt", str(out / "ckpt.pt"), "--data", str(tiny_data), "--out", str(tmp_path / "x.npz"))
     assert r.returncode == 2 and "no averaged weights" in r.stderr and str(out / "ckpt.pt") in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "x.npz").exists()
+    state = torch.load(out / "ckpt.pt", weights_only=False)
+    state["config"]["sample_rate"] = 8000  # trained at another rate than the data's 16 kHz
+    torch.save(state, tmp_path / "other_rate.pt")
+    r = export("--ckpt", str(tmp_path / "other_rate.pt"), "--data", str(tiny_data), "--out", str(tmp_path / "x.npz"),
+               "--weights", "raw")
+    assert r.returncode == 2 and "sample rate 16000" in r.stderr and "other_rate.pt" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "x.npz").exists()
     r = export("--ckpt", str(tmp_path / "missing.pt"), "--data", str(tiny_data), "--out", str(tmp_path / "x.npz"))
     assert r.returncode == 2 and "missing.pt" in r.stderr and "Traceback" not in r.stderr
