@@ -7,6 +7,10 @@
   with the preset's re-priming mode and with re-priming off; f0 by YIN on the
   sounding part; |cents| vs the MIDI pitch (unvoiced notes count as 1200 cents);
   per note (signed cents), per instrument, and the count of octave errors;
+- level against time (with a dataset): each pitch-grid note's dB envelope against
+  its real note's over the 1.5 s key-down, as a shape error with the output gain
+  removed, per instrument, with median curves (does a held note decay like the real
+  one, or hold, or die away?);
 - timbre: a 1-nearest-neighbour classifier on log-mel statistics of the real
   notes, mu-law coded as the model learns them, names the instrument of each
   generated note (with a confusion table; the figure against the clean real notes
