@@ -114,6 +114,14 @@ class Dataset:
     def instrument_of(self, note: Note) -> str:
         return self.instruments[note.instrument_id]
 
+    def check_fits(self, instruments: Sequence[str], sample_rate: int, where: str, model: str) -> None:
+        """Raise ValueError naming ``where`` (this dataset's folder) when its instruments or sample rate are not
+        ``model``'s (e.g. "the model", a checkpoint path)."""
+        if list(instruments) != list(self.instruments):
+            raise ValueError(f"{where}: instruments {self.instruments} differ from {model}'s {list(instruments)}")
+        if sample_rate != self.sample_rate:
+            raise ValueError(f"{where}: sample rate {self.sample_rate} differs from {model}'s {sample_rate}")
+
 
 # --------------------------------------------------------------------------- pitch
 

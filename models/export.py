@@ -47,12 +47,13 @@ def build_seedbank(notes, receptive_field: int, offset_s: float = 0.0, sample_ra
 
 def training_summary(step: int, elapsed_s: float, core_s: float, max_world: int, history: list[dict],
                      train_loss: float | None, weight_ema: dict | None = None) -> dict[str, Any]:
-    """The model file's ``training`` metadata: steps, wall-clock and process hours, the last eval, and
-    which moving average of the weights it holds (``{"decay", "steps_averaged"}``; None: the raw weights)."""
+    """The model file's ``training`` metadata: steps, wall-clock and process hours, the last eval, and, when
+    it holds the moving average of the weights (``weight_ema``: the checkpoint's entry, None for the raw
+    weights), ``{"decay", "steps_averaged"}``."""
     summary = {"steps": step, "hours": elapsed_s / 3600, "core_hours": core_s / 3600, "max_world": max_world,
                "history": [h for h in history if "eval_loss" in h][-1:], "train_loss": train_loss}
     if weight_ema is not None:
-        summary["weight_ema"] = weight_ema
+        summary["weight_ema"] = {"decay": weight_ema["decay"], "steps_averaged": int(weight_ema["n_averaged"])}
     return summary
 
 
@@ -91,18 +92,13 @@ def export_checkpoint(ckpt: str | Path, data: str | Path, out: str | Path, weigh
         raise ValueError(f"{ckpt}: no averaged weights (trained without --weight-ema); use --weights raw")
     cfg = WaveNetConfig.from_dict(state["config"])
     ds = load_dataset(data)
-    if list(ds.instruments) != list(cfg.conditioning.instruments):
-        raise ValueError(f"{data}: instruments {ds.instruments} differ from {ckpt}'s "
-                         f"{list(cfg.conditioning.instruments)}")
-    if ds.sample_rate != cfg.sample_rate:
-        raise ValueError(f"{data}: sample rate {ds.sample_rate} differs from {ckpt}'s {cfg.sample_rate}")
+    ds.check_fits(cfg.conditioning.instruments, cfg.sample_rate, str(data), str(ckpt))
     model = WaveNet(cfg)
     model.load_state_dict(ema["model"] if weights == "averaged" else state["model"])
     train_loss = next((h["train_loss"] for h in reversed(state["history"]) if "train_loss" in h), None)
     summary = training_summary(state["step"], state["elapsed_s"], state.get("core_s", state["elapsed_s"]),
                                state.get("max_world", 1), state["history"], train_loss,
-                               {"decay": ema["decay"], "steps_averaged": ema["n_averaged"]}
-                               if weights == "averaged" else None)
+                               ema if weights == "averaged" else None)
     return model_file(model, ds, summary).save(out)
 
 

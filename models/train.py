@@ -251,11 +251,7 @@ def train(a) -> int:
         cfg = WaveNetConfig.from_dict(json.loads(Path(a.config).read_text()))
     else:
         cfg = default_config(ds.instruments, ds.sample_rate)
-    if list(cfg.conditioning.instruments) != list(ds.instruments):
-        raise ValueError(f"{a.data}: instruments {ds.instruments} differ from the model's "
-                         f"{list(cfg.conditioning.instruments)}")
-    if cfg.sample_rate != ds.sample_rate:
-        raise ValueError(f"{a.data}: sample rate {ds.sample_rate} differs from the model's {cfg.sample_rate}")
+    ds.check_fits(cfg.conditioning.instruments, cfg.sample_rate, a.data, "the model")
     torch.manual_seed(a.seed)
     model = WaveNet(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
@@ -321,8 +317,7 @@ def train(a) -> int:
                     "history": history, **extra},
                    str(ckpt_path) + ".tmp")
         os.replace(str(ckpt_path) + ".tmp", ckpt_path)
-        summary = training_summary(step, elapsed, core_s, max_world, history, loss_avg, None if averaged is None
-                                   else {"decay": a.weight_ema, "steps_averaged": int(averaged.n_averaged)})
+        summary = training_summary(step, elapsed, core_s, max_world, history, loss_avg, extra.get("weight_ema"))
         export_model(model if averaged is None else averaged.module, ds, out, summary)
         plot_history(history, out / "loss.png")
 

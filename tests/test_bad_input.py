@@ -98,18 +98,12 @@ def test_unwritable_output(tmp_path):
 ])
 def test_missing_dataset_folder(tmp_path, module, args):
     """The training-side tools name a --data folder that is not a dataset (no silent fall-back to none)."""
-    import os
-    import subprocess
-    import sys
-
     import torch
 
-    from wnl_testutil import ROOT
+    from wnl_testutil import run_module
 
-    model = small_model().save(tmp_path / "m.npz")
-    torch.save({"config": small_model().config.to_dict()}, tmp_path / "c.pt")
-    subst = {"OUT": str(tmp_path / "out"), "MODEL": str(model), "CKPT": str(tmp_path / "c.pt")}
-    res = subprocess.run([sys.executable, "-m", module, "--data", str(tmp_path / "no_such_data"),
-                          *[subst.get(x, x) for x in args]], capture_output=True, text=True, timeout=300,
-                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    model = small_model()
+    torch.save({"config": model.config.to_dict()}, tmp_path / "c.pt")
+    subst = {"OUT": str(tmp_path / "out"), "MODEL": str(model.save(tmp_path / "m.npz")), "CKPT": str(tmp_path / "c.pt")}
+    res = run_module(module, "--data", str(tmp_path / "no_such_data"), *[subst.get(x, x) for x in args])
     one_line_error(res, "no_such_data")

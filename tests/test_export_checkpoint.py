@@ -1,9 +1,7 @@
 """python -m models.export: a checkpoint's raw or averaged weights -> a playable model file."""
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,13 +11,11 @@ from models.config import WaveNetConfig
 from models.model_file import load_model
 from models.wavenet import WaveNet, export_weights
 from test_train import train
-from wnl_testutil import ROOT
+from wnl_testutil import run_module
 
 
 def export(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "models.export", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=300)
+    return run_module("models.export", *args)
 
 
 def weights_of(state_dict: dict, config: dict) -> dict[str, np.ndarray]:

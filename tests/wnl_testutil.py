@@ -38,10 +38,19 @@ def classes_of(audio: np.ndarray) -> np.ndarray:
 
 def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``python run_live.py ARGS`` and capture its output."""
+    return _run_python([str(ROOT / "run_live.py"), *args], timeout, cwd)
+
+
+def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m MODULE ARGS`` (e.g. ``models.export``) from the project root and capture its output."""
+    return _run_python(["-m", module, *args], timeout, None)
+
+
+def _run_python(argv: list[str], timeout: float, cwd: Path | None) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, str(ROOT / "run_live.py"), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd or ROOT, env=env)
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd or ROOT, env=env)
 
 
 def write_preset(path: Path, model_path: Path, extra: str = "") -> Path:
