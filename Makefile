@@ -9,7 +9,7 @@ TRAIN_APT_PACKAGES := fluidsynth fluid-soundfont-gm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: train-all-cores setup apt play test bench data train evaluate clean
+.PHONY: train-all-cores train-level setup apt play test bench data train evaluate clean
 
 setup: apt $(STAMP)
 
@@ -52,6 +52,12 @@ train: data
 train-all-cores: data
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node $$(nproc) -m models.train \
 		--data data/gm --out models/default --resume --compile $(TRAIN_ARGS)
+
+# the level-input branch (models/level, grown from the default checkpoint with --add-local level):
+# every core, each whole crop at a random gain with the level input moved by as much
+train-level: data
+	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node $$(nproc) -m models.train \
+		--data data/gm --out models/level --resume --compile --level-gain-db 12 $(TRAIN_ARGS)
 
 evaluate: setup
 	$(BIN)/python -m models.evaluate --model models/default/model.npz

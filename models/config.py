@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: Per-sample local conditioning channels the engines know how to compute.
-LOCAL_CHANNELS = ("gate", "f0_sin", "f0_cos")
+LOCAL_CHANNELS = ("gate", "f0_sin", "f0_cos", "level")
 
 
 @dataclass(frozen=True)
@@ -17,8 +17,9 @@ class ConditioningSpec:
 
     Global (per note, added to every layer through its own projection):
     pitch embedding (MIDI 0-127), instrument embedding, velocity scalar (0-1).
-    Local (per sample, computed by the engine from control state): note gate
-    and sin/cos of the phase of the note's f0.
+    Local (per sample, computed by the engine from control state): note gate,
+    sin/cos of the phase of the note's f0, and the loudness level the note
+    should have now (see models.level).
     A dimension of 0 switches a global input off; ``local=()`` switches local
     conditioning off.
     """

@@ -11,19 +11,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import local_cond, mulaw
+from . import level, local_cond, mulaw
+from .config import LOCAL_CHANNELS
+from .level import fit_level, note_level, shift_level
 
 
 @dataclass
 class Batch:
-    """Arrays for one training step (B crops). Shapes: inputs/targets (B, T), local (B, 3, T)."""
+    """Arrays for one training step (B crops). Shapes: inputs/targets (B, T), local (B, C, T)."""
 
     inputs: np.ndarray   # int64 mu-law classes; input at t is the (noised) sample at t-1
     targets: np.ndarray  # int64 mu-law classes
     pitch: np.ndarray    # int64 MIDI (B,)
     instrument: np.ndarray  # int64 (B,)
     velocity: np.ndarray    # float32 0..1 (B,)
-    local: np.ndarray       # float32 (B, 3, T)
+    local: np.ndarray       # float32 (B, C, T): the model's local channels
     score_from: int         # first scored time index
 
 
@@ -46,8 +48,9 @@ def _segment(audio: np.ndarray, begin: int, length: int) -> np.ndarray:
 
 def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_rate: int,
               context: int, window: int, rng: np.random.Generator, input_noise: float = 0.0,
-              start: int | None = None, prev=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One crop of a note: (inputs (T,), targets (T,), local (3, T)), T = context + window.
+              start: int | None = None, prev=None, level_params: np.ndarray | None = None,
+              level_gain_db: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One crop of a note: (inputs (T,), targets (T,), local (N_LOCAL, T)), T = context + window.
 
     The scored window starts uniformly within the sounding range (or at
     ``start``); samples before the note are zero. ``input_noise`` is the std
@@ -56,6 +59,10 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
     starts at this note's onset and the context before it is a sounding part
     of ``prev``, with ``prev``'s local conditioning: the history then contradicts
     the new note and only the conditioning tells what comes next (a note change).
+    ``level_params``: the note's loudness envelope (models.level), else its own fit.
+    ``level_gain_db``: the whole crop (inputs and targets) gets a random gain, uniform in +-this
+    many dB, and its level input moves with it: the level no longer follows from velocity, pitch
+    and instrument, only from the level input (and the history).
     """
     t_len = context + window
     if prev is not None:
@@ -66,14 +73,23 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
     begin = start - context  # crop covers [begin, start + window)
     seg = _segment(audio, begin - 1, t_len + 1)  # one extra sample in front for the shifted input
     phase = float(rng.random())
-    feats = local_cond.features_for_note(t_len, onset - begin, release - begin, float(pitch), sample_rate, phase)
+    if level_params is None:
+        level_params = fit_level(audio, onset, release, sample_rate)
+    gain_db = rng.uniform(-level_gain_db, level_gain_db) if level_gain_db > 0 else 0.0
+    level_params = shift_level(level_params, gain_db / -level.FLOOR_DB)
+    feats = local_cond.features_for_note(t_len, onset - begin, release - begin, float(pitch), sample_rate, phase,
+                                         level_params=level_params)
     if prev is not None:
         plo, phi = sounding_range(prev.audio, prev.onset, prev.release)
         end_a = int(rng.integers(min(plo + context // 4, phi - 1), phi))  # prev plays up to here
         seg[:context + 1] = _segment(prev.audio, end_a - context - 1, context + 1)
         feats[:context] = local_cond.features_for_note(context, prev.onset - (end_a - context),
                                                        prev.release - (end_a - context), float(prev.pitch),
-                                                       sample_rate, phase)
+                                                       sample_rate, phase,
+                                                       level_params=shift_level(note_level(prev, sample_rate),
+                                                                                gain_db / -level.FLOOR_DB))
+    if gain_db:
+        seg = np.clip(seg * np.float32(10.0 ** (gain_db / 20.0)), -1.0, 1.0)
     targets = mulaw.encode(seg[1:])
     inputs = mulaw.encode(seg[:-1])
     if input_noise > 0:  # noise in the companded domain: the same few classes at every level
@@ -84,9 +100,14 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
 
 def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng: np.random.Generator,
                input_noise: float = 0.0, pitch_shift: int = 0, instrument_map=None,
-               starts=None, splice_prob: float = 0.0) -> Batch:
+               starts=None, splice_prob: float = 0.0, local: tuple[str, ...] = LOCAL_CHANNELS,
+               level_shift: float = 0.0, level_gain_db: float = 0.0) -> Batch:
     """Stack crops of ``notes[indices]``. ``pitch_shift``/``instrument_map`` falsify conditioning (for probes);
-    ``splice_prob`` is the share of crops that start at a note change (see :func:`make_crop`)."""
+    ``splice_prob`` is the share of crops that start at a note change (see :func:`make_crop`);
+    ``local`` names the local channels the model reads (its ``conditioning.local``); ``level_shift``
+    (level units) moves every note's peak and sustain level (a probe: 1/3 = 20 dB); ``level_gain_db``:
+    see :func:`make_crop`."""
+    pick = [LOCAL_CHANNELS.index(c) for c in local]
     ins, tgs, locs, p, ins_id, vel = [], [], [], [], [], []
     by_inst: dict[int, list[int]] = {}
     if splice_prob > 0:
@@ -100,10 +121,11 @@ def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng:
         if splice_prob > 0 and starts is None and rng.random() < splice_prob:
             prev = notes[int(rng.choice(by_inst[n.instrument_id]))]
         a, b, loc = make_crop(n.audio, n.onset, n.release, pitch, sample_rate, context, window, rng, noise,
-                              None if starts is None else int(starts[k]), prev)
+                              None if starts is None else int(starts[k]), prev,
+                              shift_level(note_level(n, sample_rate), level_shift), level_gain_db)
         ins.append(a)
         tgs.append(b)
-        locs.append(loc)
+        locs.append(loc[pick])
         p.append(pitch)
         iid = n.instrument_id if instrument_map is None else instrument_map(n.instrument_id)
         ins_id.append(iid)

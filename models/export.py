@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import mulaw
+from .level import build_levelbank
 from .model_file import ModelFile, SeedBank
 from .wavenet import WaveNet, export_weights
 
@@ -58,12 +59,14 @@ def training_summary(step: int, elapsed_s: float, core_s: float, max_world: int,
 
 
 def model_file(model: WaveNet, dataset, summary: dict[str, Any]) -> ModelFile:
-    """Weights + seed bank (from ``dataset``'s notes) + training summary."""
+    """Weights + seed bank and, for a model with a level input, level bank (from ``dataset``'s notes)
+    + training summary."""
     cfg = model.cfg
     seed = build_seedbank(dataset.notes, cfg.receptive_field, sample_rate=cfg.sample_rate)
     meta = {"training": summary, "n_params": model.n_params(),
             "dataset": {"source": getattr(dataset, "source", ""), "n_notes": len(dataset.notes)}}
-    return ModelFile(cfg, export_weights(model), meta, seed)
+    levels = build_levelbank(dataset.notes, cfg.sample_rate) if "level" in cfg.conditioning.local else None
+    return ModelFile(cfg, export_weights(model), meta, seed, levelbank=levels)
 
 
 def export_model(model: WaveNet, dataset, out_dir: str | Path, summary: dict[str, Any]) -> Path:

@@ -1,6 +1,8 @@
-"""Grow a trained WaveNet wider without changing what it computes (Net2Net-style), to train on.
+"""Grow a trained WaveNet wider, or give it new local inputs, without changing what it computes
+(Net2Net-style), to train on.
 
     python -m models.grow --from models/default --out models/wide --residual 64 --skip 128
+    python -m models.grow --from models/default --out models/level --add-local level
 
 Reads ``FROM/ckpt.pt`` and writes ``OUT/ckpt.pt``, which ``models.train --out OUT --resume``
 continues (with a fresh optimiser; step count, training time and history carry over, plus a
@@ -17,6 +19,8 @@ The new channels start silent, so the grown model's logits equal the old model's
   gradient), which the first head layer reads through zero weights;
 - new head units are random and the output layer reads them through zero weights.
 Every new weight gets a non-zero gradient within two steps (tested).
+A new local input (``--add-local level``) is read through zero weights: the same logits, and
+gradients for the new weights at once.
 """
 from __future__ import annotations
 
@@ -79,18 +83,51 @@ def widen(old: WaveNet, residual: int, skip: int, seed: int = 0) -> WaveNet:
     return new
 
 
-def grow_checkpoint(src: Path, dst: Path, residual: int, skip: int) -> WaveNetConfig:
-    """``src`` ckpt.pt -> ``dst`` ckpt.pt with the widened weights and a fresh optimiser."""
+def add_local(old: WaveNet, names: tuple[str, ...]) -> WaveNet:
+    """A WaveNet that also reads the local inputs ``names`` (e.g. ``("level",)``), through zero weights:
+    the same logits until training moves them (the new weights get gradients at once)."""
+    c = old.cfg.conditioning
+    new_names = tuple(n for n in names if n not in c.local)
+    if not new_names:
+        raise ValueError(f"the model already reads {', '.join(names)}")
+    if old.local_proj is None:
+        raise ValueError("the model reads no local inputs; train a new one instead")
+    local = c.local + new_names
+    new = WaveNet(replace(old.cfg, conditioning=replace(c, local=local)))
+    with torch.no_grad():
+        state = {k: v for k, v in old.state_dict().items() if not k.startswith("local_proj.")}
+        new.load_state_dict(state, strict=False)
+        for i, proj in enumerate(new.local_proj):
+            proj.weight.zero_()
+            proj.weight[:, :len(c.local)] = old.local_proj[i].weight
+    return new
+
+
+def grow_checkpoint(src: Path, dst: Path, residual: int | None, skip: int | None,
+                    local: tuple[str, ...] = ()) -> WaveNetConfig:
+    """``src`` ckpt.pt -> ``dst`` ckpt.pt with the widened weights and/or the new local inputs ``local``,
+    and a fresh optimiser (the weight average, if any, is dropped)."""
     state = torch.load(src, map_location="cpu", weights_only=False)
     old = WaveNet(WaveNetConfig.from_dict(state["config"]))
     old.load_state_dict(state["model"])
-    new = widen(old, residual, skip)
-    c0, c1 = old.cfg, new.cfg
+    c0 = old.cfg
+    new = old
+    changes = []
+    if residual is not None or skip is not None:
+        new = widen(new, residual or c0.residual_channels, skip or c0.skip_channels)
+        changes.append(f"R{c0.residual_channels}/S{c0.skip_channels} -> "
+                       f"R{new.cfg.residual_channels}/S{new.cfg.skip_channels}")
+    if local:
+        new = add_local(new, local)
+        changes.append(f"local + {', '.join(local)}")
+    if not changes:
+        raise ValueError("nothing to grow: give --residual/--skip and/or --add-local")
+    c1 = new.cfg
     event = {"step": state["step"], "hours": state["elapsed_s"] / 3600,
              "core_hours": state.get("core_s", state["elapsed_s"]) / 3600,
-             "grown": f"R{c0.residual_channels}/S{c0.skip_channels} -> R{c1.residual_channels}/S{c1.skip_channels}",
-             "from": str(src)}
+             "grown": "; ".join(changes), "from": str(src)}
     dst.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v for k, v in state.items() if k != "weight_ema"}
     torch.save({**state, "config": c1.to_dict(), "model": new.state_dict(),
                 "optimizer": torch.optim.Adam(new.parameters()).state_dict(),
                 "history": list(state["history"]) + [event]}, dst)
@@ -101,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.grow", description=__doc__.split("\n\n")[0])
     ap.add_argument("--from", dest="src", required=True, help="model directory holding ckpt.pt")
     ap.add_argument("--out", required=True, help="directory for the grown ckpt.pt")
-    ap.add_argument("--residual", type=int, required=True, help="residual channels (>= the old)")
-    ap.add_argument("--skip", type=int, required=True, help="skip channels (>= the old)")
+    ap.add_argument("--residual", type=int, help="residual channels (>= the old; default: the old)")
+    ap.add_argument("--skip", type=int, help="skip channels (>= the old; default: the old)")
+    ap.add_argument("--add-local", default="", help="comma-separated local inputs to add, e.g. level")
     a = ap.parse_args(argv)
     src, dst = Path(a.src) / "ckpt.pt", Path(a.out) / "ckpt.pt"
     try:
@@ -110,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError(f"{src}: no checkpoint")
         if dst.exists():
             raise FileExistsError(f"{dst}: exists; grow into an empty directory")
-        cfg = grow_checkpoint(src, dst, a.residual, a.skip)
+        cfg = grow_checkpoint(src, dst, a.residual, a.skip, tuple(n for n in a.add_local.split(",") if n))
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{dst}: R{cfg.residual_channels}/S{cfg.skip_channels}; "
+    print(f"{dst}: R{cfg.residual_channels}/S{cfg.skip_channels}, local {', '.join(cfg.conditioning.local)}; "
           f"continue with python -m models.train --out {a.out} --resume")
     return 0
 

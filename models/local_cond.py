@@ -1,9 +1,11 @@
-"""Per-sample local conditioning: note gate and sin/cos of the f0 phase.
+"""Per-sample local conditioning: note gate, sin/cos of the f0 phase, and loudness level.
 
 One definition, used by training (to label data) and by both engines (to
 condition generation), so they compute bit-identical features.
 The control state is a float64 array of ``STATE_SIZE`` (see the indices).
-Pitch is kept in MIDI semitones so glides are linear in pitch.
+Pitch is kept in MIDI semitones so glides are linear in pitch. The level follows the
+envelope model of :mod:`models.level` (params set at key-down by :func:`start_level`), plus
+``LEVEL_OFFSET`` (level units; the expression pedal, 0 in training).
 """
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ import math
 import numpy as np
 from numba import njit
 
+from . import level
+
 PHASE, PITCH, PITCH_TARGET, PITCH_COEFF, GATE, GATE_TARGET, ATTACK_COEFF, RELEASE_COEFF = range(8)
-STATE_SIZE = 8
-N_LOCAL = 3  # gate, f0_sin, f0_cos
+LEVEL, LEVEL_TARGET, LEVEL_SUSTAIN, LEVEL_ATTACK, LEVEL_DECAY, LEVEL_RELEASE, LEVEL_OFFSET = range(8, 15)
+STATE_SIZE = 15
+N_LOCAL = 4  # gate, f0_sin, f0_cos, level (config.LOCAL_CHANNELS order)
 
 
 def one_pole_coeff(time_s: float, sample_rate: float) -> float:
@@ -33,12 +38,30 @@ def new_state(pitch: float = 60.0, sample_rate: float = 16000.0, attack_s: float
     s[PITCH_COEFF] = 1.0
     s[ATTACK_COEFF] = one_pole_coeff(attack_s, sample_rate)
     s[RELEASE_COEFF] = one_pole_coeff(release_s, sample_rate)
+    start_level(s, level.DEFAULT, sample_rate, attack=False)
     return s
+
+
+def start_level(state: np.ndarray, params: np.ndarray, sample_rate: float, attack: bool = True) -> None:
+    """Give the level the envelope ``params`` (see :mod:`models.level`) from the next sample.
+
+    ``attack``: a key-down, the target jumps to the peak; False (legato, or at rest) keeps the
+    target where it is and changes only where it heads and how fast.
+    """
+    if attack:
+        state[LEVEL_TARGET] = params[level.PEAK]
+    state[LEVEL_SUSTAIN] = params[level.SUSTAIN]
+    state[LEVEL_ATTACK] = one_pole_coeff(params[level.ATTACK_S], sample_rate)
+    state[LEVEL_DECAY] = one_pole_coeff(params[level.DECAY_S], sample_rate)
+    state[LEVEL_RELEASE] = one_pole_coeff(params[level.RELEASE_S], sample_rate)
+
+
+_RELEASE_FLOOR = level.RELEASE_FLOOR
 
 
 @njit(nogil=True, cache=True, inline="always")
 def advance(state: np.ndarray, inv_sr: float, feats: np.ndarray) -> None:
-    """Advance the control state by one sample and write [gate, sin, cos] (float32) into ``feats``."""
+    """Advance the control state by one sample and write [gate, sin, cos, level] (float32) into ``feats``."""
     state[PITCH] += (state[PITCH_TARGET] - state[PITCH]) * state[PITCH_COEFF]
     f0 = 440.0 * 2.0 ** ((state[PITCH] - 69.0) / 12.0)
     ph = state[PHASE] + f0 * inv_sr
@@ -52,24 +75,40 @@ def advance(state: np.ndarray, inv_sr: float, feats: np.ndarray) -> None:
     feats[0] = np.float32(g)
     feats[1] = np.float32(math.sin(2.0 * math.pi * ph))
     feats[2] = np.float32(math.cos(2.0 * math.pi * ph))
+    lt = state[LEVEL_TARGET]
+    if gt > 0.5:  # held: decay towards the sustain level
+        lt += (state[LEVEL_SUSTAIN] - lt) * state[LEVEL_DECAY]
+    else:  # released (or at rest): fall below silence
+        lt += (_RELEASE_FLOOR - lt) * state[LEVEL_RELEASE]
+    state[LEVEL_TARGET] = lt
+    lv = state[LEVEL] + (lt - state[LEVEL]) * state[LEVEL_ATTACK]
+    state[LEVEL] = lv
+    feats[3] = np.float32(max(lv + state[LEVEL_OFFSET], 0.0))
 
 
 @njit(nogil=True, cache=True)
 def fill(state: np.ndarray, sample_rate: float, out: np.ndarray) -> None:
-    """Advance ``state`` by ``len(out)`` samples writing features into ``out`` (n, 3) float32."""
+    """Advance ``state`` by ``len(out)`` samples writing features into ``out`` (n, N_LOCAL) float32."""
     inv_sr = 1.0 / sample_rate
     for t in range(out.shape[0]):
         advance(state, inv_sr, out[t])
 
 
 def features_for_note(n: int, onset: int, release: int, pitch: float, sample_rate: float,
-                      phase: float = 0.0, attack_s: float = 0.002, release_s: float = 0.02) -> np.ndarray:
-    """Local features (n, 3) float32 for a note whose gate opens at ``onset`` and closes at ``release`` (samples)."""
+                      phase: float = 0.0, attack_s: float = 0.002, release_s: float = 0.02,
+                      level_params: np.ndarray | None = None) -> np.ndarray:
+    """Local features (n, N_LOCAL) float32 for a note whose gate opens at ``onset`` and closes at
+    ``release`` (samples, either may be negative); its level follows ``level_params`` (default:
+    models.level.DEFAULT) from the onset. The f0 phase is ``phase`` at sample 0 only when onset >= 0."""
+    lead = max(0, -onset)  # a window starting after key-down: run the envelope from key-down on
     state = new_state(pitch, sample_rate, attack_s, release_s, phase)
-    out = np.empty((n, N_LOCAL), dtype=np.float32)
+    out = np.empty((lead + n, N_LOCAL), dtype=np.float32)
+    onset, release, n = onset + lead, release + lead, n + lead
     bounds = [0, max(0, min(onset, n)), max(0, min(max(release, onset), n)), n]
     for k, target in enumerate((0.0, 1.0, 0.0)):
         state[GATE_TARGET] = target
+        if k == 1:
+            start_level(state, level.DEFAULT if level_params is None else level_params, sample_rate)
         if bounds[k + 1] > bounds[k]:
             fill(state, sample_rate, out[bounds[k]:bounds[k + 1]])
-    return out
+    return out[lead:]

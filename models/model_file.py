@@ -3,8 +3,8 @@
 Readable with numpy alone (no torch, no training code). Layout: an entry
 ``header`` holding UTF-8 JSON ``{"format": "wavenet-live-model", "version": 1,
 "config": {...}, "metadata": {...}}``, weights as ``w/<name>`` (engine layout,
-see :func:`models.wavenet.export_weights`) and an optional seed bank as
-``seed/<name>``.
+see :func:`models.wavenet.export_weights`), an optional seed bank as
+``seed/<name>`` and an optional level bank (models.level.LevelBank) as ``level/<name>``.
 """
 from __future__ import annotations
 
@@ -17,12 +17,17 @@ from typing import Any
 import numpy as np
 
 from .config import ConditioningSpec, WaveNetConfig
+from .level import LevelBank
+from .note_keys import note_keys
 
 FORMAT = "wavenet-live-model"
 VERSION = 1
 
 REQUIRED_WEIGHTS = ("embed", "w_dil", "b_dil", "w_glob", "w_loc", "w_rs", "b_res", "b_skip",
                     "w_out1", "b_out1", "w_out2", "b_out2", "pitch_embed", "instrument_embed")
+
+
+_LEVEL_KEYS = ("params", "instrument", "pitch", "velocity")
 
 
 class ModelFileError(Exception):
@@ -43,12 +48,10 @@ class SeedBank:
 
     def __post_init__(self) -> None:
         self.snippets = np.ascontiguousarray(self.snippets, dtype=np.uint8)
-        self.instrument = np.asarray(self.instrument, dtype=np.int32)
-        self.pitch = np.asarray(self.pitch, dtype=np.int32)
-        self.velocity = np.asarray(self.velocity, dtype=np.int32)
-        k = self.snippets.shape[0]
-        if not (self.snippets.ndim == 2 and len(self.instrument) == len(self.pitch) == len(self.velocity) == k):
+        if self.snippets.ndim != 2:
             raise ValueError("seed bank arrays disagree in length")
+        self.instrument, self.pitch, self.velocity = note_keys(self.instrument, self.pitch, self.velocity,
+                                                               len(self.snippets), "seed bank")
 
     def __len__(self) -> int:
         return int(self.snippets.shape[0])
@@ -71,6 +74,7 @@ class ModelFile:
     metadata: dict[str, Any] = field(default_factory=dict)
     seedbank: SeedBank | None = None
     path: Path | None = None
+    levelbank: LevelBank | None = None
 
     @property
     def instruments(self) -> tuple[str, ...]:
@@ -90,6 +94,9 @@ class ModelFile:
         if self.seedbank is not None:
             for k in ("snippets", "instrument", "pitch", "velocity"):
                 arrays[f"seed/{k}"] = getattr(self.seedbank, k)
+        if self.levelbank is not None:
+            for k in _LEVEL_KEYS:
+                arrays[f"level/{k}"] = getattr(self.levelbank, k)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
@@ -141,8 +148,14 @@ def load_model(path: str | Path) -> ModelFile:
             seed = SeedBank(**{k: arrays[f"seed/{k}"] for k in ("snippets", "instrument", "pitch", "velocity")})
         except (KeyError, ValueError) as e:
             raise ModelFileError(f"model file {path}: bad seed bank ({e})") from None
+    levels = None
+    if "level/params" in arrays:
+        try:
+            levels = LevelBank(**{k: arrays[f"level/{k}"] for k in _LEVEL_KEYS})
+        except (KeyError, ValueError) as e:
+            raise ModelFileError(f"model file {path}: bad level bank ({e})") from None
     return ModelFile(cfg, {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()},
-                     header.get("metadata", {}), seed, path)
+                     header.get("metadata", {}), seed, path, levels)
 
 
 def _check_config_types(path: Path, d: Any) -> None:

@@ -39,6 +39,7 @@ class TrainOptions:
     window: int = 4096         # scored samples per crop
     lr: float = 1e-3
     input_noise: float = 1.5   # max std of input noise in mu-law classes (exposure bias)
+    level_gain_db: float = 0.0  # random gain (+- dB) per crop, level input moved with it (level models)
     splice_prob: float = 0.35  # share of crops that start at a note change (teaches reading the pitch input)
     self_feed: float = 0.0     # share of inputs replaced by the network's own one-step samples (exposure bias)
     weight_ema: float = 0.0    # decay per step of the exported weights' moving average (0: export the raw weights)
@@ -131,7 +132,8 @@ def weight_average(model: WaveNet, decay: float, state: dict | None = None):
 @torch.no_grad()
 def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int, device: torch.device,
              n_notes: int, n_instruments: int, probes_too: bool = True) -> dict[str, float]:
-    """Eval loss on fixed crops, plus probes: loss with pitch +7 semitones and with the wrong instrument.
+    """Eval loss on fixed crops, plus probes: loss with pitch +7 semitones, with the wrong instrument, and
+    (for a model with a level input) with the level input 20 dB below the note's.
 
     The probe deltas tell whether the network reads its conditioning at all (``probes_too``).
     """
@@ -145,13 +147,16 @@ def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int,
     change = {"splice_prob": 1.0, "starts": None}
     probes = {"eval_loss": {}, "pitch_shift_loss": {"pitch_shift": 7}, "instrument_swap_loss": swap,
               "note_change_loss": change, "note_change_pitch_shift_loss": {**change, "pitch_shift": 7}}
+    if "level" in model.cfg.conditioning.local:  # the level input says 20 dB quieter than the note is
+        probes["level_shift_loss"] = {"level_shift": -1.0 / 3.0}
     if not probes_too:
         probes = {"eval_loss": {}}
     for name, kw in probes.items():
         losses = []
         for k in range(0, len(idx), 8):
             kw = {"starts": starts[k:k + 8], **kw}
-            b = make_batch(notes, idx[k:k + 8], sample_rate, context, window, np.random.default_rng(k), **kw)
+            b = make_batch(notes, idx[k:k + 8], sample_rate, context, window, np.random.default_rng(k),
+                           local=model.cfg.conditioning.local, **kw)
             losses.append(float(batch_loss(model, b, device)) * len(b.pitch))
         out[name] = sum(losses) / len(idx)
     model.train()
@@ -172,7 +177,7 @@ def plot_history(history: list[dict], path: Path) -> None:
     for key, lab in (("eval_loss", "eval"), ("pitch_shift_loss", "eval, pitch +7"),
                      ("instrument_swap_loss", "eval, wrong instrument"), ("note_change_loss", "note change"),
                      ("note_change_pitch_shift_loss", "note change, pitch +7"),
-                     ("ema_eval_loss", "eval, averaged weights")):
+                     ("level_shift_loss", "eval, level -20 dB"), ("ema_eval_loss", "eval, averaged weights")):
         ev = [h for h in history if key in h]
         if ev:
             ax.plot([h["hours"] for h in ev], [h[key] for h in ev], marker="o", label=lab)
@@ -197,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=TrainOptions.window)
     ap.add_argument("--lr", type=float, default=TrainOptions.lr)
     ap.add_argument("--input-noise", type=float, default=TrainOptions.input_noise)
+    ap.add_argument("--level-gain-db", type=float, default=TrainOptions.level_gain_db,
+                    help="random gain, uniform in +-this many dB, on each whole crop, with the level input moved "
+                         "by as much (a model with a level input: the level then comes only from that input)")
     ap.add_argument("--splice-prob", type=float, default=TrainOptions.splice_prob,
                     help="share of crops starting at a note change after another note's audio")
     ap.add_argument("--self-feed", type=float, default=TrainOptions.self_feed,
@@ -226,6 +234,8 @@ def train(a) -> int:
     from .dataset import load_dataset
     from .export import export_model, training_summary
 
+    if not 0.0 <= a.level_gain_db <= 30.0:
+        raise ValueError(f"--level-gain-db {a.level_gain_db}: must be between 0 and 30")
     if not 0.0 <= a.self_feed <= 1.0:
         raise ValueError(f"--self-feed {a.self_feed}: must be between 0 and 1")
     if a.weight_ema is not None and not 0.0 <= a.weight_ema < 1.0:
@@ -303,7 +313,7 @@ def train(a) -> int:
                                            probes_too=False)["eval_loss"]
         history.append({"step": step, "hours": elapsed / 3600, "core_hours": core_s / 3600, **ev,
                         "options": {"lr": a.lr, "input_noise": a.input_noise, "self_feed": a.self_feed,
-                                    "weight_ema": a.weight_ema}})
+                                    "weight_ema": a.weight_ema, "level_gain_db": a.level_gain_db}})
         with open(out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(history[-1]) + "\n")
         print(f"\n[eval] step {step} {elapsed / 3600:.2f} h: " +
@@ -334,7 +344,8 @@ def train(a) -> int:
             break
         idx = rng.integers(0, len(train_notes), size=a.batch)
         b = make_batch(train_notes, idx, cfg.sample_rate, context, a.window, rng, a.input_noise,
-                       splice_prob=a.splice_prob)
+                       splice_prob=a.splice_prob, local=cfg.conditioning.local,
+                       level_gain_db=a.level_gain_db)
         t0 = time.monotonic()
         loss = batch_loss(model, b, device, net, a.self_feed, gen)
         opt.zero_grad(set_to_none=True)

@@ -17,7 +17,7 @@ from .config import WaveNetConfig
 
 
 class WaveNet(nn.Module):
-    """WaveNet with global (pitch/instrument/velocity) and local (gate, f0 phase) conditioning."""
+    """WaveNet with global (pitch/instrument/velocity) and local (gate, f0 phase, level) conditioning."""
 
     def __init__(self, cfg: WaveNetConfig) -> None:
         super().__init__()

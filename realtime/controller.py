@@ -30,6 +30,7 @@ class ControlState:
     morph: float = 0.0
     gain_db: float = 0.0
     glide_s: float = 0.04
+    expression: float = 1.0                          # 0..1: the level input, 1 = as recorded
     reprimes: int = 0
 
 
@@ -110,9 +111,11 @@ class Controller:
         if was_sounding:  # legato: glide, no re-attack
             glide = int(s.glide_s * e.sample_rate)
             e.set_note(gate=1.0, pitch=note + s.bend, glide_s=s.glide_s)
+            e.set_level(e.note_level(s.instrument, note, velocity), attack=False)
             e.set_conditioning(pitch=note, velocity=velocity, glide_samples=glide)
             return {"param": "note_on", "value": note, "velocity": velocity, "legato": True}
         e.set_note(gate=1.0, pitch=note + s.bend, glide_s=0.0)
+        e.set_level(e.note_level(s.instrument, note, velocity))
         e.set_conditioning(pitch=note, velocity=velocity)
         if self.preset.model.reprime != "off":
             self._reprime()
@@ -127,6 +130,7 @@ class Controller:
                 prev = s.held[-1]
                 s.note = prev
                 e.set_note(pitch=prev + s.bend, glide_s=s.glide_s)
+                e.set_level(e.note_level(s.instrument, prev, s.velocity), attack=False)
                 e.set_conditioning(pitch=prev, glide_samples=int(s.glide_s * e.sample_rate))
             else:
                 s.note = None
@@ -171,6 +175,8 @@ class Controller:
             inst = program % len(self.instruments)
         self.state.instrument = inst
         self.engine.set_conditioning(instrument=inst, glide_samples=self.smooth)
+        if self.state.note is not None:  # the sounding note heads for the new instrument's level
+            self.engine.set_level(self.engine.note_level(inst, self.state.note, self.state.velocity), attack=False)
         if self.preset.model.reprime == "note_on_program" and self.state.note is not None:
             self._reprime()
         return {"param": "instrument", "value": inst, "name": self.instruments[inst]}
@@ -215,7 +221,20 @@ class Controller:
         if param == "glide":
             s.glide_s = x * snd.max_glide_ms / 1000.0
             return {"param": "glide", "value": round(s.glide_s, 6)}
+        if param == "expression":  # the network plays softer (its level input), not just a gain
+            s.expression = x
+            self.engine.set_expression(expression_offset(x))
+            return {"param": "expression", "value": round(x, 6)}
         raise ValueError(f"unknown parameter {param!r}")
+
+
+#: the level input's range under the expression pedal: pedal up = as recorded, down = 30 dB softer
+EXPRESSION_RANGE = 0.5
+
+
+def expression_offset(x: float) -> float:
+    """Level-input offset (level units) for an expression position ``x`` in 0..1."""
+    return (x - 1.0) * EXPRESSION_RANGE
 
 
 def _as_message(msg: Any) -> list[int] | None:

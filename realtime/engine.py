@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from models import local_cond, mulaw
+from models import level, local_cond, mulaw
 from models.config import LOCAL_CHANNELS, WaveNetConfig
 from models.model_file import ModelFile
 
@@ -154,6 +154,20 @@ class Engine(ABC):
             self.ctrl[local_cond.PITCH_COEFF] = local_cond.one_pole_coeff(glide_s, self.sample_rate)
         if pitch is not None:
             self.ctrl[local_cond.PITCH_TARGET] = float(pitch)
+
+    def set_level(self, params: np.ndarray, attack: bool = True) -> None:
+        """Loudness envelope of the note now starting (models.level params: attack_s, peak, sustain,
+        decay_s, release_s); ``attack=False`` (legato) keeps the current level, changing only where it heads."""
+        local_cond.start_level(self.ctrl, np.asarray(params, np.float64), self.sample_rate, attack)
+
+    def set_expression(self, offset: float) -> None:
+        """Move the level input by ``offset`` level units (<= 0: quieter, 1/3 = 20 dB) from the next sample."""
+        self.ctrl[local_cond.LEVEL_OFFSET] = float(offset)
+
+    def note_level(self, instrument: int, pitch: float, velocity: float) -> np.ndarray:
+        """The model's level-bank envelope for a note (models.level.DEFAULT without a bank)."""
+        bank = self.model.levelbank
+        return level.DEFAULT.copy() if bank is None else bank.lookup(instrument, pitch, velocity)
 
     def set_temperature(self, t: float) -> None:
         """Sampling temperature (0 = argmax); takes effect at the next sample."""

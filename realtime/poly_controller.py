@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .controller import Controller
+from .controller import Controller, expression_offset
 from .output_stage import OutputStage
 from .poly_engine import PolyEngine
 from .presets import Preset
@@ -54,6 +54,8 @@ class PolyController(Controller):
         s.held.append(note)
         s.note, s.velocity = note, velocity
         e.set_note(gate=1.0, pitch=note + s.bend, glide_s=0.0)
+        e.set_level(e.note_level(s.instrument, note, velocity))
+        e.set_expression(expression_offset(s.expression))
         morph = None
         if s.morph > 0:
             morph = (self.morph_to if self.morph_to is not None else (s.instrument + 1) % len(self.instruments),
@@ -91,9 +93,6 @@ class PolyController(Controller):
         self.state.note = None
         return {"param": "all_notes_off", "value": 0}
 
-    def _busy(self) -> list:
-        return [self.poly.voice(v) for v in self.alloc.busy()]
-
     def recover(self) -> None:
         """Watchdog recovery: re-prime every sounding voice from the seed bank (or from silence)."""
         s = self.state
@@ -116,8 +115,11 @@ class PolyController(Controller):
         finally:
             self.preset.model.reprime = mode
         if ev is not None:
-            for e in self._busy():
+            for v in self.alloc.busy():
+                e = self.poly.voice(v)
                 e.set_conditioning(instrument=self.state.instrument, glide_samples=self.smooth)
+                e.set_level(e.note_level(self.state.instrument, self.alloc.voices[v].note, self.state.velocity),
+                            attack=False)
             if mode == "note_on_program":
                 self.recover()  # every sounding voice re-primed from the new instrument's snippet
         return ev
@@ -135,6 +137,8 @@ class PolyController(Controller):
         for e in self.poly.voices:
             if param == "temperature":
                 e.set_temperature(s.temperature)
+            elif param == "expression":
+                e.set_expression(expression_offset(x))
             elif param == "morph" and e is not self.engine:
                 other = self.morph_to if self.morph_to is not None else (s.instrument + 1) % len(self.instruments)
                 e.set_conditioning(morph=(other, x) if x > 0 else None, glide_samples=self.smooth)

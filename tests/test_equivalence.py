@@ -7,6 +7,7 @@ import torch
 
 from models import local_cond
 from models.wavenet import WaveNet, import_weights
+from models.config import LOCAL_CHANNELS
 from realtime.numba_engine import NumbaEngine
 from realtime.torch_engine import TorchScriptEngine
 from wnl_testutil import SMALL, classes_of, small_model
@@ -17,8 +18,9 @@ N = 2400  # > several receptive fields of SMALL (127 samples)
 def reference_logits(model, inputs: np.ndarray, pitch: int, instrument: int, velocity: int,
                      ctrl: np.ndarray) -> np.ndarray:
     net = import_weights(WaveNet(model.config), model.weights).eval()
-    feats = np.empty((len(inputs), 3), np.float32)
+    feats = np.empty((len(inputs), local_cond.N_LOCAL), np.float32)
     local_cond.fill(ctrl.copy(), float(model.config.sample_rate), feats)
+    feats = feats[:, [LOCAL_CHANNELS.index(c) for c in model.config.conditioning.local]]
     with torch.no_grad():
         g = net.global_vector(torch.tensor([pitch]), torch.tensor([instrument]), torch.tensor([velocity / 127.0]))
         logits = net(torch.from_numpy(inputs)[None], g, torch.from_numpy(feats.T.copy())[None])
@@ -32,6 +34,7 @@ def test_teacher_forced_logits_match_parallel_forward(engine_cls):
     e = engine_cls(model, seed=0)
     e.set_conditioning(pitch=67, instrument=2, velocity=90)
     e.set_note(gate=1.0, pitch=67.0)
+    e.set_level(np.array([0.005, 0.9, 0.2, 0.05, 0.1]))  # the level input moves: 0.9 -> 0.2 in ~0.1 s
     ctrl = e.ctrl.copy()
     inputs = np.random.default_rng(3).integers(0, 256, N)
     got = e.teacher_force(inputs)
@@ -48,7 +51,7 @@ def test_forward_keep_gives_the_last_logits_and_their_gradients(batch, t_len):
     net = import_weights(WaveNet(model.config), model.weights)
     g = torch.Generator().manual_seed(batch)
     inputs = torch.randint(0, 256, (batch, t_len), generator=g)
-    local = torch.randn(batch, 3, t_len, generator=g)
+    local = torch.randn(batch, len(model.config.conditioning.local), t_len, generator=g)
     targets = torch.randint(0, 256, (batch, t_len), generator=g)
 
     def loss_and_grads(keep: int, full: bool):

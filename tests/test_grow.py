@@ -95,3 +95,23 @@ def test_a_grown_checkpoint_resumes_training(tiny_data, tmp_path):
     hist = torch.load(wide / "ckpt.pt", weights_only=False)["history"]
     grown = [h for h in hist if "grown" in h]
     assert [g["grown"] for g in grown] == ["R8/S16 -> R12/S24"] and grown[0]["step"] == 20
+
+
+@pytest.mark.slow
+def test_a_checkpoint_given_the_level_input_resumes_training_and_ships_a_level_bank(tiny_data, tmp_path):
+    small, lvl = tmp_path / "small", tmp_path / "level"
+    r = train("--data", str(tiny_data), "--out", str(small), "--config", str(tiny_data / "config.json"),
+              "--max-steps", "10", "--lr", "3e-3", "--weight-ema", "0.9")
+    assert r.returncode == 0, r.stderr[-2000:]
+    cfg = grow_checkpoint(small / "ckpt.pt", lvl / "ckpt.pt", None, None, ("level",))
+    assert cfg.conditioning.local == ("gate", "f0_sin", "f0_cos", "level")
+    ckpt = torch.load(lvl / "ckpt.pt", weights_only=False)
+    assert "weight_ema" not in ckpt  # the old average has no level weights
+    assert ckpt["history"][-1]["grown"] == "local + level"
+    r = train("--data", str(tiny_data), "--out", str(lvl), "--resume", "--max-steps", "14", "--eval-every", "100")
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = load_model(lvl / "model.npz")
+    assert m.config.conditioning.local[-1] == "level" and len(m.levelbank) == 24
+    assert m.metadata["training"]["steps"] == 14
+    with pytest.raises(ValueError, match="nothing to grow"):
+        grow_checkpoint(small / "ckpt.pt", tmp_path / "x" / "ckpt.pt", None, None)

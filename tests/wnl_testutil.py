@@ -15,9 +15,9 @@ from realtime import bf16dot, int8dot
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: small but complete: 2 stacks, all conditioning kinds, 3 instruments
+#: small but complete: 2 stacks, every conditioning input (level included), 3 instruments
 SMALL = WaveNetConfig(16, 32, 6, 2, 16000,
-                      conditioning=ConditioningSpec(8, 8, True, ("gate", "f0_sin", "f0_cos"), ("a", "b", "c")))
+                      conditioning=ConditioningSpec(8, 8, True, ("gate", "f0_sin", "f0_cos", "level"), ("a", "b", "c")))
 
 
 NEEDS_BF16DOT = pytest.mark.skipif(not bf16dot.available()[0], reason=bf16dot.available()[1])
