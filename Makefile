@@ -53,11 +53,11 @@ train-all-cores: data
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node $$(nproc) -m models.train \
 		--data data/gm --out models/default --resume --compile $(TRAIN_ARGS)
 
-# the level-input branch (models/level, grown from the default checkpoint with --add-local level):
+# the level-input branch (models/level-input, grown from the default checkpoint with --add-local level):
 # every core, each whole crop at a random gain with the level input moved by as much
 train-level: data
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node $$(nproc) -m models.train \
-		--data data/gm --out models/level --resume --compile --level-gain-db 12 $(TRAIN_ARGS)
+		--data data/gm --out models/level-input --resume --compile --level-gain-db 12 $(TRAIN_ARGS)
 
 evaluate: setup
 	$(BIN)/python -m models.evaluate --model models/default/model.npz

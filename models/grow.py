@@ -2,7 +2,7 @@
 (Net2Net-style), to train on.
 
     python -m models.grow --from models/default --out models/wide --residual 64 --skip 128
-    python -m models.grow --from models/default --out models/level --add-local level
+    python -m models.grow --from models/default --out models/level-input --add-local level
 
 Reads ``FROM/ckpt.pt`` and writes ``OUT/ckpt.pt``, which ``models.train --out OUT --resume``
 continues (with a fresh optimiser; step count, training time and history carry over, plus a
