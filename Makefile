@@ -38,26 +38,29 @@ test: setup
 bench: setup
 	$(BIN)/python -m realtime.bench
 
-# training-time extras: the General MIDI soundfont and FluidSynth, then the note dataset
+# training-time extras: the General MIDI soundfont and FluidSynth, then the note dataset (velocities
+# 50/80/110; its every 20th note is the eval set) and four more velocities of the same notes (training only)
+EXTRA := --data-extra data/gm-vel
 data: setup
 	@missing=""; for p in $(TRAIN_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 	[ -f data/gm/dataset.json ] || $(BIN)/python -m models.dataset build data/gm
+	[ -f data/gm-vel/dataset.json ] || $(BIN)/python -m models.dataset build data/gm-vel --velocities 40,65,95,120
 
 # resume training the default model on one core (taskset), one torch thread
 train: data
-	taskset -c 1 $(BIN)/python -m models.train --data data/gm --out models/default --resume --compile $(TRAIN_ARGS)
+	taskset -c 1 $(BIN)/python -m models.train --data data/gm $(EXTRA) --out models/default --resume --compile $(TRAIN_ARGS)
 
 # the same on every core: one process per core, data-parallel (DDP, gloo), one torch thread each
 train-all-cores: data
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node $$(nproc) -m models.train \
-		--data data/gm --out models/default --resume --compile $(TRAIN_ARGS)
+		--data data/gm $(EXTRA) --out models/default --resume --compile $(TRAIN_ARGS)
 
 # the level-input branch (models/level-input, grown from the default checkpoint with --add-local level):
 # every core, each whole crop at a random gain with the level input moved by as much
 train-level: data
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node $$(nproc) -m models.train \
-		--data data/gm --out models/level-input --resume --compile --level-gain-db 12 $(TRAIN_ARGS)
+		--data data/gm $(EXTRA) --out models/level-input --resume --compile --level-gain-db 12 $(TRAIN_ARGS)
 
 evaluate: setup
 	$(BIN)/python -m models.evaluate --model models/default/model.npz

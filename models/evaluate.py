@@ -212,7 +212,7 @@ def teacher_forced_nll(model, data, engine: str, every: int = 15, seconds: float
         e.reset()
         e.set_conditioning(pitch=note.pitch, instrument=note.instrument_id, velocity=note.velocity)
         e.set_note(gate=1.0, pitch=float(note.pitch))
-        e.set_level(e.note_level(note.instrument_id, note.pitch, note.velocity))
+        e.play_level(note.instrument_id, note.pitch, note.velocity)
         x = mulaw.encode(note.audio[note.onset:note.onset + int(seconds * model.config.sample_rate)])
         logits = e.teacher_force(np.concatenate(([mulaw.SILENCE], x[:-1]))).astype(np.float64)
         top = logits.max(axis=1)

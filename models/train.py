@@ -115,6 +115,13 @@ def split_notes(notes, every: int = 20):
     return train, held
 
 
+def extra_train_notes(extra, held) -> list:
+    """The notes of ``extra`` (more data beside the main set) that may train: those whose (instrument, pitch)
+    no held-out note has, so another velocity of an eval note does not leak into training."""
+    keys = {(n.instrument_id, n.pitch) for n in held}
+    return [n for n in extra if (n.instrument_id, n.pitch) not in keys]
+
+
 def weight_average(model: WaveNet, decay: float, state: dict | None = None):
     """The exponential moving average of ``model``'s weights (torch's AveragedModel; update it after each
     optimiser step), restored from a checkpoint's ``weight_ema`` entry when there is one; None if decay is 0."""
@@ -193,6 +200,9 @@ def plot_history(history: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="dataset folder (python -m models.dataset build)")
+    ap.add_argument("--data-extra", action="append", default=[], metavar="DIR",
+                    help="more training notes (repeatable; e.g. other velocities of the same instruments): every "
+                         "note joins the training set but those sharing an (instrument, pitch) with an eval note")
     ap.add_argument("--out", required=True, help="output folder, e.g. models/default")
     ap.add_argument("--config", help="JSON file with WaveNetConfig fields (default R32/S64/L20)")
     ap.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
@@ -252,6 +262,10 @@ def train(a) -> int:
         out.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(a.data)
     train_notes, eval_notes = split_notes(ds.notes)
+    for extra_dir in a.data_extra:
+        extra = load_dataset(extra_dir)
+        extra.check_fits(ds.instruments, ds.sample_rate, extra_dir, a.data)
+        train_notes += extra_train_notes(extra.notes, eval_notes)
     ckpt_path = out / "ckpt.pt"
     state = None
     if a.resume and ckpt_path.is_file():
@@ -313,7 +327,8 @@ def train(a) -> int:
                                            probes_too=False)["eval_loss"]
         history.append({"step": step, "hours": elapsed / 3600, "core_hours": core_s / 3600, **ev,
                         "options": {"lr": a.lr, "input_noise": a.input_noise, "self_feed": a.self_feed,
-                                    "weight_ema": a.weight_ema, "level_gain_db": a.level_gain_db}})
+                                    "weight_ema": a.weight_ema, "level_gain_db": a.level_gain_db,
+                                    **({"data_extra": a.data_extra} if a.data_extra else {})}})
         with open(out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(history[-1]) + "\n")
         print(f"\n[eval] step {step} {elapsed / 3600:.2f} h: " +

@@ -111,11 +111,11 @@ class Controller:
         if was_sounding:  # legato: glide, no re-attack
             glide = int(s.glide_s * e.sample_rate)
             e.set_note(gate=1.0, pitch=note + s.bend, glide_s=s.glide_s)
-            e.set_level(e.note_level(s.instrument, note, velocity), attack=False)
+            e.play_level(s.instrument, note, velocity, attack=False)
             e.set_conditioning(pitch=note, velocity=velocity, glide_samples=glide)
             return {"param": "note_on", "value": note, "velocity": velocity, "legato": True}
         e.set_note(gate=1.0, pitch=note + s.bend, glide_s=0.0)
-        e.set_level(e.note_level(s.instrument, note, velocity))
+        e.play_level(s.instrument, note, velocity)
         e.set_conditioning(pitch=note, velocity=velocity)
         if self.preset.model.reprime != "off":
             self._reprime()
@@ -130,7 +130,7 @@ class Controller:
                 prev = s.held[-1]
                 s.note = prev
                 e.set_note(pitch=prev + s.bend, glide_s=s.glide_s)
-                e.set_level(e.note_level(s.instrument, prev, s.velocity), attack=False)
+                e.play_level(s.instrument, prev, s.velocity, attack=False)
                 e.set_conditioning(pitch=prev, glide_samples=int(s.glide_s * e.sample_rate))
             else:
                 s.note = None
@@ -176,7 +176,7 @@ class Controller:
         self.state.instrument = inst
         self.engine.set_conditioning(instrument=inst, glide_samples=self.smooth)
         if self.state.note is not None:  # the sounding note heads for the new instrument's level
-            self.engine.set_level(self.engine.note_level(inst, self.state.note, self.state.velocity), attack=False)
+            self.engine.play_level(inst, self.state.note, self.state.velocity, attack=False)
         if self.preset.model.reprime == "note_on_program" and self.state.note is not None:
             self._reprime()
         return {"param": "instrument", "value": inst, "name": self.instruments[inst]}

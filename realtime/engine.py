@@ -160,6 +160,10 @@ class Engine(ABC):
         decay_s, release_s); ``attack=False`` (legato) keeps the current level, changing only where it heads."""
         local_cond.start_level(self.ctrl, np.asarray(params, np.float64), self.sample_rate, attack)
 
+    def play_level(self, instrument: int, pitch: float, velocity: float, attack: bool = True) -> None:
+        """:meth:`set_level` with the level bank's envelope of this note (:meth:`note_level`). Thread: generator."""
+        self.set_level(self.note_level(instrument, pitch, velocity), attack)
+
     def set_expression(self, offset: float) -> None:
         """Move the level input by ``offset`` level units (<= 0: quieter, 1/3 = 20 dB) from the next sample."""
         self.ctrl[local_cond.LEVEL_OFFSET] = float(offset)

@@ -54,7 +54,7 @@ class PolyController(Controller):
         s.held.append(note)
         s.note, s.velocity = note, velocity
         e.set_note(gate=1.0, pitch=note + s.bend, glide_s=0.0)
-        e.set_level(e.note_level(s.instrument, note, velocity))
+        e.play_level(s.instrument, note, velocity)
         e.set_expression(expression_offset(s.expression))
         morph = None
         if s.morph > 0:
@@ -118,8 +118,7 @@ class PolyController(Controller):
             for v in self.alloc.busy():
                 e = self.poly.voice(v)
                 e.set_conditioning(instrument=self.state.instrument, glide_samples=self.smooth)
-                e.set_level(e.note_level(self.state.instrument, self.alloc.voices[v].note, self.state.velocity),
-                            attack=False)
+                e.play_level(self.state.instrument, self.alloc.voices[v].note, self.state.velocity, attack=False)
             if mode == "note_on_program":
                 self.recover()  # every sounding voice re-primed from the new instrument's snippet
         return ev

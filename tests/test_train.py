@@ -13,7 +13,8 @@ import torch
 from models.config import WaveNetConfig
 from models.model_file import load_model
 from models.wavenet import WaveNet, export_weights
-from tiny_data import TINY
+from models.dataset import Dataset, Note, write_dataset
+from tiny_data import SR, TINY, tone
 from wnl_testutil import ROOT
 
 
@@ -199,3 +200,45 @@ def test_self_feed_replaces_that_share_of_inputs_with_the_networks_own_next_samp
     assert torch.equal(got[:, 0], inputs[:, 0])  # nothing predicts the first slot
     assert torch.all(replaced | (got[:, 1:] == inputs[:, 1:]))  # every slot is teacher or own sample
     assert float(replaced.float().mean()) == pytest.approx(share, abs=0.02)
+
+
+def test_extra_notes_train_unless_they_share_an_eval_notes_instrument_and_pitch():
+    from models.train import extra_train_notes, split_notes
+
+    main = [Note(np.zeros(8), i, p, 80, 0, 4, True, "") for i in (0, 1) for p in range(55, 67)]
+    train_notes, held = split_notes(main)
+    extra = [Note(np.zeros(8), i, p, v, 0, 4, True, "") for i in (0, 1) for p in range(55, 67) for v in (40, 120)]
+    kept = extra_train_notes(extra, held)
+    held_keys = {(n.instrument_id, n.pitch) for n in held}
+    assert held_keys == {(0, 65)} and len(train_notes) == 23
+    assert len(kept) == len(extra) - 2 and not any((n.instrument_id, n.pitch) in held_keys for n in kept)
+
+
+@pytest.fixture(scope="module")
+def extra_velocity_data(tmp_path_factory):
+    """The tiny tones again at velocity 60 (a second dataset folder, as models.dataset build writes one)."""
+    notes = [Note(tone(k, p), i, p, 60, 800, 6400, True, "") for i, k in enumerate(("sine", "saw"))
+             for p in range(55, 67)]
+    out = tmp_path_factory.mktemp("tiny_extra")
+    write_dataset(Dataset(SR, ["sine", "saw"], notes, "synthetic"), out)
+    return out
+
+
+def test_data_extra_adds_training_notes_and_is_logged(tiny_data, extra_velocity_data, tmp_path):
+    out = tmp_path / "o"
+    r = train("--data", str(tiny_data), "--data-extra", str(extra_velocity_data), "--out", str(out),
+              "--config", str(tiny_data / "config.json"), "--max-steps", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "46 train / 1 eval notes" in r.stdout  # 23 of the main set + 23 of 24 extra (not the eval note's key)
+    hist = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert hist[-1]["options"]["data_extra"] == [str(extra_velocity_data)]
+
+
+def test_data_extra_with_other_instruments_is_refused_naming_its_folder(tiny_data, tmp_path):
+    other = tmp_path / "other"
+    write_dataset(Dataset(SR, ["sine", "square"], [Note(tone("sine", 60), 0, 60, 60, 800, 6400, True, "")],
+                          "synthetic"), other)
+    r = train("--data", str(tiny_data), "--data-extra", str(other), "--out", str(tmp_path / "o"),
+              "--config", str(tiny_data / "config.json"), "--max-steps", "1")
+    assert r.returncode == 2 and str(other) in r.stderr and "instruments" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
