@@ -183,6 +183,7 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
     last = (tr.get("history") or [{}])[-1]
     ev_path = out_dir / "eval.json"
     ev = json.loads(ev_path.read_text()) if ev_path.is_file() else None
+    extra = last.get("options", {}).get("data_extra")  # train --data-extra folders of the latest run
     lines = [
         "# Model card", "",
         f"- Config: R{cfg.residual_channels}/S{cfg.skip_channels}, {cfg.stacks} stacks x {cfg.layers_per_stack} "
@@ -191,14 +192,16 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
         f"- Conditioning: pitch embedding {cfg.conditioning.pitch_dim}, instrument embedding "
         f"{cfg.conditioning.instrument_dim}, velocity {cfg.conditioning.velocity}, local {list(cfg.conditioning.local)}.",
         f"- Instruments: {', '.join(cfg.conditioning.instruments)}.",
-        f"- Data: {meta.get('dataset', {}).get('n_notes', '?')} notes from {meta.get('dataset', {}).get('source', '?')}.",
+        f"- Data: {meta.get('dataset', {}).get('n_notes', '?')} notes from {meta.get('dataset', {}).get('source', '?')}"
+        + (f"; the latest training run also trained on {', '.join(extra)} (--data-extra)" if extra else "") + ".",
         "- Training: " + training_time(tr) + ".",
     ]
     if last:
         lines.append("- Last eval: " + ", ".join(f"{k} {v:.3f}" for k, v in last.items()
                                                    if isinstance(v, float) and "hours" not in k))
     lines += ["", "## Quality against training time", "",
-              "`python -m models.evaluate --log models/default/eval_history.jsonl` after each hour of training "
+              f"`python -m models.evaluate --model {out_dir}/model.npz --log {out_dir}/eval_history.jsonl` "
+              "after each hour of training "
               "(`--quick`: 3 pitches per instrument, 10 s stability); pitch with the preset's seed-bank "
               "re-priming / without; timbre = 1-NN instrument accuracy on generated notes, fitted on the real "
               "notes mu-law coded as the model learns them / on the clean real notes (rows before 2026-11-25 "

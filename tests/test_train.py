@@ -232,6 +232,7 @@ def test_data_extra_adds_training_notes_and_is_logged(tiny_data, extra_velocity_
     assert "46 train / 1 eval notes" in r.stdout  # 23 of the main set + 23 of 24 extra (not the eval note's key)
     hist = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert hist[-1]["options"]["data_extra"] == [str(extra_velocity_data)]
+    assert f"also trained on {extra_velocity_data} (--data-extra)" in (out / "MODEL.md").read_text()
 
 
 def test_data_extra_with_other_instruments_is_refused_naming_its_folder(tiny_data, tmp_path):
