@@ -273,6 +273,20 @@ def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak:
     return results, skipped
 
 
+def poly_precisions(spec: str, r: int, s: int) -> tuple[list[str], dict[str, str]]:
+    """The comma-separated precisions of ``--poly-precisions`` this CPU runs for R/S channels, and why not the rest."""
+    from .numba_engine import precision_error
+
+    runnable, why_not = [], {}
+    for p in (x for x in spec.split(",") if x):
+        why = precision_error(p, r, s)
+        if why:
+            why_not[p] = why
+        else:
+            runnable.append(p)
+    return runnable, why_not
+
+
 def bench_poly(name: str, runs: int, precisions: list[str], voices: list[int], threads: list[int],
                seconds: float, peak: float, cpus: list[int], parallel: list[str]) -> list[dict]:
     """Polyphony scaling: voices vs steps/s (= samples/s of each voice), per precision and thread count.
@@ -404,7 +418,9 @@ def main(argv: list[str] | None = None) -> int:
                     ratio[f"{p}_over_fp32"] = round(res[e].samples_per_s / res["numba"].samples_per_s, 2)
             ratios.append(ratio)
         if voices:
-            poly += bench_poly(name, a.runs, a.poly_precisions.split(","), voices, threads, a.poly_seconds, peak,
+            runnable, why_not = poly_precisions(a.poly_precisions, *CONFIGS[name][:2])
+            skips += [{"config": name, "engine": f"poly-{p}", "skipped": why} for p, why in why_not.items()]
+            poly += bench_poly(name, a.runs, runnable, voices, threads, a.poly_seconds, peak,
                                cpus, a.parallel.split(","))
         if not a.no_auto:
             from models.config import WaveNetConfig
