@@ -184,7 +184,8 @@ def plot_history(history: list[dict], path: Path) -> None:
     for key, lab in (("eval_loss", "eval"), ("pitch_shift_loss", "eval, pitch +7"),
                      ("instrument_swap_loss", "eval, wrong instrument"), ("note_change_loss", "note change"),
                      ("note_change_pitch_shift_loss", "note change, pitch +7"),
-                     ("level_shift_loss", "eval, level -20 dB"), ("ema_eval_loss", "eval, averaged weights")):
+                     ("level_shift_loss", "eval, level -20 dB"), ("ema_eval_loss", "eval, averaged weights"),
+                     ("train_notes_loss", "training notes (eval's crops)")):
         ev = [h for h in history if key in h]
         if ev:
             ax.plot([h["hours"] for h in ev], [h[key] for h in ev], marker="o", label=lab)
@@ -262,6 +263,7 @@ def train(a) -> int:
         out.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(a.data)
     train_notes, eval_notes = split_notes(ds.notes)
+    seen_notes = list(train_notes)  # --data's training notes: the loss on them, beside the eval loss, is the fit gap
     for extra_dir in a.data_extra:
         extra = load_dataset(extra_dir)
         extra.check_fits(ds.instruments, ds.sample_rate, extra_dir, a.data)
@@ -321,6 +323,9 @@ def train(a) -> int:
     def run_eval() -> None:
         ev = evaluate(model, eval_notes, cfg.sample_rate, context, a.window, device,
                       TrainOptions.eval_notes, cfg.conditioning.n_instruments)
+        ev["train_notes_loss"] = evaluate(model, seen_notes, cfg.sample_rate, context, a.window, device,
+                                          TrainOptions.eval_notes, cfg.conditioning.n_instruments,
+                                          probes_too=False)["eval_loss"]
         if averaged is not None:
             ev["ema_eval_loss"] = evaluate(averaged.module, eval_notes, cfg.sample_rate, context, a.window, device,
                                            TrainOptions.eval_notes, cfg.conditioning.n_instruments,

@@ -52,6 +52,7 @@ def test_train_checkpoint_resume_and_learning(tiny_data, tmp_path):
     assert final["steps"] == 150
     hist = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert hist[-1]["eval_loss"] < first - 1.0, hist  # it learned the tones (nats)
+    assert hist[-1]["train_notes_loss"] < hist[0]["train_notes_loss"] - 1.0, hist  # the fit, on the training notes
     assert hist[-1]["options"] == {"lr": 3e-3, "input_noise": 1.5, "self_feed": 0.25, "weight_ema": 0.0,
                                    "level_gain_db": 0.0}
     ckpt = torch.load(out / "ckpt.pt", weights_only=False)
