@@ -76,7 +76,8 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
     if level_params is None:
         level_params = fit_level(audio, onset, release, sample_rate)
     gain_db = rng.uniform(-level_gain_db, level_gain_db) if level_gain_db > 0 else 0.0
-    level_params = shift_level(level_params, gain_db / -level.FLOOR_DB)
+    gain_u = gain_db / -level.FLOOR_DB  # the same gain in level units
+    level_params = shift_level(level_params, gain_u)
     feats = local_cond.features_for_note(t_len, onset - begin, release - begin, float(pitch), sample_rate, phase,
                                          level_params=level_params)
     if prev is not None:
@@ -86,8 +87,7 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
         feats[:context] = local_cond.features_for_note(context, prev.onset - (end_a - context),
                                                        prev.release - (end_a - context), float(prev.pitch),
                                                        sample_rate, phase,
-                                                       level_params=shift_level(note_level(prev, sample_rate),
-                                                                                gain_db / -level.FLOOR_DB))
+                                                       level_params=shift_level(note_level(prev, sample_rate), gain_u))
     if gain_db:
         seg = np.clip(seg * np.float32(10.0 ** (gain_db / 20.0)), -1.0, 1.0)
     targets = mulaw.encode(seg[1:])

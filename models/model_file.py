@@ -27,6 +27,8 @@ REQUIRED_WEIGHTS = ("embed", "w_dil", "b_dil", "w_glob", "w_loc", "w_rs", "b_res
                     "w_out1", "b_out1", "w_out2", "b_out2", "pitch_embed", "instrument_embed")
 
 
+#: the model file's ``seed/<key>`` and ``level/<key>`` arrays
+_SEED_KEYS = ("snippets", "instrument", "pitch", "velocity")
 _LEVEL_KEYS = ("params", "instrument", "pitch", "velocity")
 
 
@@ -92,7 +94,7 @@ class ModelFile:
         arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
         arrays.update({f"w/{k}": v for k, v in self.weights.items()})
         if self.seedbank is not None:
-            for k in ("snippets", "instrument", "pitch", "velocity"):
+            for k in _SEED_KEYS:
                 arrays[f"seed/{k}"] = getattr(self.seedbank, k)
         if self.levelbank is not None:
             for k in _LEVEL_KEYS:
@@ -145,7 +147,7 @@ def load_model(path: str | Path) -> ModelFile:
     seed = None
     if "seed/snippets" in arrays:
         try:
-            seed = SeedBank(**{k: arrays[f"seed/{k}"] for k in ("snippets", "instrument", "pitch", "velocity")})
+            seed = SeedBank(**{k: arrays[f"seed/{k}"] for k in _SEED_KEYS})
         except (KeyError, ValueError) as e:
             raise ModelFileError(f"model file {path}: bad seed bank ({e})") from None
     levels = None
