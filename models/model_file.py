@@ -144,20 +144,21 @@ def load_model(path: str | Path) -> ModelFile:
     if missing:
         raise ModelFileError(f"model file {path}: missing weights {', '.join(missing)}")
     _check_shapes(path, cfg, weights)
-    seed = None
-    if "seed/snippets" in arrays:
-        try:
-            seed = SeedBank(**{k: arrays[f"seed/{k}"] for k in _SEED_KEYS})
-        except (KeyError, ValueError) as e:
-            raise ModelFileError(f"model file {path}: bad seed bank ({e})") from None
-    levels = None
-    if "level/params" in arrays:
-        try:
-            levels = LevelBank(**{k: arrays[f"level/{k}"] for k in _LEVEL_KEYS})
-        except (KeyError, ValueError) as e:
-            raise ModelFileError(f"model file {path}: bad level bank ({e})") from None
+    seed = _load_bank(path, arrays, "seed", _SEED_KEYS, SeedBank, "seed bank")
+    levels = _load_bank(path, arrays, "level", _LEVEL_KEYS, LevelBank, "level bank")
     return ModelFile(cfg, {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()},
                      header.get("metadata", {}), seed, path, levels)
+
+
+def _load_bank(path: Path, arrays, prefix: str, keys: tuple[str, ...], cls, what: str):
+    """The optional per-note table stored as ``prefix/<key>`` (present when its first key is), or None;
+    ModelFileError naming the file when it is incomplete or inconsistent."""
+    if f"{prefix}/{keys[0]}" not in arrays:
+        return None
+    try:
+        return cls(**{k: arrays[f"{prefix}/{k}"] for k in keys})
+    except (KeyError, ValueError) as e:
+        raise ModelFileError(f"model file {path}: bad {what} ({e})") from None
 
 
 def _check_config_types(path: Path, d: Any) -> None:
