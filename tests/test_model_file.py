@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from models.model_file import ModelFile, ModelFileError, SeedBank, load_model
-from wnl_testutil import SMALL, small_model
+from wnl_testutil import ROOT, SMALL, small_model
 
 
 def test_round_trip_keeps_everything(tmp_path):
@@ -46,4 +46,15 @@ def test_not_a_model(tmp_path):
     path = tmp_path / "other.npz"
     np.savez(path, a=np.zeros(3))
     with pytest.raises(ModelFileError, match="other.npz.*no header"):
+        load_model(path)
+
+
+def test_a_seed_bank_with_a_missing_array_is_a_one_line_error_naming_the_file(tmp_path):
+    src = load_model(ROOT / "models" / "default" / "model.npz")
+    path = tmp_path / "m.npz"
+    src.save(path)
+    arrays = dict(np.load(path))
+    del arrays["seed/pitch"]
+    np.savez(path, **arrays)
+    with pytest.raises(ModelFileError, match=r"m\.npz: bad seed bank"):
         load_model(path)
