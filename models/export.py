@@ -183,7 +183,10 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
     last = (tr.get("history") or [{}])[-1]
     ev_path = out_dir / "eval.json"
     ev = json.loads(ev_path.read_text()) if ev_path.is_file() else None
-    extra = last.get("options", {}).get("data_extra")  # train --data-extra folders of the latest run
+    opts = last.get("options", {})
+    extra = opts.get("data_extra")  # train --data-extra folders of the latest run
+    split = (f"; the latest run's split: {opts['train_notes']:,} training / {opts['eval_notes']} held-out notes"
+             if "train_notes" in opts else "")
     lines = [
         "# Model card", "",
         f"- Config: R{cfg.residual_channels}/S{cfg.skip_channels}, {cfg.stacks} stacks x {cfg.layers_per_stack} "
@@ -193,7 +196,8 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
         f"{cfg.conditioning.instrument_dim}, velocity {cfg.conditioning.velocity}, local {list(cfg.conditioning.local)}.",
         f"- Instruments: {', '.join(cfg.conditioning.instruments)}.",
         f"- Data: {meta.get('dataset', {}).get('n_notes', '?')} notes from {meta.get('dataset', {}).get('source', '?')}"
-        + (f"; the latest training run also trained on {', '.join(extra)} (--data-extra)" if extra else "") + ".",
+        + (f"; the latest training run also trained on {', '.join(extra)} (--data-extra)" if extra else "")
+        + split + ".",
         "- Training: " + training_time(tr) + ".",
     ]
     if last:

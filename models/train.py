@@ -333,7 +333,8 @@ def train(a) -> int:
         history.append({"step": step, "hours": elapsed / 3600, "core_hours": core_s / 3600, **ev,
                         "options": {"lr": a.lr, "input_noise": a.input_noise, "self_feed": a.self_feed,
                                     "weight_ema": a.weight_ema, "level_gain_db": a.level_gain_db,
-                                    **({"data_extra": a.data_extra} if a.data_extra else {})}})
+                                    **({"data_extra": a.data_extra} if a.data_extra else {}),
+                                    "train_notes": len(train_notes), "eval_notes": len(eval_notes)}})
         with open(out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(history[-1]) + "\n")
         print(f"\n[eval] step {step} {elapsed / 3600:.2f} h: " +

@@ -233,7 +233,9 @@ def test_data_extra_adds_training_notes_and_is_logged(tiny_data, extra_velocity_
     assert "46 train / 1 eval notes" in r.stdout  # 23 of the main set + 23 of 24 extra (not the eval note's key)
     hist = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert hist[-1]["options"]["data_extra"] == [str(extra_velocity_data)]
-    assert f"also trained on {extra_velocity_data} (--data-extra)" in (out / "MODEL.md").read_text()
+    assert (hist[-1]["options"]["train_notes"], hist[-1]["options"]["eval_notes"]) == (46, 1)
+    card = (out / "MODEL.md").read_text()
+    assert f"also trained on {extra_velocity_data} (--data-extra); the latest run's split: 46 training / 1 held-out notes." in card
 
 
 def test_data_extra_with_other_instruments_is_refused_naming_its_folder(tiny_data, tmp_path):
