@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from . import level
+from .one_pole import one_pole_coeff
 
 PHASE, PITCH, PITCH_TARGET, PITCH_COEFF, GATE, GATE_TARGET, ATTACK_COEFF, RELEASE_COEFF = range(8)
 LEVEL, LEVEL_TARGET, LEVEL_SUSTAIN, LEVEL_ATTACK, LEVEL_DECAY, LEVEL_RELEASE, LEVEL_OFFSET = range(8, 15)
@@ -22,11 +23,6 @@ STATE_SIZE = 15
 N_LOCAL = 4  # gate, f0_sin, f0_cos, level (config.LOCAL_CHANNELS order)
 
 
-def one_pole_coeff(time_s: float, sample_rate: float) -> float:
-    """Per-sample smoothing coefficient reaching ~63 % of a step after ``time_s`` seconds (1.0 = jump)."""
-    if time_s <= 0.0:
-        return 1.0
-    return 1.0 - math.exp(-1.0 / (time_s * sample_rate))
 
 
 def new_state(pitch: float = 60.0, sample_rate: float = 16000.0, attack_s: float = 0.002,

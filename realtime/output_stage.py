@@ -12,13 +12,11 @@ import math
 import numpy as np
 from numba import njit
 
+from models.one_pole import one_pole_coeff
+
 ENV, ENV_T, LEVEL, LEVEL_T, GAIN, GAIN_T, DC_X1, DC_Y1, LIM, ATTACK_C, RELEASE_C, SMOOTH_C, DC_R, LIM_REL, \
     CEILING, NONFINITE = range(16)
 STATE_SIZE = 16
-
-
-def _coeff(time_s: float, sample_rate: float) -> float:
-    return 1.0 if time_s <= 0 else 1.0 - math.exp(-1.0 / (time_s * sample_rate))
 
 
 class OutputStage:
@@ -32,11 +30,11 @@ class OutputStage:
         self.sample_rate = sample_rate
         s = np.zeros(STATE_SIZE, np.float64)
         s[LEVEL] = s[LEVEL_T] = s[GAIN] = s[GAIN_T] = s[LIM] = 1.0
-        s[ATTACK_C] = _coeff(attack_s, sample_rate)
-        s[RELEASE_C] = _coeff(release_s, sample_rate)
-        s[SMOOTH_C] = _coeff(smooth_s, sample_rate)
+        s[ATTACK_C] = one_pole_coeff(attack_s, sample_rate)
+        s[RELEASE_C] = one_pole_coeff(release_s, sample_rate)
+        s[SMOOTH_C] = one_pole_coeff(smooth_s, sample_rate)
         s[DC_R] = math.exp(-2.0 * math.pi * dc_hz / sample_rate)
-        s[LIM_REL] = _coeff(limiter_release_s, sample_rate)
+        s[LIM_REL] = one_pole_coeff(limiter_release_s, sample_rate)
         s[CEILING] = ceiling
         self.state = s
         self._rest = s.copy()
@@ -45,7 +43,7 @@ class OutputStage:
         self.state[:] = self._rest
 
     def set_release(self, release_s: float) -> None:
-        self.state[RELEASE_C] = _coeff(release_s, self.sample_rate)
+        self.state[RELEASE_C] = one_pole_coeff(release_s, self.sample_rate)
 
     def set_targets(self, env: float | None = None, level: float | None = None, gain: float | None = None) -> None:
         """Targets reached smoothly: note envelope 0..1, velocity level 0..1, output gain (linear)."""

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from models.one_pole import one_pole_coeff
+
 from .controller import Controller, expression_offset
 from .output_stage import OutputStage
 from .poly_engine import PolyEngine
@@ -37,8 +39,8 @@ class PolyController(Controller):
         poly.active[:] = False
         self.env = np.zeros(poly.n_voices, np.float64)         # per-voice amplitude envelope
         self.env_target = np.zeros(poly.n_voices, np.float64)
-        self.attack_c = 1.0 - np.exp(-1.0 / (0.002 * sr))
-        self.release_c = 1.0 - np.exp(-1.0 / (max(preset.sound.release_ms, 1.0) / 1000.0 * sr))
+        self.attack_c = one_pole_coeff(0.002, sr)
+        self.release_c = one_pole_coeff(max(preset.sound.release_ms, 1.0) / 1000.0, sr)
         stage.set_targets(env=1.0)  # the voices carry the envelopes
         self._levels = np.zeros(poly.n_voices, np.float32)
 
