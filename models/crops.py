@@ -7,9 +7,10 @@ onsets and releases fall inside scored windows and exact silence is rare.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+import soxr
 
 from . import level, local_cond, mulaw
 from .config import LOCAL_CHANNELS
@@ -46,10 +47,23 @@ def _segment(audio: np.ndarray, begin: int, length: int) -> np.ndarray:
     return seg
 
 
+def detuned(note, semitones: float, sample_rate: int):
+    """``note`` played ``semitones`` higher (fractional; negative: lower) by resampling (soxr): its
+    audio, onset and release shorten or lengthen by 2**(-semitones/12), like a sampler's. The level
+    envelope stays the original's fit (its times then are off by the same factor: <= 6 % within
+    +-1 semitone). ``semitones`` 0: the note itself."""
+    if semitones == 0.0:
+        return note
+    r = 2.0 ** (semitones / 12.0)
+    audio = soxr.resample(note.audio, sample_rate * r, sample_rate).astype(np.float32)
+    return replace(note, audio=np.clip(audio, -1.0, 1.0), onset=int(round(note.onset / r)),
+                   release=int(round(note.release / r)), level=note_level(note, sample_rate))
+
+
 def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_rate: int,
               context: int, window: int, rng: np.random.Generator, input_noise: float = 0.0,
               start: int | None = None, prev=None, level_params: np.ndarray | None = None,
-              level_gain_db: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              level_gain_db: float = 0.0, f0_offset: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One crop of a note: (inputs (T,), targets (T,), local (N_LOCAL, T)), T = context + window.
 
     The scored window starts uniformly within the sounding range (or at
@@ -63,6 +77,8 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
     ``level_gain_db``: the whole crop (inputs and targets) gets a random gain, uniform in +-this
     many dB, and its level input moves with it: the level no longer follows from velocity, pitch
     and instrument, only from the level input (and the history).
+    ``f0_offset`` (semitones) moves the f0 input of the note and of ``prev`` off their MIDI pitches
+    (a detuned crop's true pitch, or a probe's false one).
     """
     t_len = context + window
     if prev is not None:
@@ -78,14 +94,14 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
     gain_db = rng.uniform(-level_gain_db, level_gain_db) if level_gain_db > 0 else 0.0
     gain_u = gain_db / -level.FLOOR_DB  # the same gain in level units
     level_params = shift_level(level_params, gain_u)
-    feats = local_cond.features_for_note(t_len, onset - begin, release - begin, float(pitch), sample_rate, phase,
-                                         level_params=level_params)
+    feats = local_cond.features_for_note(t_len, onset - begin, release - begin, float(pitch) + f0_offset, sample_rate,
+                                         phase, level_params=level_params)
     if prev is not None:
         plo, phi = sounding_range(prev.audio, prev.onset, prev.release)
         end_a = int(rng.integers(min(plo + context // 4, phi - 1), phi))  # prev plays up to here
         seg[:context + 1] = _segment(prev.audio, end_a - context - 1, context + 1)
         feats[:context] = local_cond.features_for_note(context, prev.onset - (end_a - context),
-                                                       prev.release - (end_a - context), float(prev.pitch),
+                                                       prev.release - (end_a - context), float(prev.pitch) + f0_offset,
                                                        sample_rate, phase,
                                                        level_params=shift_level(note_level(prev, sample_rate), gain_u))
     if gain_db:
@@ -101,12 +117,16 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
 def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng: np.random.Generator,
                input_noise: float = 0.0, pitch_shift: int = 0, instrument_map=None,
                starts=None, splice_prob: float = 0.0, local: tuple[str, ...] = LOCAL_CHANNELS,
-               level_shift: float = 0.0, level_gain_db: float = 0.0) -> Batch:
+               level_shift: float = 0.0, level_gain_db: float = 0.0, detune: float = 0.0,
+               f0_shift: float = 0.0) -> Batch:
     """Stack crops of ``notes[indices]``. ``pitch_shift``/``instrument_map`` falsify conditioning (for probes);
     ``splice_prob`` is the share of crops that start at a note change (see :func:`make_crop`);
     ``local`` names the local channels the model reads (its ``conditioning.local``); ``level_shift``
     (level units) moves every note's peak and sustain level (a probe: 1/3 = 20 dB); ``level_gain_db``:
-    see :func:`make_crop`."""
+    see :func:`make_crop`. ``detune`` (semitones): each crop's note (and the note before a change) is
+    resampled to a pitch uniform within +-this of its MIDI pitch, with its f0 input following and
+    its pitch embedding left at the MIDI note, as a pitch bend plays it; so the exact pitch comes
+    only from the f0 input. ``f0_shift`` (semitones, a probe) falsifies the f0 input alone."""
     pick = [LOCAL_CHANNELS.index(c) for c in local]
     ins, tgs, locs, p, ins_id, vel = [], [], [], [], [], []
     by_inst: dict[int, list[int]] = {}
@@ -120,9 +140,13 @@ def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng:
         prev = None
         if splice_prob > 0 and starts is None and rng.random() < splice_prob:
             prev = notes[int(rng.choice(by_inst[n.instrument_id]))]
+        bend = float(rng.uniform(-detune, detune)) if detune > 0 else 0.0
+        level_params = shift_level(note_level(n, sample_rate), level_shift)
+        n = detuned(n, bend, sample_rate)
+        prev = None if prev is None else detuned(prev, bend, sample_rate)
         a, b, loc = make_crop(n.audio, n.onset, n.release, pitch, sample_rate, context, window, rng, noise,
-                              None if starts is None else int(starts[k]), prev,
-                              shift_level(note_level(n, sample_rate), level_shift), level_gain_db)
+                              None if starts is None else int(starts[k]), prev, level_params, level_gain_db,
+                              bend + f0_shift)
         ins.append(a)
         tgs.append(b)
         locs.append(loc[pick])

@@ -42,6 +42,7 @@ class TrainOptions:
     level_gain_db: float = 0.0  # random gain (+- dB) per crop, level input moved with it (level models)
     splice_prob: float = 0.35  # share of crops that start at a note change (teaches reading the pitch input)
     self_feed: float = 0.0     # share of inputs replaced by the network's own one-step samples (exposure bias)
+    detune: float = 0.0        # crops resampled up to +-this many semitones off their note, f0 input following
     weight_ema: float = 0.0    # decay per step of the exported weights' moving average (0: export the raw weights)
     eval_every_s: float = 600.0
     ckpt_every_s: float = 300.0
@@ -139,8 +140,9 @@ def weight_average(model: WaveNet, decay: float, state: dict | None = None):
 @torch.no_grad()
 def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int, device: torch.device,
              n_notes: int, n_instruments: int, probes_too: bool = True) -> dict[str, float]:
-    """Eval loss on fixed crops, plus probes: loss with pitch +7 semitones, with the wrong instrument, and
-    (for a model with a level input) with the level input 20 dB below the note's.
+    """Eval loss on fixed crops, plus probes: loss with pitch +7 semitones, with the wrong instrument, with
+    the f0 input alone a semitone sharp and (for a model with a level input) with the level input 20 dB
+    below the note's.
 
     The probe deltas tell whether the network reads its conditioning at all (``probes_too``).
     """
@@ -154,6 +156,8 @@ def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int,
     change = {"splice_prob": 1.0, "starts": None}
     probes = {"eval_loss": {}, "pitch_shift_loss": {"pitch_shift": 7}, "instrument_swap_loss": swap,
               "note_change_loss": change, "note_change_pitch_shift_loss": {**change, "pitch_shift": 7}}
+    if "f0_sin" in model.cfg.conditioning.local:  # the f0 input alone a semitone sharp (a pitch bend)
+        probes["f0_shift_loss"] = {"f0_shift": 1.0}
     if "level" in model.cfg.conditioning.local:  # the level input says 20 dB quieter than the note is
         probes["level_shift_loss"] = {"level_shift": -1.0 / 3.0}
     if not probes_too:
@@ -184,7 +188,7 @@ def plot_history(history: list[dict], path: Path) -> None:
     for key, lab in (("eval_loss", "eval"), ("pitch_shift_loss", "eval, pitch +7"),
                      ("instrument_swap_loss", "eval, wrong instrument"), ("note_change_loss", "note change"),
                      ("note_change_pitch_shift_loss", "note change, pitch +7"),
-                     ("level_shift_loss", "eval, level -20 dB"), ("ema_eval_loss", "eval, averaged weights"),
+                     ("level_shift_loss", "eval, level -20 dB"), ("f0_shift_loss", "eval, f0 input +1"), ("ema_eval_loss", "eval, averaged weights"),
                      ("train_notes_loss", "training notes (eval's crops)")):
         ev = [h for h in history if key in h]
         if ev:
@@ -218,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
                          "by as much (a model with a level input: the level then comes only from that input)")
     ap.add_argument("--splice-prob", type=float, default=TrainOptions.splice_prob,
                     help="share of crops starting at a note change after another note's audio")
+    ap.add_argument("--detune", type=float, default=TrainOptions.detune,
+                    help="each crop resampled to a pitch uniform within +-this many semitones of its note, the "
+                         "f0 input following and the pitch embedding not (as a pitch bend plays): so the network "
+                         "learns to take the exact pitch from its f0 input (0..2)")
     ap.add_argument("--self-feed", type=float, default=TrainOptions.self_feed,
                     help="share of input samples replaced by the network's own one-step samples (0..1)")
     ap.add_argument("--weight-ema", type=float, default=None,
@@ -247,6 +255,8 @@ def train(a) -> int:
 
     if not 0.0 <= a.level_gain_db <= 30.0:
         raise ValueError(f"--level-gain-db {a.level_gain_db}: must be between 0 and 30")
+    if not 0.0 <= a.detune <= 2.0:
+        raise ValueError(f"--detune {a.detune}: must be between 0 and 2 semitones")
     if not 0.0 <= a.self_feed <= 1.0:
         raise ValueError(f"--self-feed {a.self_feed}: must be between 0 and 1")
     if a.weight_ema is not None and not 0.0 <= a.weight_ema < 1.0:
@@ -332,7 +342,7 @@ def train(a) -> int:
                                            probes_too=False)["eval_loss"]
         history.append({"step": step, "hours": elapsed / 3600, "core_hours": core_s / 3600, **ev,
                         "options": {"lr": a.lr, "input_noise": a.input_noise, "self_feed": a.self_feed,
-                                    "weight_ema": a.weight_ema, "level_gain_db": a.level_gain_db,
+                                    "weight_ema": a.weight_ema, "level_gain_db": a.level_gain_db, "detune": a.detune,
                                     **({"data_extra": a.data_extra} if a.data_extra else {}),
                                     "train_notes": len(train_notes), "eval_notes": len(eval_notes)}})
         with open(out / "history.jsonl", "a") as fh:
@@ -366,7 +376,7 @@ def train(a) -> int:
         idx = rng.integers(0, len(train_notes), size=a.batch)
         b = make_batch(train_notes, idx, cfg.sample_rate, context, a.window, rng, a.input_noise,
                        splice_prob=a.splice_prob, local=cfg.conditioning.local,
-                       level_gain_db=a.level_gain_db)
+                       level_gain_db=a.level_gain_db, detune=a.detune)
         t0 = time.monotonic()
         loss = batch_loss(model, b, device, net, a.self_feed, gen)
         opt.zero_grad(set_to_none=True)
