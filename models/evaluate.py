@@ -7,6 +7,9 @@
   with the preset's re-priming mode and with re-priming off; f0 by YIN on the
   sounding part; |cents| vs the MIDI pitch (unvoiced notes count as 1200 cents);
   per note (signed cents), per instrument, and the count of octave errors;
+- pitch bend: notes on 3 pitches per tonal instrument whose pitch wheel moves +-1 semitone
+  0.5 s after key-down; the f0 over 1-2 s against the same note unbent (same seed), in cents
+  against the intended 100 (does the network follow its f0 input?);
 - level against time (with a dataset): each pitch-grid note's dB envelope against
   its real note's over the 1.5 s key-down, as a shape error with the output gain
   removed, per instrument, with median curves (does a held note decay like the real
@@ -54,6 +57,8 @@ SILENT_DB = -50.0
 ENVELOPE_S = 1.5           # the dataset holds every note 1.5 s: compare levels over that key-down time
 ENVELOPE_FLOOR_DB = -60.0
 QUICK_GRID = (48, 60, 72)
+BEND_PITCHES = (60, 70, 80)  # pitch-wheel bends of +-1 semitone on these notes (where the model holds pitch best)
+BEND_AT_S = 0.5             # the wheel moves this long after key-down; the move is measured over 1.0-2.0 s
 
 
 def generate_note(preset, model, instrument: int, pitch: int, seconds: float, velocity: int = 90,
@@ -68,6 +73,35 @@ def generate_note(preset, model, instrument: int, pitch: int, seconds: float, ve
     s.apply_midi(bytes([0x90, pitch, velocity]))
     out = np.zeros(int(seconds * model.config.sample_rate), np.float32)
     return s.generate(out)
+
+
+def bent_note(preset, model, instrument: int, pitch: int, semitones: float, seconds: float = 2.0,
+              at_s: float = BEND_AT_S, seed: int = 0) -> np.ndarray:
+    """A held note (velocity 90) whose pitch wheel moves by ``semitones`` ``at_s`` seconds after key-down
+    (0: no bend, the same samples until then); MIDI events at exact samples through Session."""
+    from realtime.render import Session, render_timeline
+
+    p = replace(preset, model=replace(preset.model, seed=seed), midi=replace(preset.midi, programs={}))
+    s = Session.open(p, model)
+    s.controller.program_change(instrument)
+    tl = [(0, bytes([0x90, pitch, 90]))]
+    if semitones:
+        v = int(np.clip(round(8192 + semitones / preset.sound.bend_range * 8192), 0, 16383))
+        tl.append((int(at_s * model.config.sample_rate), bytes([0xE0, v & 0x7F, v >> 7])))
+    return render_timeline(s, tl, int(seconds * model.config.sample_rate))
+
+
+def bend_figures(moves: list[tuple[float, float | None]]) -> dict:
+    """(intended bend in cents, measured move in cents or None when either note is unvoiced) ->
+    {n, voiced, median |error| cents, fraction within 25 cents of the intended bend, median move per bend}."""
+    ok = [(want, got) for want, got in moves if got is not None]
+    err = np.asarray([abs(got - want) for want, got in ok])
+    per = {f"{want:+.0f}": round(float(np.median([g for w, g in ok if w == want])), 1)
+           for want in sorted({w for w, _ in ok})}
+    return {"n": len(moves), "voiced": len(ok),
+            "median_abs_error_cents": round(float(np.median(err)), 1) if ok else None,
+            "within_25_cents": round(float(np.mean(err <= 25)), 4) if ok else 0.0,
+            "median_move_cents": per}
 
 
 def signed_cents(f0: float, pitch: int) -> float | None:
@@ -265,6 +299,19 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         figures = pitch_figures([cents_error(f0, p) for _, p, f0 in rows])
         log(f"pitch ({label}, reprime={mode}): {figures}")
         res[f"pitch_{label}"] = figures | pitch_detail(rows)
+    # pitch bend: does the pitch wheel (+-1 semitone, the f0 input only; the pitch embedding stays the
+    # note's) move the generated pitch by as much? Measured against the same note unbent (same seed)
+    late = slice(int(1.0 * sr), int(2.0 * sr))
+    moves = []
+    for i in tonal:
+        for p in BEND_PITCHES:
+            f_ref = estimate_f0(bent_note(preset, model, i, p, 0.0, seed=seed)[late], sr)
+            for semis in (1.0, -1.0):
+                f = estimate_f0(bent_note(preset, model, i, p, semis, seed=seed)[late], sr)
+                voiced = f_ref > 0 and f > 0 and np.isfinite(f_ref) and np.isfinite(f)
+                moves.append((100.0 * semis, float(1200.0 * np.log2(f / f_ref)) if voiced else None))
+    res["bend"] = bend_figures(moves)
+    log(f"bend: {res['bend']}")
     if data is not None:  # the estimator on the real notes, for reference
         real = [n for n in data.notes if n.tonal and n.pitch in grid and n.velocity == 80]
         if real:  # (a user's dataset may have no velocity-80 notes)

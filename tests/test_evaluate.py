@@ -189,9 +189,33 @@ def test_evaluator_generates_every_note_at_the_given_temperature(tmp_path, monke
         (names[i], p) for i in ev.tonal_instruments(model, None) for p in ev.QUICK_GRID]
     errs = [1200.0 if n["cents"] is None else abs(n["cents"]) for n in notes]
     assert np.median(errs) == pytest.approx(res["pitch_preset"]["median_abs_cents"], abs=0.1)
+    assert res["bend"]["n"] == 2 * len(ev.tonal_instruments(model, None)) * len(ev.BEND_PITCHES)
     for bad in (-0.5, float("nan")):  # the bound of the preset and the engine: >= 0, 0 being argmax
         with pytest.raises(ValueError, match=f"--temperature {bad}: must be >= 0"):
             ev.evaluate(str(path), None, quick=True, temperature=bad)
+
+
+def test_bend_figures_measure_each_move_against_the_intended_bend():
+    from models.evaluate import bend_figures
+
+    f = bend_figures([(100.0, 98.0), (100.0, 60.0), (-100.0, -101.0), (-100.0, 0.0), (100.0, None)])
+    assert f == {"n": 5, "voiced": 4, "median_abs_error_cents": 21.0, "within_25_cents": 0.5,
+                 "median_move_cents": {"-100": -50.5, "+100": 79.0}}
+    assert bend_figures([(100.0, None)]) == {"n": 1, "voiced": 0, "median_abs_error_cents": None,
+                                             "within_25_cents": 0.0, "median_move_cents": {}}
+
+
+def test_bent_note_moves_the_wheel_at_its_sample_and_not_before():
+    """The same seed gives the same samples until the wheel moves (0.5 s), then the f0 input differs."""
+    from models.evaluate import BEND_AT_S, bent_note
+    from realtime.presets import load_preset
+
+    model, preset = small_model(seed=3), load_preset()
+    at = int(BEND_AT_S * SR)
+    plain = bent_note(preset, model, 0, 60, 0.0, seconds=0.75)
+    bent = bent_note(preset, model, 0, 60, 1.0, seconds=0.75)
+    assert np.array_equal(plain[:at], bent[:at]) and np.any(plain[:at] != 0)
+    assert not np.array_equal(plain[at:at + 400], bent[at:at + 400])
 
 
 def test_envelope_shape_error_ignores_gain_and_measures_decay_and_collapse():
