@@ -21,7 +21,9 @@ class ConditioningSpec:
     sin/cos of the phase of the note's f0, and the loudness level the note
     should have now (see models.level).
     A dimension of 0 switches a global input off; ``local=()`` switches local
-    conditioning off.
+    conditioning off. ``pitch_interp``: a fractional pitch (a bend, a glide) reads the two
+    nearest pitch embeddings linearly interpolated, as the model was trained (``train
+    --detune``); otherwise the pitch embedding stays at the played note.
     """
 
     pitch_dim: int = 16
@@ -29,6 +31,7 @@ class ConditioningSpec:
     velocity: bool = True
     local: tuple[str, ...] = LOCAL_CHANNELS
     instruments: tuple[str, ...] = ("default",)
+    pitch_interp: bool = False
 
     def __post_init__(self) -> None:
         for name in self.local:

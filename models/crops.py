@@ -23,7 +23,7 @@ class Batch:
 
     inputs: np.ndarray   # int64 mu-law classes; input at t is the (noised) sample at t-1
     targets: np.ndarray  # int64 mu-law classes
-    pitch: np.ndarray    # int64 MIDI (B,)
+    pitch: np.ndarray    # MIDI (B,): int64 notes, or float32 bent pitches (make_batch's pitch_interp)
     instrument: np.ndarray  # int64 (B,)
     velocity: np.ndarray    # float32 0..1 (B,)
     local: np.ndarray       # float32 (B, C, T): the model's local channels
@@ -118,15 +118,15 @@ def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng:
                input_noise: float = 0.0, pitch_shift: int = 0, instrument_map=None,
                starts=None, splice_prob: float = 0.0, local: tuple[str, ...] = LOCAL_CHANNELS,
                level_shift: float = 0.0, level_gain_db: float = 0.0, detune: float = 0.0,
-               f0_shift: float = 0.0) -> Batch:
+               f0_shift: float = 0.0, pitch_interp: bool = False) -> Batch:
     """Stack crops of ``notes[indices]``. ``pitch_shift``/``instrument_map`` falsify conditioning (for probes);
     ``splice_prob`` is the share of crops that start at a note change (see :func:`make_crop`);
     ``local`` names the local channels the model reads (its ``conditioning.local``); ``level_shift``
     (level units) moves every note's peak and sustain level (a probe: 1/3 = 20 dB); ``level_gain_db``:
     see :func:`make_crop`. ``detune`` (semitones): each crop's note (and the note before a change) is
-    resampled to a pitch uniform within +-this of its MIDI pitch, with its f0 input following and
-    its pitch embedding left at the MIDI note, as a pitch bend plays it; so the exact pitch comes
-    only from the f0 input. ``f0_shift`` (semitones, a probe) falsifies the f0 input alone."""
+    resampled to a pitch uniform within +-this of its MIDI pitch, with its f0 input following; with
+    ``pitch_interp`` the batch's pitches are the bent ones (float32, for the two nearest embeddings
+    interpolated), else the MIDI notes. ``f0_shift`` (semitones, a probe) falsifies the f0 input alone."""
     pick = [LOCAL_CHANNELS.index(c) for c in local]
     ins, tgs, locs, p, ins_id, vel = [], [], [], [], [], []
     by_inst: dict[int, list[int]] = {}
@@ -150,9 +150,9 @@ def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng:
         ins.append(a)
         tgs.append(b)
         locs.append(loc[pick])
-        p.append(pitch)
+        p.append(pitch + bend if pitch_interp else pitch)
         iid = n.instrument_id if instrument_map is None else instrument_map(n.instrument_id)
         ins_id.append(iid)
         vel.append(n.velocity / 127.0)
-    return Batch(np.stack(ins), np.stack(tgs), np.asarray(p, np.int64), np.asarray(ins_id, np.int64),
-                 np.asarray(vel, np.float32), np.stack(locs), context)
+    return Batch(np.stack(ins), np.stack(tgs), np.asarray(p, np.float32 if pitch_interp else np.int64),
+                 np.asarray(ins_id, np.int64), np.asarray(vel, np.float32), np.stack(locs), context)

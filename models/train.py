@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -223,9 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splice-prob", type=float, default=TrainOptions.splice_prob,
                     help="share of crops starting at a note change after another note's audio")
     ap.add_argument("--detune", type=float, default=TrainOptions.detune,
-                    help="each crop resampled to a pitch uniform within +-this many semitones of its note, the "
-                         "f0 input following and the pitch embedding not (as a pitch bend plays): so the network "
-                         "learns to take the exact pitch from its f0 input (0..2)")
+                    help="each crop resampled to a pitch uniform within +-this many semitones of its note, its "
+                         "f0 input and its pitch embedding (the two nearest rows interpolated) following, as a "
+                         "pitch bend plays: the network learns pitches between the notes (0..2; sets the model's "
+                         "pitch_interp, so bends move its embedding when it plays)")
     ap.add_argument("--self-feed", type=float, default=TrainOptions.self_feed,
                     help="share of input samples replaced by the network's own one-step samples (0..1)")
     ap.add_argument("--weight-ema", type=float, default=None,
@@ -288,6 +289,8 @@ def train(a) -> int:
     else:
         cfg = default_config(ds.instruments, ds.sample_rate)
     ds.check_fits(cfg.conditioning.instruments, cfg.sample_rate, a.data, "the model")
+    if a.detune > 0 and not cfg.conditioning.pitch_interp:  # detuned crops read interpolated embeddings
+        cfg = replace(cfg, conditioning=replace(cfg.conditioning, pitch_interp=True))
     torch.manual_seed(a.seed)
     model = WaveNet(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
@@ -343,6 +346,7 @@ def train(a) -> int:
         history.append({"step": step, "hours": elapsed / 3600, "core_hours": core_s / 3600, **ev,
                         "options": {"lr": a.lr, "input_noise": a.input_noise, "self_feed": a.self_feed,
                                     "weight_ema": a.weight_ema, "level_gain_db": a.level_gain_db, "detune": a.detune,
+                                    "pitch_interp": cfg.conditioning.pitch_interp,
                                     **({"data_extra": a.data_extra} if a.data_extra else {}),
                                     "train_notes": len(train_notes), "eval_notes": len(eval_notes)}})
         with open(out / "history.jsonl", "a") as fh:
@@ -376,7 +380,8 @@ def train(a) -> int:
         idx = rng.integers(0, len(train_notes), size=a.batch)
         b = make_batch(train_notes, idx, cfg.sample_rate, context, a.window, rng, a.input_noise,
                        splice_prob=a.splice_prob, local=cfg.conditioning.local,
-                       level_gain_db=a.level_gain_db, detune=a.detune)
+                       level_gain_db=a.level_gain_db, detune=a.detune,
+                       pitch_interp=cfg.conditioning.pitch_interp)
         t0 = time.monotonic()
         loss = batch_loss(model, b, device, net, a.self_feed, gen)
         opt.zero_grad(set_to_none=True)

@@ -16,6 +16,16 @@ from torch import nn
 from .config import WaveNetConfig
 
 
+def interpolated_rows(table: torch.Tensor, pitch: torch.Tensor) -> torch.Tensor:
+    """Rows of ``table`` (128, P) at fractional MIDI ``pitch`` (B,), clipped to 0..127:
+    (1 - f) * row[floor] + f * row[floor + 1]; f = 0 gives row[floor] exactly."""
+    p = pitch.clamp(0.0, 127.0)
+    lo = p.floor()
+    f = (p - lo).unsqueeze(-1).to(table.dtype)
+    lo = lo.long()
+    return table[lo] * (1.0 - f) + table[(lo + 1).clamp(max=127)] * f
+
+
 class WaveNet(nn.Module):
     """WaveNet with global (pitch/instrument/velocity) and local (gate, f0 phase, level) conditioning."""
 
@@ -38,10 +48,13 @@ class WaveNet(nn.Module):
         self.out2 = nn.Conv1d(s, cfg.quantization, 1)
 
     def global_vector(self, pitch: torch.Tensor, instrument: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:
-        """(B,) MIDI pitch, (B,) instrument id, (B,) velocity 0-1 -> (B, G) global conditioning."""
+        """(B,) MIDI pitch, (B,) instrument id, (B,) velocity 0-1 -> (B, G) global conditioning.
+        A floating-point ``pitch`` reads the two nearest pitch embeddings linearly interpolated
+        (:func:`interpolated_rows`; a whole pitch reads its own row exactly)."""
         parts = []
         if self.pitch_embed is not None:
-            parts.append(self.pitch_embed(pitch))
+            parts.append(interpolated_rows(self.pitch_embed.weight, pitch) if pitch.is_floating_point()
+                         else self.pitch_embed(pitch))
         if self.instrument_embed is not None:
             parts.append(self.instrument_embed(instrument))
         if self.cfg.conditioning.velocity:

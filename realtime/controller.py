@@ -16,6 +16,8 @@ from .midi_parse import _CHANNEL_LEN, MidiParser
 from .output_stage import OutputStage
 from .presets import Preset
 
+BEND_GLIDE_S = 0.005  # a pitch-wheel move glides this long (s), so a coarse wheel does not click
+
 
 @dataclass
 class ControlState:
@@ -112,11 +114,11 @@ class Controller:
             glide = int(s.glide_s * e.sample_rate)
             e.set_note(gate=1.0, pitch=note + s.bend, glide_s=s.glide_s)
             e.play_level(s.instrument, note, velocity, attack=False)
-            e.set_conditioning(pitch=note, velocity=velocity, glide_samples=glide)
+            e.set_conditioning(pitch=e.embed_pitch(note, s.bend), velocity=velocity, glide_samples=glide)
             return {"param": "note_on", "value": note, "velocity": velocity, "legato": True}
         e.set_note(gate=1.0, pitch=note + s.bend, glide_s=0.0)
         e.play_level(s.instrument, note, velocity)
-        e.set_conditioning(pitch=note, velocity=velocity)
+        e.set_conditioning(pitch=e.embed_pitch(note, s.bend), velocity=velocity)
         if self.preset.model.reprime != "off":
             self._reprime()
         return {"param": "note_on", "value": note, "velocity": velocity, "legato": False}
@@ -131,7 +133,7 @@ class Controller:
                 s.note = prev
                 e.set_note(pitch=prev + s.bend, glide_s=s.glide_s)
                 e.play_level(s.instrument, prev, s.velocity, attack=False)
-                e.set_conditioning(pitch=prev, glide_samples=int(s.glide_s * e.sample_rate))
+                e.set_conditioning(pitch=e.embed_pitch(prev, s.bend), glide_samples=int(s.glide_s * e.sample_rate))
             else:
                 s.note = None
                 e.set_note(gate=0.0)
@@ -185,7 +187,10 @@ class Controller:
         s = self.state
         s.bend = value / 8192.0 * self.preset.sound.bend_range
         if s.note is not None:
-            self.engine.set_note(pitch=s.note + s.bend, glide_s=0.005)
+            self.engine.set_note(pitch=s.note + s.bend, glide_s=BEND_GLIDE_S)
+            if self.engine.cfg.conditioning.pitch_interp:  # the embedding bends too
+                self.engine.set_conditioning(pitch=s.note + s.bend,
+                                             glide_samples=int(BEND_GLIDE_S * self.engine.sample_rate))
         return {"param": "bend", "value": round(s.bend, 5)}
 
     def control_change(self, cc: int, value: int) -> dict[str, Any] | None:

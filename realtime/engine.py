@@ -50,6 +50,18 @@ def allocate_state(cfg: WaveNetConfig, voices: tuple[int, ...] = ()) -> dict[str
     }
 
 
+def pitch_row(table: np.ndarray, pitch: float, interp: bool) -> np.ndarray:
+    """Pitch-embedding row (P,) for MIDI ``pitch``, clipped to 0..127: with ``interp`` the two nearest
+    rows linearly interpolated (models.wavenet.interpolated_rows), else the nearest row."""
+    p = float(np.clip(pitch, 0.0, 127.0))
+    if not interp:
+        return table[int(round(p))]
+    p32 = np.float32(p)  # as training's float32 pitches
+    lo = int(np.floor(p32))
+    f = p32 - np.float32(lo)
+    return table[lo] * (np.float32(1.0) - f) + table[min(lo + 1, 127)] * f
+
+
 class Engine(ABC):
     """Sample-by-sample WaveNet generation with block-wise control."""
 
@@ -96,8 +108,7 @@ class Engine(ABC):
         c = self.cfg.conditioning
         parts = []
         if c.pitch_dim:
-            p = int(np.clip(round(pitch), 0, 127))
-            parts.append(self.w["pitch_embed"][p])
+            parts.append(pitch_row(self.w["pitch_embed"], pitch, c.pitch_interp))
         if c.instrument_dim:
             emb = self.w["instrument_embed"]
             e = emb[self._instrument_index(instrument)]
@@ -107,6 +118,11 @@ class Engine(ABC):
         if c.velocity:
             parts.append(np.array([velocity / 127.0], np.float32))
         return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+
+    def embed_pitch(self, note: int, bend: float) -> float:
+        """The pitch the embedding should say for ``note`` bent by ``bend`` semitones: the bent pitch
+        for a model that interpolates its pitch embeddings (``pitch_interp``), else the note."""
+        return note + bend if self.cfg.conditioning.pitch_interp else float(note)
 
     def _instrument_index(self, instrument: int) -> int:
         n = self.cfg.conditioning.n_instruments

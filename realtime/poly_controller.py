@@ -16,7 +16,7 @@ import numpy as np
 
 from models.one_pole import one_pole_coeff
 
-from .controller import Controller, expression_offset
+from .controller import BEND_GLIDE_S, Controller, expression_offset
 from .output_stage import OutputStage
 from .poly_engine import PolyEngine
 from .presets import Preset
@@ -62,7 +62,8 @@ class PolyController(Controller):
         if s.morph > 0:
             morph = (self.morph_to if self.morph_to is not None else (s.instrument + 1) % len(self.instruments),
                      s.morph)
-        e.set_conditioning(pitch=note, instrument=s.instrument, velocity=velocity, morph=morph)
+        e.set_conditioning(pitch=e.embed_pitch(note, s.bend), instrument=s.instrument, velocity=velocity,
+                           morph=morph)
         e.set_temperature(s.temperature)
         if self.preset.model.reprime != "off" and self.seedbank is not None:
             snippet = self.seedbank.lookup(s.instrument, note, velocity)
@@ -129,7 +130,11 @@ class PolyController(Controller):
         s = self.state
         s.bend = value / 8192.0 * self.preset.sound.bend_range
         for v in self.alloc.busy():
-            self.poly.voice(v).set_note(pitch=self.alloc.voices[v].note + s.bend, glide_s=0.005)
+            e = self.poly.voice(v)
+            e.set_note(pitch=self.alloc.voices[v].note + s.bend, glide_s=BEND_GLIDE_S)
+            if e.cfg.conditioning.pitch_interp:  # the embedding bends too
+                e.set_conditioning(pitch=self.alloc.voices[v].note + s.bend,
+                                   glide_samples=int(BEND_GLIDE_S * e.sample_rate))
         return {"param": "bend", "value": round(s.bend, 5)}
 
     def set_param(self, param: str, x: float) -> dict[str, Any]:

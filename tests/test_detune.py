@@ -1,6 +1,6 @@
 """Detuned training crops (train --detune): the audio is resampled off its MIDI note, the f0 input
-follows it and the pitch embedding does not, as a pitch bend plays; the f0-only probe moves the
-f0 input alone."""
+follows it and so does the pitch embedding (interpolated) of a pitch_interp model, as a pitch bend
+plays; the f0-only probe moves the f0 input alone."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,7 @@ import pytest
 from models import mulaw
 from models.crops import detuned, make_batch
 from models.dataset import Note, estimate_f0
+from models.model_file import load_model
 from test_train import train
 from tiny_data import SR, tone
 
@@ -39,10 +40,11 @@ def test_detuned_note_sounds_that_many_semitones_off_and_its_times_scale(semiton
 
 
 @pytest.mark.parametrize("detune", [0.5, 2.0])
-def test_detuned_crops_f0_input_follows_the_audio_and_the_embedding_keeps_the_note(detune):
+@pytest.mark.parametrize("interp", [False, True])
+def test_detuned_crops_f0_input_follows_the_audio_and_the_embedding_pitch_follows_if_interpolated(detune, interp):
     ns = notes()
     rng = np.random.default_rng(3)
-    b = make_batch(ns, [0, 1, 2, 3] * 3, SR, CONTEXT, WINDOW, rng, detune=detune)
+    b = make_batch(ns, [0, 1, 2, 3] * 3, SR, CONTEXT, WINDOW, rng, detune=detune, pitch_interp=interp)
     offsets = []
     for k in range(len(b.pitch)):
         audio = mulaw.decode(b.targets[k, CONTEXT:])
@@ -50,8 +52,12 @@ def test_detuned_crops_f0_input_follows_the_audio_and_the_embedding_keeps_the_no
         ph = np.unwrap(np.arctan2(b.local[k, 1, CONTEXT:], b.local[k, 2, CONTEXT:]))  # the f0 input's phase
         f0_input = midi_of((ph[-1] - ph[0]) / (2 * np.pi) / (len(ph) - 1) * SR)
         assert f0_input == pytest.approx(f0_audio, abs=0.03)  # the f0 input says what the audio plays
-        assert b.pitch[k] == ns[[0, 1, 2, 3][k % 4]].pitch  # the embedding's pitch is the MIDI note
-        offsets.append(f0_input - b.pitch[k])
+        note = ns[[0, 1, 2, 3][k % 4]].pitch
+        if interp:  # the embedding's pitch is the bent one
+            assert b.pitch.dtype == np.float32 and b.pitch[k] == pytest.approx(f0_input, abs=0.03)
+        else:  # the MIDI note
+            assert b.pitch.dtype == np.int64 and b.pitch[k] == note
+        offsets.append(f0_input - note)
     offsets = np.asarray(offsets)
     assert np.all(np.abs(offsets) <= detune + 0.03) and np.ptp(offsets) > detune / 2  # spread within +-detune
 
@@ -74,7 +80,8 @@ def test_train_detune_is_logged_and_its_probe_runs(tiny_data, tmp_path):
               "--max-steps", "2", "--detune", "1")
     assert r.returncode == 0, r.stderr[-2000:]
     last = json.loads((out / "history.jsonl").read_text().splitlines()[-1])
-    assert last["options"]["detune"] == 1.0
+    assert last["options"]["detune"] == 1.0 and last["options"]["pitch_interp"] is True
+    assert load_model(out / "model.npz").config.conditioning.pitch_interp is True  # bends move its embedding
     assert last["f0_shift_loss"] > 0 and last["f0_shift_loss"] != last["eval_loss"]
 
 

@@ -54,7 +54,8 @@ def test_train_checkpoint_resume_and_learning(tiny_data, tmp_path):
     assert hist[-1]["eval_loss"] < first - 1.0, hist  # it learned the tones (nats)
     assert hist[-1]["train_notes_loss"] < hist[0]["train_notes_loss"] - 1.0, hist  # the fit, on the training notes
     assert hist[-1]["options"] == {"lr": 3e-3, "input_noise": 1.5, "self_feed": 0.25, "weight_ema": 0.0,
-                                   "level_gain_db": 0.0, "detune": 0.0, "train_notes": 23, "eval_notes": 1}
+                                   "level_gain_db": 0.0, "detune": 0.0, "pitch_interp": False, "train_notes": 23,
+                                   "eval_notes": 1}
     ckpt = torch.load(out / "ckpt.pt", weights_only=False)
     assert "weight_ema" not in ckpt  # off by default: the model file holds the raw weights
     exported = load_model(out / "model.npz").weights
