@@ -7,8 +7,8 @@
   with the preset's re-priming mode and with re-priming off; f0 by YIN on the
   sounding part; |cents| vs the MIDI pitch (unvoiced notes count as 1200 cents);
   per note (signed cents), per instrument, and the count of octave errors;
-- pitch bend: notes on 3 pitches per tonal instrument whose pitch wheel moves +-1 semitone
-  0.5 s after key-down; the f0 over 1-2 s against the same note unbent (same seed), in cents
+- pitch bend: notes on 3 pitches per tonal instrument whose pitch wheel moves +1, -1 or +0.5
+  semitone 0.5 s after key-down; the f0 over 1-2 s against the same note unbent (same seed), in cents
   against the intended 100 (does the network follow its f0 input?);
 - level against time (with a dataset): each pitch-grid note's dB envelope against
   its real note's over the 1.5 s key-down, as a shape error with the output gain
@@ -59,6 +59,7 @@ ENVELOPE_FLOOR_DB = -60.0
 QUICK_GRID = (48, 60, 72)
 BEND_PITCHES = (60, 70, 80)  # pitch-wheel bends of +-1 semitone on these notes (where the model holds pitch best)
 BEND_AT_S = 0.5             # the wheel moves this long after key-down; the move is measured over 1.0-2.0 s
+BEND_SEMITONES = (1.0, -1.0, 0.5)  # a whole step to the neighbouring notes, and halfway (between two embeddings)
 
 
 def generate_note(preset, model, instrument: int, pitch: int, seconds: float, velocity: int = 90,
@@ -299,14 +300,14 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         figures = pitch_figures([cents_error(f0, p) for _, p, f0 in rows])
         log(f"pitch ({label}, reprime={mode}): {figures}")
         res[f"pitch_{label}"] = figures | pitch_detail(rows)
-    # pitch bend: does the pitch wheel (+-1 semitone, the f0 input only; the pitch embedding stays the
-    # note's) move the generated pitch by as much? Measured against the same note unbent (same seed)
+    # pitch bend: does the pitch wheel (+1, -1, +0.5 semitone: the f0 input, and for a pitch_interp model
+    # the embedding) move the generated pitch by as much? Measured against the same note unbent (same seed)
     late = slice(int(1.0 * sr), int(2.0 * sr))
     moves = []
     for i in tonal:
         for p in BEND_PITCHES:
             f_ref = estimate_f0(bent_note(preset, model, i, p, 0.0, seed=seed)[late], sr)
-            for semis in (1.0, -1.0):
+            for semis in BEND_SEMITONES:
                 f = estimate_f0(bent_note(preset, model, i, p, semis, seed=seed)[late], sr)
                 voiced = f_ref > 0 and f > 0 and np.isfinite(f_ref) and np.isfinite(f)
                 moves.append((100.0 * semis, float(1200.0 * np.log2(f / f_ref)) if voiced else None))

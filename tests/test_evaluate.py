@@ -189,7 +189,7 @@ def test_evaluator_generates_every_note_at_the_given_temperature(tmp_path, monke
         (names[i], p) for i in ev.tonal_instruments(model, None) for p in ev.QUICK_GRID]
     errs = [1200.0 if n["cents"] is None else abs(n["cents"]) for n in notes]
     assert np.median(errs) == pytest.approx(res["pitch_preset"]["median_abs_cents"], abs=0.1)
-    assert res["bend"]["n"] == 2 * len(ev.tonal_instruments(model, None)) * len(ev.BEND_PITCHES)
+    assert res["bend"]["n"] == len(ev.BEND_SEMITONES) * len(ev.tonal_instruments(model, None)) * len(ev.BEND_PITCHES)
     for bad in (-0.5, float("nan")):  # the bound of the preset and the engine: >= 0, 0 being argmax
         with pytest.raises(ValueError, match=f"--temperature {bad}: must be >= 0"):
             ev.evaluate(str(path), None, quick=True, temperature=bad)
