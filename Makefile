@@ -41,6 +41,8 @@ bench: setup
 # training-time extras: the General MIDI soundfont and FluidSynth, then the note dataset (velocities
 # 50/80/110; its every 20th note is the eval set) and four more velocities of the same notes (training only)
 EXTRA := --data-extra data/gm-vel
+# the default model learns pitches between the notes (pitch bend): crops detuned by up to +-1 semitone
+DETUNE := --detune 1
 data: setup
 	@missing=""; for p in $(TRAIN_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
@@ -49,12 +51,12 @@ data: setup
 
 # resume training the default model on one core (taskset), one torch thread
 train: data
-	taskset -c 1 $(BIN)/python -m models.train --data data/gm $(EXTRA) --out models/default --resume --compile $(TRAIN_ARGS)
+	taskset -c 1 $(BIN)/python -m models.train --data data/gm $(EXTRA) --out models/default --resume --compile $(DETUNE) $(TRAIN_ARGS)
 
 # the same on every core: one process per core, data-parallel (DDP, gloo), one torch thread each
 train-all-cores: data
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node $$(nproc) -m models.train \
-		--data data/gm $(EXTRA) --out models/default --resume --compile $(TRAIN_ARGS)
+		--data data/gm $(EXTRA) --out models/default --resume --compile $(DETUNE) $(TRAIN_ARGS)
 
 # the level-input branch (models/level-input, grown from the default checkpoint with --add-local level):
 # every core, each whole crop at a random gain with the level input moved by as much
