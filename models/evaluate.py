@@ -9,7 +9,7 @@
   per note (signed cents), per instrument, and the count of octave errors;
 - pitch bend: notes on 3 pitches per tonal instrument whose pitch wheel moves +1, -1 or +0.5
   semitone 0.5 s after key-down; the f0 over 1-2 s against the same note unbent (same seed), in cents
-  against the intended 100 (does the network follow its f0 input?);
+  against the intended bend (does the network follow its f0 input, or its interpolated embedding?);
 - level against time (with a dataset): each pitch-grid note's dB envelope against
   its real note's over the 1.5 s key-down, as a shape error with the output gain
   removed, per instrument, with median curves (does a held note decay like the real
@@ -57,7 +57,7 @@ SILENT_DB = -50.0
 ENVELOPE_S = 1.5           # the dataset holds every note 1.5 s: compare levels over that key-down time
 ENVELOPE_FLOOR_DB = -60.0
 QUICK_GRID = (48, 60, 72)
-BEND_PITCHES = (60, 70, 80)  # pitch-wheel bends of +-1 semitone on these notes (where the model holds pitch best)
+BEND_PITCHES = (60, 70, 80)  # the pitch-wheel bends on these notes (where the model holds pitch best)
 BEND_AT_S = 0.5             # the wheel moves this long after key-down; the move is measured over 1.0-2.0 s
 BEND_SEMITONES = (1.0, -1.0, 0.5)  # a whole step to the neighbouring notes, and halfway (between two embeddings)
 

@@ -42,7 +42,7 @@ class TrainOptions:
     level_gain_db: float = 0.0  # random gain (+- dB) per crop, level input moved with it (level models)
     splice_prob: float = 0.35  # share of crops that start at a note change (teaches reading the pitch input)
     self_feed: float = 0.0     # share of inputs replaced by the network's own one-step samples (exposure bias)
-    detune: float = 0.0        # crops resampled up to +-this many semitones off their note, f0 input following
+    detune: float = 0.0        # crops resampled up to +-this many semitones off their note, f0 input and embedding following
     weight_ema: float = 0.0    # decay per step of the exported weights' moving average (0: export the raw weights)
     eval_every_s: float = 600.0
     ckpt_every_s: float = 300.0
@@ -188,7 +188,8 @@ def plot_history(history: list[dict], path: Path) -> None:
     for key, lab in (("eval_loss", "eval"), ("pitch_shift_loss", "eval, pitch +7"),
                      ("instrument_swap_loss", "eval, wrong instrument"), ("note_change_loss", "note change"),
                      ("note_change_pitch_shift_loss", "note change, pitch +7"),
-                     ("level_shift_loss", "eval, level -20 dB"), ("f0_shift_loss", "eval, f0 input +1"), ("ema_eval_loss", "eval, averaged weights"),
+                     ("level_shift_loss", "eval, level -20 dB"), ("f0_shift_loss", "eval, f0 input +1"),
+                     ("ema_eval_loss", "eval, averaged weights"),
                      ("train_notes_loss", "training notes (eval's crops)")):
         ev = [h for h in history if key in h]
         if ev:
