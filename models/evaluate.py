@@ -62,15 +62,22 @@ BEND_AT_S = 0.5             # the wheel moves this long after key-down; the move
 BEND_SEMITONES = (1.0, -1.0, 0.5)  # a whole step to the neighbouring notes, and halfway (between two embeddings)
 
 
-def generate_note(preset, model, instrument: int, pitch: int, seconds: float, velocity: int = 90,
-                  reprime: str | None = None, seed: int = 0) -> np.ndarray:
-    """One held note through Session (engine + controller + output stage), as a musician would play it."""
+def note_session(preset, model, instrument: int, seed: int, reprime: str | None = None):
+    """A Session (engine + controller + output stage) with ``instrument`` selected, this sampler seed and
+    (optionally) re-priming mode, and no preset program map: where the evaluator's notes are played."""
     from realtime.render import Session
 
     p = replace(preset, model=replace(preset.model, seed=seed, **({"reprime": reprime} if reprime else {})),
                 midi=replace(preset.midi, programs={}))
     s = Session.open(p, model)
     s.controller.program_change(instrument)
+    return s
+
+
+def generate_note(preset, model, instrument: int, pitch: int, seconds: float, velocity: int = 90,
+                  reprime: str | None = None, seed: int = 0) -> np.ndarray:
+    """One held note through Session (engine + controller + output stage), as a musician would play it."""
+    s = note_session(preset, model, instrument, seed, reprime)
     s.apply_midi(bytes([0x90, pitch, velocity]))
     out = np.zeros(int(seconds * model.config.sample_rate), np.float32)
     return s.generate(out)
@@ -80,11 +87,9 @@ def bent_note(preset, model, instrument: int, pitch: int, semitones: float, seco
               at_s: float = BEND_AT_S, seed: int = 0) -> np.ndarray:
     """A held note (velocity 90) whose pitch wheel moves by ``semitones`` ``at_s`` seconds after key-down
     (0: no bend, the same samples until then); MIDI events at exact samples through Session."""
-    from realtime.render import Session, render_timeline
+    from realtime.render import render_timeline
 
-    p = replace(preset, model=replace(preset.model, seed=seed), midi=replace(preset.midi, programs={}))
-    s = Session.open(p, model)
-    s.controller.program_change(instrument)
+    s = note_session(preset, model, instrument, seed)
     tl = [(0, bytes([0x90, pitch, 90]))]
     if semitones:
         v = int(np.clip(round(8192 + semitones / preset.sound.bend_range * 8192), 0, 16383))
@@ -360,10 +365,9 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     per = {}
     silent_all, silent_real, noise_all, nan_total = [], [], [], 0
     for i in range(len(names)):
-        from realtime.render import Session, render_timeline
+        from realtime.render import render_timeline
 
-        s = Session.open(replace(preset, midi=replace(preset.midi, programs={})), model)
-        s.controller.program_change(i)
+        s = note_session(preset, model, i, preset.model.seed)
         tl, gate = [], np.zeros(int(stab_s * sr), bool)
         n = int(0.1 * sr)
         real = np.ones(len(gate) // n, bool)  # windows where the real note sounds (unknown: assume it does)

@@ -187,10 +187,7 @@ class Controller:
         s = self.state
         s.bend = value / 8192.0 * self.preset.sound.bend_range
         if s.note is not None:
-            self.engine.set_note(pitch=s.note + s.bend, glide_s=BEND_GLIDE_S)
-            if self.engine.cfg.conditioning.pitch_interp:  # the embedding bends too
-                self.engine.set_conditioning(pitch=s.note + s.bend,
-                                             glide_samples=int(BEND_GLIDE_S * self.engine.sample_rate))
+            self.engine.set_bend(s.note, s.bend, BEND_GLIDE_S)
         return {"param": "bend", "value": round(s.bend, 5)}
 
     def control_change(self, cc: int, value: int) -> dict[str, Any] | None:

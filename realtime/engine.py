@@ -124,6 +124,13 @@ class Engine(ABC):
         for a model that interpolates its pitch embeddings (``pitch_interp``), else the note."""
         return note + bend if self.cfg.conditioning.pitch_interp else float(note)
 
+    def set_bend(self, note: int, bend: float, glide_s: float) -> None:
+        """The pitch wheel (generator thread): the f0 input heads for ``note`` + ``bend`` semitones and,
+        for a pitch_interp model, the pitch embedding too, both over about ``glide_s`` seconds."""
+        self.set_note(pitch=note + bend, glide_s=glide_s)
+        if self.cfg.conditioning.pitch_interp:
+            self.set_conditioning(pitch=note + bend, glide_samples=int(glide_s * self.sample_rate))
+
     def _instrument_index(self, instrument: int) -> int:
         n = self.cfg.conditioning.n_instruments
         if not 0 <= int(instrument) < n:

@@ -130,11 +130,7 @@ class PolyController(Controller):
         s = self.state
         s.bend = value / 8192.0 * self.preset.sound.bend_range
         for v in self.alloc.busy():
-            e = self.poly.voice(v)
-            e.set_note(pitch=self.alloc.voices[v].note + s.bend, glide_s=BEND_GLIDE_S)
-            if e.cfg.conditioning.pitch_interp:  # the embedding bends too
-                e.set_conditioning(pitch=self.alloc.voices[v].note + s.bend,
-                                   glide_samples=int(BEND_GLIDE_S * e.sample_rate))
+            self.poly.voice(v).set_bend(self.alloc.voices[v].note, s.bend, BEND_GLIDE_S)
         return {"param": "bend", "value": round(s.bend, 5)}
 
     def set_param(self, param: str, x: float) -> dict[str, Any]:
