@@ -7,8 +7,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: Per-sample local conditioning channels the engines know how to compute.
-LOCAL_CHANNELS = ("gate", "f0_sin", "f0_cos", "level")
+#: Per-sample local conditioning channels the engines know how to compute, in the column order of
+#: models.local_cond's feature rows.
+LOCAL_CHANNELS = ("gate", "f0_sin", "f0_cos", "level", "lag")
+#: The channels a new model reads unless its config says otherwise.
+DEFAULT_LOCAL = ("gate", "f0_sin", "f0_cos", "level")
 
 
 @dataclass(frozen=True)
@@ -18,8 +21,11 @@ class ConditioningSpec:
     Global (per note, added to every layer through its own projection):
     pitch embedding (MIDI 0-127), instrument embedding, velocity scalar (0-1).
     Local (per sample, computed by the engine from control state): note gate,
-    sin/cos of the phase of the note's f0, and the loudness level the note
-    should have now (see models.level).
+    sin/cos of the phase of the note's f0, the loudness level the note
+    should have now (see models.level), and ``lag``: the network's own input one
+    period of the note's f0 earlier (see models.local_cond.fill_lag), a
+    pitch-synchronous tap into its past, so continuing the tone at the played
+    pitch is one read away.
     A dimension of 0 switches a global input off; ``local=()`` switches local
     conditioning off. ``pitch_interp``: a fractional pitch (a bend, a glide) reads the two
     nearest pitch embeddings linearly interpolated, as the model was trained (``train
@@ -29,7 +35,7 @@ class ConditioningSpec:
     pitch_dim: int = 16
     instrument_dim: int = 16
     velocity: bool = True
-    local: tuple[str, ...] = LOCAL_CHANNELS
+    local: tuple[str, ...] = DEFAULT_LOCAL
     instruments: tuple[str, ...] = ("default",)
     pitch_interp: bool = False
 

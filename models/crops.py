@@ -13,7 +13,7 @@ import numpy as np
 import soxr
 
 from . import level, local_cond, mulaw
-from .config import LOCAL_CHANNELS
+from .config import DEFAULT_LOCAL, LOCAL_CHANNELS
 from .level import fit_level, note_level, shift_level
 
 
@@ -64,7 +64,8 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
               context: int, window: int, rng: np.random.Generator, input_noise: float = 0.0,
               start: int | None = None, prev=None, level_params: np.ndarray | None = None,
               level_gain_db: float = 0.0, f0_offset: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One crop of a note: (inputs (T,), targets (T,), local (N_LOCAL, T)), T = context + window.
+    """One crop of a note: (inputs (T,), targets (T,), local (N_LOCAL, T)), T = context + window:
+    every feature column of models.local_cond, the lag read from the crop's own inputs.
 
     The scored window starts uniformly within the sounding range (or at
     ``start``); samples before the note are zero. ``input_noise`` is the std
@@ -111,12 +112,14 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
     if input_noise > 0:  # noise in the companded domain: the same few classes at every level
         jitter = np.rint(rng.normal(0.0, input_noise, size=inputs.shape)).astype(np.int64)
         inputs = np.clip(inputs + jitter, 0, mulaw.MU)
+    hist, pos = local_cond.new_lag_ring()  # the lag reads the (noised) inputs, as the engines read their own
+    local_cond.fill_lag(inputs, feats, hist, pos)
     return inputs, targets, np.ascontiguousarray(feats.T)
 
 
 def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng: np.random.Generator,
                input_noise: float = 0.0, pitch_shift: int = 0, instrument_map=None,
-               starts=None, splice_prob: float = 0.0, local: tuple[str, ...] = LOCAL_CHANNELS,
+               starts=None, splice_prob: float = 0.0, local: tuple[str, ...] = DEFAULT_LOCAL,
                level_shift: float = 0.0, level_gain_db: float = 0.0, detune: float = 0.0,
                f0_shift: float = 0.0, pitch_interp: bool = False) -> Batch:
     """Stack crops of ``notes[indices]``. ``pitch_shift``/``instrument_map`` falsify conditioning (for probes);

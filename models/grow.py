@@ -3,6 +3,7 @@
 
     python -m models.grow --from models/default --out models/wide --residual 64 --skip 128
     python -m models.grow --from models/default --out models/level-input --add-local level
+    python -m models.grow --from models/default --out runs/lag --add-local lag
 
 Reads ``FROM/ckpt.pt`` and writes ``OUT/ckpt.pt``, which ``models.train --out OUT --resume``
 continues (with a fresh optimiser; step count, training time and history carry over, plus a
@@ -19,7 +20,7 @@ The new channels start silent, so the grown model's logits equal the old model's
   gradient), which the first head layer reads through zero weights;
 - new head units are random and the output layer reads them through zero weights.
 Every new weight gets a non-zero gradient within two steps (tested).
-A new local input (``--add-local level``) is read through zero weights: the same logits, and
+A new local input (``--add-local level``, ``lag``) is read through zero weights: the same logits, and
 gradients for the new weights at once.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-sample local conditioning: note gate, sin/cos of the f0 phase, and loudness level.
+"""Per-sample local conditioning: note gate, sin/cos of the f0 phase, loudness level, and the lag tap.
 
 One definition, used by training (to label data) and by both engines (to
 condition generation), so they compute bit-identical features.
@@ -6,6 +6,13 @@ The control state is a float64 array of ``STATE_SIZE`` (see the indices).
 Pitch is kept in MIDI semitones so glides are linear in pitch. The level follows the
 envelope model of :mod:`models.level` (params set at key-down by :func:`start_level`), plus
 ``LEVEL_OFFSET`` (level units; the expression pedal, 0 in training).
+
+A feature row is [gate, f0_sin, f0_cos, level, lag, period] (float32): :func:`advance` writes
+all but ``lag``, which depends on what the network has generated, not on the controls: it is
+the network's own input one f0 period (``period``, in samples) earlier, read from a ring of
+past inputs by :func:`push_lag` as each sample is generated (the engines' kernels), or by
+:func:`fill_lag` over a whole known input sequence (training crops, priming): one function,
+so both compute the same bits.
 """
 from __future__ import annotations
 
@@ -20,7 +27,15 @@ from .one_pole import one_pole_coeff
 PHASE, PITCH, PITCH_TARGET, PITCH_COEFF, GATE, GATE_TARGET, ATTACK_COEFF, RELEASE_COEFF = range(8)
 LEVEL, LEVEL_TARGET, LEVEL_SUSTAIN, LEVEL_ATTACK, LEVEL_DECAY, LEVEL_RELEASE, LEVEL_OFFSET = range(8, 15)
 STATE_SIZE = 15
-N_LOCAL = 4  # gate, f0_sin, f0_cos, level (config.LOCAL_CHANNELS order)
+N_LOCAL = 6  # columns of a feature row: the channels of config.LOCAL_CHANNELS, then the period
+LAG, PERIOD = 4, 5  # the lag channel's column; the f0 period (samples) the lag reads at
+#: length of the ring of past inputs the lag reads (a power of two): periods are clipped to
+#: 1..HIST-3 samples (MIDI 35 at 16 kHz is 259 samples; MIDI 12, 978)
+HIST = 2048
+#: the lag channel's scale: the companded sample (-1..1) times this (a power of two: exact). A new
+#: input grown into a trained model starts at zero weights and Adam moves each weight by about the
+#: learning rate per step, so a larger input learns as many times faster (this one 8x).
+LAG_GAIN = 8.0
 
 
 
@@ -80,6 +95,49 @@ def advance(state: np.ndarray, inv_sr: float, feats: np.ndarray) -> None:
     lv = state[LEVEL] + (lt - state[LEVEL]) * state[LEVEL_ATTACK]
     state[LEVEL] = lv
     feats[3] = np.float32(max(lv + state[LEVEL_OFFSET], 0.0))
+    feats[4] = np.float32(0.0)  # the lag: written by push_lag / fill_lag
+    feats[5] = np.float32(1.0 / (f0 * inv_sr))
+
+
+@njit(nogil=True, cache=True)
+def class_value(k) -> np.float32:
+    """A mu-law class (0..255) as the lag channel carries it: companded, -1..1 (float32)."""
+    return (np.float32(k) - np.float32(127.5)) / np.float32(127.5)
+
+
+# Not inlined: called from the engines' fast-math kernel, its float32 arithmetic keeps its own
+# (IEEE, uncontracted) flags, so the kernel's lag has the same bits as training's.
+@njit(nogil=True, cache=True)
+def push_lag(hist: np.ndarray, pos: int, k: int, period: np.float32) -> tuple[int, np.float32]:
+    """Push input class ``k`` (the sample before this step's) into the ring ``hist`` (HIST,) float32
+    after position ``pos``; return (new position, the lag): the input ``period`` samples earlier,
+    the two nearest inputs linearly interpolated, times LAG_GAIN (float32). The step's input is the sample at t-1,
+    so the sample at t - m is the input m - 1 pushes back. Thread: generator (or training)."""
+    pos = (pos + 1) & (HIST - 1)
+    hist[pos] = class_value(k)
+    p = min(max(np.float32(period), np.float32(1.0)), np.float32(HIST - 3))
+    n = int(p)
+    f = p - np.float32(n)
+    a = hist[(pos - n + 1) & (HIST - 1)]  # the sample at t - n
+    b = hist[(pos - n) & (HIST - 1)]  # at t - n - 1
+    return pos, (a + f * (b - a)) * np.float32(LAG_GAIN)
+
+
+def new_lag_ring() -> tuple[np.ndarray, int]:
+    """A ring of past inputs as after a reset: all silence (mu-law.SILENCE), position HIST - 1."""
+    from .mulaw import SILENCE
+
+    return np.full(HIST, class_value(SILENCE), np.float32), HIST - 1
+
+
+@njit(nogil=True, cache=True)
+def fill_lag(inputs: np.ndarray, feats: np.ndarray, hist: np.ndarray, pos: int) -> int:
+    """Push ``inputs`` (n,) int64 classes one by one (:func:`push_lag`), writing each step's lag into
+    ``feats[t, LAG]`` at ``feats[t, PERIOD]``; returns the ring's new position."""
+    for t in range(inputs.shape[0]):
+        pos, lag = push_lag(hist, pos, inputs[t], feats[t, 5])
+        feats[t, 4] = lag
+    return pos
 
 
 @njit(nogil=True, cache=True)

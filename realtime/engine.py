@@ -22,11 +22,11 @@ from models.model_file import ModelFile
 
 from . import aligned, priming
 
-#: ints[] layout: next input class, glide samples left, non-finite logit count
-INT_NEXT, INT_GLIDE, INT_BAD = 0, 1, 2
+#: ints[] layout: next input class, glide samples left, non-finite logit count, lag ring position
+INT_NEXT, INT_GLIDE, INT_BAD, INT_HPOS = 0, 1, 2, 3
 
 #: the per-voice generation state, as attributes of an :class:`Engine` (see :func:`allocate_state`)
-STATE_ARRAYS = ("queues", "q_pos", "bias", "bias_target", "bias_step", "ints", "temperature", "ctrl")
+STATE_ARRAYS = ("queues", "q_pos", "bias", "bias_target", "bias_step", "ints", "temperature", "ctrl", "hist")
 
 
 def allocate_state(cfg: WaveNetConfig, voices: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
@@ -34,7 +34,8 @@ def allocate_state(cfg: WaveNetConfig, voices: tuple[int, ...] = ()) -> dict[str
 
     queues (sum(d), R) float32 layer input histories; q_pos (L,) ring positions; bias,
     bias_target, bias_step (L, 2R) float32 per-layer bias (conditioning folded in) and its glide;
-    ints (3,) (see INT_*); temperature (1,) float64; ctrl (local_cond.STATE_SIZE,) float64.
+    ints (4,) (see INT_*); temperature (1,) float64; ctrl (local_cond.STATE_SIZE,) float64;
+    hist (local_cond.HIST,) float32 the ring of past inputs the lag channel reads.
     """
     r, L = cfg.residual_channels, cfg.n_layers
     f32 = np.float32
@@ -44,9 +45,10 @@ def allocate_state(cfg: WaveNetConfig, voices: tuple[int, ...] = ()) -> dict[str
         "bias": aligned.zeros(voices + (L, 2 * r), f32),
         "bias_target": aligned.zeros(voices + (L, 2 * r), f32),
         "bias_step": aligned.zeros(voices + (L, 2 * r), f32),
-        "ints": np.zeros(voices + (3,), np.int64),
+        "ints": np.zeros(voices + (4,), np.int64),
         "temperature": np.ones(voices + (1,), np.float64),
         "ctrl": np.zeros(voices + (local_cond.STATE_SIZE,), np.float64),
+        "hist": aligned.zeros(voices + (local_cond.HIST,), f32),
     }
 
 
@@ -210,6 +212,7 @@ class Engine(ABC):
         self.q_pos[:] = 0
         self.ints[:] = 0
         self.ints[INT_NEXT] = mulaw.SILENCE
+        self.hist[:], self.ints[INT_HPOS] = local_cond.new_lag_ring()
         self.ctrl[:] = self._ctrl_rest
         self._xfade_old = np.zeros(0, np.float32)
         self._prime_cache.clear()
@@ -232,12 +235,14 @@ class Engine(ABC):
             inputs, nxt = priming.prime_inputs(classes)
             feats = np.empty((len(inputs), local_cond.N_LOCAL), np.float32)
             local_cond.fill(self.ctrl.copy(), float(self.sample_rate), feats)
+            ring, pos = local_cond.new_lag_ring()  # the lag over the prime, as from a reset
+            pos = local_cond.fill_lag(inputs, feats, ring, pos)
             hists = priming.layer_histories(self.w, list(self.dilations), inputs, self.bias, feats, self.loc_idx)
             queues = np.empty_like(self.queues)
             for l, hist in enumerate(hists):
                 o, d = int(self.q_off[l]), int(self.dilations[l])
                 queues[o:o + d] = hist
-            hit = (queues, nxt)
+            hit = (queues, nxt, ring, pos)
             if key is not None:
                 if len(self._prime_cache) >= self.prime_cache_size:
                     self._prime_cache.pop(next(iter(self._prime_cache)))
@@ -245,6 +250,7 @@ class Engine(ABC):
         self.queues[:] = hit[0]
         self.q_pos[:] = 0
         self.ints[INT_NEXT] = hit[1]
+        self.hist[:], self.ints[INT_HPOS] = hit[2], hit[3]
         self._state_changed()
 
     def reprime(self, classes: np.ndarray, crossfade: int, key: Any = None) -> None:

@@ -31,6 +31,7 @@ from numba import njit, prange, types
 from numba.core.errors import NumbaIRAssumptionWarning
 from numba.extending import intrinsic, overload
 
+from models.local_cond import LAG, PERIOD, push_lag
 from models.local_cond import fill as fill_local
 
 from . import int8dot
@@ -452,9 +453,10 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
     float32, int8 or uint16 (bfloat16); ``s_dil`` (L, 2R) / ``s_rs`` (L, R+S)
     are the int8 per-output-column scales, or (L, 0) for unscaled weights.
     ``st``: state tuple, every array with a leading voice axis: (queues,
-    q_pos, bias, bias_target, bias_step, ints, ctrl, temperature, feats, h, z,
+    q_pos, bias, bias_target, bias_step, ints, ctrl, temperature, hist, feats, h, z,
     acc, o1, logits, probs, xq, tmp, wb), where ints[v] = [next input class, glide
-    samples left, NaN count]; feats..wb are scratch (wb: (V, 4, max(2R, R+S))). Packed weights (bf16dot, int8dot) and their
+    samples left, NaN count, lag ring position] and hist[v] the ring of past inputs the
+    lag channel reads (models.local_cond.push_lag); feats..wb are scratch (wb: (V, 4, max(2R, R+S))). Packed weights (bf16dot, int8dot) and their
     shapes: see realtime.numba_engine.kernel_weights.
     ``uniforms`` (V, n); ``forced`` (V, n) int64 teacher-forces the inputs when
     its second axis is non-empty; ``logits_out`` (V, n, 256) receives the
@@ -464,7 +466,7 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
     """
     (embed, w_dil, s_dil, w_loc, loc_idx, w_rs, s_rs, b_res, b_skip, w_out1, b_out1, w_out2, b_out2,
      decode, dilations, q_off, sample_rate, pow2) = w
-    (queues, q_pos, bias, bias_target, bias_step, ints, ctrl, temperature,
+    (queues, q_pos, bias, bias_target, bias_step, ints, ctrl, temperature, hist,
      feats, h, z, acc, o1, logits, probs, xq, tmp, wb) = st
     nv = vidx.shape[0]
     n_layers = w_dil.shape[0]
@@ -496,6 +498,9 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
                     for o in range(R2):
                         bias[v, l, o] = bias_target[v, l, o] if ints[v, 1] == 0 else bias[v, l, o] + bias_step[v, l, o]
             inp = ints[v, 0]
+            pos, lag = push_lag(hist[v], ints[v, 3], inp, feats[v, t, PERIOD])
+            ints[v, 3] = pos
+            feats[v, t, LAG] = lag
             for o in range(R):
                 acc[v, o] = embed[inp, o]
             for o in range(S):
@@ -584,17 +589,17 @@ def generate_block(n, w, st, uniforms, forced, out, logits_out):
     """Single-voice :func:`generate_voices`: the same tuples without the voice axis.
 
     ``st`` = (queues, q_pos, bias, bias_target, bias_step, ints, ctrl,
-    temperature, feats, h, z, acc, o1, logits, probs, xq, tmp, wb); ``uniforms``,
+    temperature, hist, feats, h, z, acc, o1, logits, probs, xq, tmp, wb); ``uniforms``,
     ``out`` (n,); ``forced`` (n,) or empty; ``logits_out`` (n, 256) or empty.
     All contiguous. Returns the number of samples whose logits were not finite.
     """
-    (queues, q_pos, bias, bias_target, bias_step, ints, ctrl, temperature,
+    (queues, q_pos, bias, bias_target, bias_step, ints, ctrl, temperature, hist,
      feats, h, z, acc, o1, logits, probs, xq, tmp, wb) = st
     st1 = (queues.reshape((1,) + queues.shape), q_pos.reshape((1,) + q_pos.shape),
            bias.reshape((1,) + bias.shape), bias_target.reshape((1,) + bias_target.shape),
            bias_step.reshape((1,) + bias_step.shape), ints.reshape((1,) + ints.shape),
            ctrl.reshape((1,) + ctrl.shape), temperature.reshape((1,) + temperature.shape),
-           feats.reshape((1,) + feats.shape), h.reshape((1,) + h.shape), z.reshape((1,) + z.shape),
+           hist.reshape((1,) + hist.shape), feats.reshape((1,) + feats.shape), h.reshape((1,) + h.shape), z.reshape((1,) + z.shape),
            acc.reshape((1,) + acc.shape), o1.reshape((1,) + o1.shape), logits.reshape((1,) + logits.shape),
            probs.reshape((1,) + probs.shape), xq.reshape((1,) + xq.shape), tmp.reshape((1,) + tmp.shape),
            wb.reshape((1,) + wb.shape))

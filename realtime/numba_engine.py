@@ -158,7 +158,7 @@ class NumbaEngine(Engine):
             weights = kernel_weights(self.w, self.loc_idx, self.dilations, self.q_off, self.sample_rate, precision)
         self._weights = weights
         self._state = (self.queues, self.q_pos, self.bias, self.bias_target, self.bias_step, self.ints, self.ctrl,
-                       self.temperature) + scratch((), cfg.residual_channels, cfg.skip_channels, self.max_block)
+                       self.temperature, self.hist) + scratch((), cfg.residual_channels, cfg.skip_channels, self.max_block)
 
     def kernel_array(self, name: str) -> np.ndarray:
         """The array the kernel reads for weight ``name`` (see :data:`KERNEL_WEIGHT_NAMES`): a cache-line

@@ -33,7 +33,7 @@ from .engine import allocate_state
 from .kernel import generate_groups, generate_voices
 from .numba_engine import NumbaEngine, scratch, weight_bytes_per_sample
 
-_KERNEL_STATE = ("queues", "q_pos", "bias", "bias_target", "bias_step", "ints", "ctrl", "temperature")
+_KERNEL_STATE = ("queues", "q_pos", "bias", "bias_target", "bias_step", "ints", "ctrl", "temperature", "hist")
 
 
 class _Worker:

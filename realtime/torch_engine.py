@@ -39,6 +39,13 @@ class IncrementalStep(torch.nn.Module):
         self.register_buffer("loc_idx", torch.tensor(loc_idx, dtype=torch.long))
         self.register_buffer("pow2", torch.from_numpy(POW2_NEG.copy()))
         self.register_buffer("poly", torch.tensor(EXP2_POLY, dtype=torch.float32))
+        # the lag channel: each class's companded value, computed by the kernel's own function
+        self.register_buffer("class_values", torch.tensor([local_cond.class_value(k) for k in range(256)],
+                                                          dtype=torch.float32))
+        self.lag_slot: int = loc_idx.index(local_cond.LAG) if local_cond.LAG in loc_idx else -1
+        self.hist_mask: int = local_cond.HIST - 1
+        self.max_period: float = float(local_cond.HIST - 3)
+        self.lag_gain: float = local_cond.LAG_GAIN
         self.dilations: List[int] = list(dilations)
         self.q_off: List[int] = list(q_off)
         self.r: int = int(w["embed"].shape[1])
@@ -60,13 +67,16 @@ class IncrementalStep(torch.nn.Module):
     def forward(self, n: int, queues: torch.Tensor, q_pos: torch.Tensor, bias: torch.Tensor,
                 bias_target: torch.Tensor, bias_step: torch.Tensor, ints: torch.Tensor, temperature: float,
                 feats: torch.Tensor, uniforms: torch.Tensor, forced: torch.Tensor, out: torch.Tensor,
-                logits_out: torch.Tensor) -> int:
+                logits_out: torch.Tensor, hist: torch.Tensor) -> int:
         r = self.r
         forcing = forced.shape[0] > 0
         keep = logits_out.shape[0] > 0
         loc = feats.index_select(1, self.loc_idx) if self.loc_idx.shape[0] > 0 else feats[:, :0]
         inp = int(ints[0])
         glide = int(ints[1])
+        hpos = int(ints[3])
+        mask = self.hist_mask
+        periods = feats[:, local_cond.PERIOD].clamp(1.0, self.max_period)
         pos: List[int] = q_pos.tolist()
         bad = 0
         for t in range(n):
@@ -78,6 +88,16 @@ class IncrementalStep(torch.nn.Module):
                     bias.copy_(bias_target)
                 else:
                     bias.add_(bias_step)
+            # the lag ring (models.local_cond.push_lag, operation for operation in float32)
+            hpos = (hpos + 1) & mask
+            hist[hpos] = self.class_values[inp]
+            period = periods[t]
+            lag_n = int(period)
+            f = period - float(lag_n)
+            a = hist[(hpos - lag_n + 1) & mask]
+            b = hist[(hpos - lag_n) & mask]
+            if self.lag_slot >= 0:
+                loc[t, self.lag_slot] = (a + f * (b - a)) * self.lag_gain
             x = self.embed[inp]
             skip = self.b_skip
             lt = loc[t]
@@ -115,6 +135,7 @@ class IncrementalStep(torch.nn.Module):
         ints[0] = inp
         ints[1] = glide
         ints[2] += bad
+        ints[3] = hpos
         q_pos.copy_(torch.tensor(pos, dtype=torch.long))
         return bad
 
@@ -133,7 +154,7 @@ class TorchScriptEngine(Engine):
                                [int(i) for i in self.loc_idx]).to(self.device)
         self.step = torch.jit.script(step)
         self._feats = np.empty((self.max_block, local_cond.N_LOCAL), np.float32)
-        self._names = ("queues", "q_pos", "bias", "bias_target", "bias_step", "ints")
+        self._names = ("queues", "q_pos", "bias", "bias_target", "bias_step", "ints", "hist")
         self._state_changed()
 
     def _state_changed(self) -> None:
@@ -150,7 +171,8 @@ class TorchScriptEngine(Engine):
         with torch.no_grad():
             self.step(n, d["queues"], d["q_pos"], d["bias"], d["bias_target"], d["bias_step"], d["ints"],
                       float(self.temperature[0]), torch.from_numpy(feats).to(dev),
-                      torch.from_numpy(uniforms).to(dev), torch.from_numpy(forced).to(dev), out_t, logits_t)
+                      torch.from_numpy(uniforms).to(dev), torch.from_numpy(forced).to(dev), out_t, logits_t,
+                      d["hist"])
         if dev.type != "cpu":
             out[:] = out_t.cpu().numpy()
             if logits.shape[0]:

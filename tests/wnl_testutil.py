@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.config import ConditioningSpec, WaveNetConfig
+from models.config import LOCAL_CHANNELS, ConditioningSpec, WaveNetConfig
 from models.model_file import ModelFile, random_model
 from realtime import bf16dot, int8dot
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: small but complete: 2 stacks, every conditioning input (level included), 3 instruments
+#: small but complete: 2 stacks, every conditioning input (level and lag included), 3 instruments
 SMALL = WaveNetConfig(16, 32, 6, 2, 16000,
-                      conditioning=ConditioningSpec(8, 8, True, ("gate", "f0_sin", "f0_cos", "level"), ("a", "b", "c")))
+                      conditioning=ConditioningSpec(8, 8, True, LOCAL_CHANNELS, ("a", "b", "c")))
 
 
 NEEDS_BF16DOT = pytest.mark.skipif(not bf16dot.available()[0], reason=bf16dot.available()[1])

@@ -1,0 +1,120 @@
+"""The lag channel: the network's own input one f0 period earlier, the same bits in training and playing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models import local_cond, mulaw
+from models.crops import make_crop
+from models.grow import add_local
+from realtime.numba_engine import NumbaEngine
+from realtime.poly_engine import PolyEngine
+from test_grow import batch, trained_like
+from wnl_testutil import small_model
+
+SR = 16000
+
+
+def lags_of(inputs: np.ndarray, period: float) -> np.ndarray:
+    """The lag column for ``inputs`` (int64 classes) at a constant ``period`` (samples), from a reset."""
+    feats = np.zeros((len(inputs), local_cond.N_LOCAL), np.float32)
+    feats[:, local_cond.PERIOD] = period
+    local_cond.fill_lag(inputs, feats, *local_cond.new_lag_ring())
+    return feats[:, local_cond.LAG]
+
+
+@pytest.mark.parametrize("period", [1.0, 7.0, 61.0, 250.0])
+def test_a_whole_period_reads_the_sample_that_many_steps_back(period):
+    rng = np.random.default_rng(int(period))
+    inputs = rng.integers(0, 256, 1200)
+    lag = lags_of(inputs, period)
+    p = int(period)
+    # the input at step t is the sample at t - 1, so the sample at t - p is inputs[t - p + 1]
+    want = np.array([local_cond.class_value(k) for k in inputs[1:len(inputs) - p + 1]], np.float32) * \
+        np.float32(local_cond.LAG_GAIN)
+    np.testing.assert_array_equal(lag[p:], want)
+    silence = local_cond.class_value(mulaw.SILENCE) * np.float32(local_cond.LAG_GAIN)
+    assert np.all(lag[:p - 1] == silence)  # before the first sample: the reset ring's silence
+
+
+def test_a_fractional_period_interpolates_the_two_nearest_samples():
+    inputs = np.arange(0, 200, dtype=np.int64)  # a ramp: each sample one class above the last
+    lag = lags_of(inputs, 10.25)
+    step = np.float32(local_cond.LAG_GAIN) / np.float32(127.5)  # one class in lag units
+    # at step t the sample 10.25 back lies between the samples 10 and 11 back: a quarter of a class below 10 back
+    ten_back = lag[100:190] + np.float32(0.25) * step
+    np.testing.assert_allclose(ten_back, [local_cond.class_value(k) * local_cond.LAG_GAIN for k in
+                                          inputs[91:181]], atol=1e-5)
+
+
+def test_the_period_follows_the_pitch_and_its_glide():
+    feats = local_cond.features_for_note(4000, 0, 4000, 57.0, SR)  # A3, 220 Hz
+    assert feats[10, local_cond.PERIOD] == pytest.approx(SR / 220.0, rel=1e-6)
+    s = local_cond.new_state(57.0, SR)
+    s[local_cond.PITCH_TARGET] = 69.0  # glide an octave up to A4
+    s[local_cond.PITCH_COEFF] = local_cond.one_pole_coeff(0.01, SR)
+    out = np.empty((3200, local_cond.N_LOCAL), np.float32)
+    local_cond.fill(s, float(SR), out)
+    assert out[-1, local_cond.PERIOD] == pytest.approx(SR / 440.0, rel=1e-4)
+    assert np.all(np.diff(out[:, local_cond.PERIOD]) <= 0)  # falls monotonically on the way
+
+
+def test_the_engine_reads_the_lag_training_labels_its_crops_with():
+    """A crop's lag column (training) equals the kernel's, teacher-forcing the crop's inputs: same bits."""
+    n = 3000
+    t = np.arange(n + 4000)
+    audio = (0.3 * np.sin(2 * np.pi * 196.0 * t / SR)).astype(np.float32)  # G3
+    rng = np.random.default_rng(0)
+    inputs, _, local = make_crop(audio, 0, len(audio), 55, SR, 1000, n - 1000, rng, input_noise=1.0, start=2000)
+    e = NumbaEngine(small_model(), max_block=4096)
+    e.set_note(gate=1.0, pitch=55.0)
+    e.teacher_force(inputs)
+    kernel_feats = e._state[9]  # the kernel's feature rows of the last block (see numba_engine.scratch)
+    np.testing.assert_array_equal(kernel_feats[:n, local_cond.LAG], local[local_cond.LAG])
+    assert np.ptp(local[local_cond.LAG]) > 1.0  # a real tone, not a constant
+
+
+def test_priming_leaves_the_ring_teacher_forcing_would():
+    model = small_model(seed=3)
+    snip = mulaw.encode((0.4 * np.sin(2 * np.pi * 110 * np.arange(700) / SR)).astype(np.float32))
+    a, b = NumbaEngine(model, seed=1), NumbaEngine(model, seed=1)
+    a.prime_classes(snip)
+    b.teacher_force(np.concatenate(([mulaw.SILENCE], snip[:-1])))
+    np.testing.assert_array_equal(a.hist, b.hist)
+    assert a.ints[3] == b.ints[3]
+    a.reset()
+    assert np.all(a.hist == local_cond.class_value(mulaw.SILENCE))
+
+
+def test_a_poly_voice_keeps_its_own_ring():
+    """Voices of a lag model sound the same alone or beside others: each reads its own past."""
+    model = small_model(seed=4)
+    alone = PolyEngine(model, voices=3, seed=2)
+    together = PolyEngine(model, voices=3, seed=2)
+    for p in (alone, together):
+        for v, pitch in enumerate((48.0, 55.0, 64.0)):
+            p.set_note(v, gate=1.0, pitch=pitch)
+            p.set_conditioning(v, pitch=pitch, instrument=v, velocity=100)
+    alone.active[:] = [False, True, False]
+    alone.generate(1500)
+    together.generate(1500)
+    np.testing.assert_array_equal(alone.voice_out[1], together.voice_out[1])
+    np.testing.assert_array_equal(alone.state["hist"][1], together.state["hist"][1])
+    assert not np.array_equal(together.state["hist"][0], together.state["hist"][1])
+
+
+def test_adding_the_lag_input_keeps_the_logits_and_its_weights_learn():
+    old = trained_like()
+    new = add_local(old, ("lag",))
+    assert new.cfg.conditioning.local == old.cfg.conditioning.local + ("lag",)
+    inputs, gvec, local = batch(old)
+    lag = torch.from_numpy(np.stack([lags_of(x.numpy(), 37.5) for x in inputs]))[:, None]
+    with torch.no_grad():
+        a, b = old(inputs, gvec, local), new(inputs, gvec, torch.cat((local, lag), dim=1))
+    torch.testing.assert_close(b, a, rtol=0, atol=0)
+    loss = torch.nn.functional.cross_entropy(new(inputs, gvec, torch.cat((local, lag), dim=1))[:, :, :-1],
+                                             inputs[:, 1:])
+    loss.backward()
+    for proj in new.local_proj:
+        assert proj.weight.grad[:, -1].abs().max() > 0
