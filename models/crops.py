@@ -129,7 +129,8 @@ def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng:
     see :func:`make_crop`. ``detune`` (semitones): each crop's note (and the note before a change) is
     resampled to a pitch uniform within +-this of its MIDI pitch, with its f0 input following; with
     ``pitch_interp`` the batch's pitches are the bent ones (float32, for the two nearest embeddings
-    interpolated), else the MIDI notes. ``f0_shift`` (semitones, a probe) falsifies the f0 input alone."""
+    interpolated), else the MIDI notes. ``f0_shift`` (semitones, a probe) falsifies the f0 input alone (its
+    phase, and the period the lag channel reads at)."""
     pick = [LOCAL_CHANNELS.index(c) for c in local]
     ins, tgs, locs, p, ins_id, vel = [], [], [], [], [], []
     by_inst: dict[int, list[int]] = {}

@@ -141,7 +141,8 @@ def weight_average(model: WaveNet, decay: float, state: dict | None = None):
 def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int, device: torch.device,
              n_notes: int, n_instruments: int, probes_too: bool = True) -> dict[str, float]:
     """Eval loss on fixed crops, plus probes: loss with pitch +7 semitones, with the wrong instrument, with
-    the f0 input alone a semitone sharp and (for a model with a level input) with the level input 20 dB
+    the f0 input alone a semitone sharp (the sin/cos phase, and the period a lag input reads at), and (for a
+    model with a level input) with the level input 20 dB
     below the note's.
 
     The probe deltas tell whether the network reads its conditioning at all (``probes_too``).
@@ -156,7 +157,7 @@ def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int,
     change = {"splice_prob": 1.0, "starts": None}
     probes = {"eval_loss": {}, "pitch_shift_loss": {"pitch_shift": 7}, "instrument_swap_loss": swap,
               "note_change_loss": change, "note_change_pitch_shift_loss": {**change, "pitch_shift": 7}}
-    if "f0_sin" in model.cfg.conditioning.local:  # the f0 input alone a semitone sharp (a pitch bend)
+    if {"f0_sin", "lag"} & set(model.cfg.conditioning.local):  # the f0 input alone a semitone sharp (a pitch bend)
         probes["f0_shift_loss"] = {"f0_shift": 1.0}
     if "level" in model.cfg.conditioning.local:  # the level input says 20 dB quieter than the note is
         probes["level_shift_loss"] = {"level_shift": -1.0 / 3.0}
