@@ -43,6 +43,9 @@ bench: setup
 EXTRA := --data-extra data/gm-vel
 # the default model learns pitches between the notes (pitch bend): crops detuned by up to +-1 semitone
 DETUNE := --detune 1
+# the learning rate the lag model trained at since 2026-12-02 (train's own default, 1e-3, is for a new model);
+# TRAIN_ARGS="--lr X" overrides it
+LR := --lr 2e-4
 data: setup
 	@missing=""; for p in $(TRAIN_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
@@ -51,12 +54,12 @@ data: setup
 
 # resume training the default model on one core (taskset), one torch thread
 train: data
-	taskset -c 1 $(BIN)/python -m models.train --data data/gm $(EXTRA) --out models/default --resume --compile $(DETUNE) $(TRAIN_ARGS)
+	taskset -c 1 $(BIN)/python -m models.train --data data/gm $(EXTRA) --out models/default --resume --compile $(DETUNE) $(LR) $(TRAIN_ARGS)
 
 # the same on every core: one process per core, data-parallel (DDP, gloo), one torch thread each
 train-all-cores: data
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node $$(nproc) -m models.train \
-		--data data/gm $(EXTRA) --out models/default --resume --compile $(DETUNE) $(TRAIN_ARGS)
+		--data data/gm $(EXTRA) --out models/default --resume --compile $(DETUNE) $(LR) $(TRAIN_ARGS)
 
 # the level-input branch (models/level-input, grown from the default checkpoint with --add-local level):
 # every core, each whole crop at a random gain with the level input moved by as much

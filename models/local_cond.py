@@ -72,7 +72,8 @@ _RELEASE_FLOOR = level.RELEASE_FLOOR
 
 @njit(nogil=True, cache=True, inline="always")
 def advance(state: np.ndarray, inv_sr: float, feats: np.ndarray) -> None:
-    """Advance the control state by one sample and write [gate, sin, cos, level] (float32) into ``feats``."""
+    """Advance the control state by one sample and write [gate, sin, cos, level, 0, period] (float32) into
+    ``feats`` (the lag, 0 here, is :func:`push_lag`'s)."""
     state[PITCH] += (state[PITCH_TARGET] - state[PITCH]) * state[PITCH_COEFF]
     f0 = 440.0 * 2.0 ** ((state[PITCH] - 69.0) / 12.0)
     ph = state[PHASE] + f0 * inv_sr
@@ -111,8 +112,8 @@ def class_value(k) -> np.float32:
 def push_lag(hist: np.ndarray, pos: int, k: int, period: np.float32) -> tuple[int, np.float32]:
     """Push input class ``k`` (the sample before this step's) into the ring ``hist`` (HIST,) float32
     after position ``pos``; return (new position, the lag): the input ``period`` samples earlier,
-    the two nearest inputs linearly interpolated, times LAG_GAIN (float32). The step's input is the sample at t-1,
-    so the sample at t - m is the input m - 1 pushes back. Thread: generator (or training)."""
+    the two nearest inputs linearly interpolated, times LAG_GAIN (float32). The step's input is the
+    sample at t-1, so the sample at t - m is the input m - 1 pushes back. Thread: generator (or training)."""
     pos = (pos + 1) & (HIST - 1)
     hist[pos] = class_value(k)
     p = min(max(np.float32(period), np.float32(1.0)), np.float32(HIST - 3))
@@ -135,8 +136,8 @@ def fill_lag(inputs: np.ndarray, feats: np.ndarray, hist: np.ndarray, pos: int) 
     """Push ``inputs`` (n,) int64 classes one by one (:func:`push_lag`), writing each step's lag into
     ``feats[t, LAG]`` at ``feats[t, PERIOD]``; returns the ring's new position."""
     for t in range(inputs.shape[0]):
-        pos, lag = push_lag(hist, pos, inputs[t], feats[t, 5])
-        feats[t, 4] = lag
+        pos, lag = push_lag(hist, pos, inputs[t], feats[t, PERIOD])
+        feats[t, LAG] = lag
     return pos
 
 
