@@ -112,8 +112,7 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
     if input_noise > 0:  # noise in the companded domain: the same few classes at every level
         jitter = np.rint(rng.normal(0.0, input_noise, size=inputs.shape)).astype(np.int64)
         inputs = np.clip(inputs + jitter, 0, mulaw.MU)
-    hist, pos = local_cond.new_lag_ring()  # the lag reads the (noised) inputs, as the engines read their own
-    local_cond.fill_lag(inputs, feats, hist, pos)
+    local_cond.lag_from_reset(inputs, feats)  # the lag reads the (noised) inputs, as the engines read their own
     return inputs, targets, np.ascontiguousarray(feats.T)
 
 

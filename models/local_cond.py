@@ -131,6 +131,13 @@ def new_lag_ring() -> tuple[np.ndarray, int]:
     return np.full(HIST, class_value(SILENCE), np.float32), HIST - 1
 
 
+def lag_from_reset(inputs: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, int]:
+    """:func:`fill_lag` of ``inputs`` from a reset ring (a training crop, a prime); returns the ring and
+    its position afterwards (the state an engine holds after consuming ``inputs``)."""
+    hist, pos = new_lag_ring()
+    return hist, fill_lag(inputs, feats, hist, pos)
+
+
 @njit(nogil=True, cache=True)
 def fill_lag(inputs: np.ndarray, feats: np.ndarray, hist: np.ndarray, pos: int) -> int:
     """Push ``inputs`` (n,) int64 classes one by one (:func:`push_lag`), writing each step's lag into

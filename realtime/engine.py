@@ -235,8 +235,7 @@ class Engine(ABC):
             inputs, nxt = priming.prime_inputs(classes)
             feats = np.empty((len(inputs), local_cond.N_LOCAL), np.float32)
             local_cond.fill(self.ctrl.copy(), float(self.sample_rate), feats)
-            ring, pos = local_cond.new_lag_ring()  # the lag over the prime, as from a reset
-            pos = local_cond.fill_lag(inputs, feats, ring, pos)
+            ring, pos = local_cond.lag_from_reset(inputs, feats)  # the lag over the prime
             hists = priming.layer_histories(self.w, list(self.dilations), inputs, self.bias, feats, self.loc_idx)
             queues = np.empty_like(self.queues)
             for l, hist in enumerate(hists):

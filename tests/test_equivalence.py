@@ -20,7 +20,7 @@ def reference_logits(model, inputs: np.ndarray, pitch: int, instrument: int, vel
     net = import_weights(WaveNet(model.config), model.weights).eval()
     feats = np.empty((len(inputs), local_cond.N_LOCAL), np.float32)
     local_cond.fill(ctrl.copy(), float(model.config.sample_rate), feats)
-    local_cond.fill_lag(inputs, feats, *local_cond.new_lag_ring())  # the lag reads the inputs, from a reset
+    local_cond.lag_from_reset(inputs, feats)  # the lag reads the inputs
     feats = feats[:, [LOCAL_CHANNELS.index(c) for c in model.config.conditioning.local]]
     with torch.no_grad():
         g = net.global_vector(torch.tensor([pitch]), torch.tensor([instrument]), torch.tensor([velocity / 127.0]))

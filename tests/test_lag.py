@@ -8,6 +8,7 @@ import torch
 from models import local_cond, mulaw
 from models.crops import make_crop
 from models.grow import add_local
+from realtime.engine import INT_HPOS
 from realtime.numba_engine import NumbaEngine
 from realtime.poly_engine import PolyEngine
 from test_grow import batch, trained_like
@@ -20,7 +21,7 @@ def lags_of(inputs: np.ndarray, period: float) -> np.ndarray:
     """The lag column for ``inputs`` (int64 classes) at a constant ``period`` (samples), from a reset."""
     feats = np.zeros((len(inputs), local_cond.N_LOCAL), np.float32)
     feats[:, local_cond.PERIOD] = period
-    local_cond.fill_lag(inputs, feats, *local_cond.new_lag_ring())
+    local_cond.lag_from_reset(inputs, feats)
     return feats[:, local_cond.LAG]
 
 
@@ -82,7 +83,7 @@ def test_priming_leaves_the_ring_teacher_forcing_would():
     a.prime_classes(snip)
     b.teacher_force(np.concatenate(([mulaw.SILENCE], snip[:-1])))
     np.testing.assert_array_equal(a.hist, b.hist)
-    assert a.ints[3] == b.ints[3]
+    assert a.ints[INT_HPOS] == b.ints[INT_HPOS]
     a.reset()
     assert np.all(a.hist == local_cond.class_value(mulaw.SILENCE))
 
