@@ -89,6 +89,9 @@ class WatchdogSection:
     flatness_max: float = 0.4   # white noise measures ~0.56, tonal notes < 0.1
     noise_s: float = 0.6
     noise_ok: str = "drums"   # comma-separated instrument names exempt from the noise check
+    dropout_s: float = 0.05   # a held note falling silent this long (s) right after sounding: a dropout (0 = off)
+    dropout_db: float = 15.0  # ... when it fell from at least this many dB above silence_db within 0.2 s
+    decay_ok: str = "drums"   # comma-separated instrument names whose held notes may decay to silence
 
 
 @dataclass
@@ -253,6 +256,10 @@ def _validate(where, p: Preset) -> None:
     for k in ("silence_s", "dc_s", "noise_s"):
         if not 0 < getattr(w, k) <= 60:
             bad(f"watchdog.{k}", "must be within 0-60 seconds")
+    if not 0 <= w.dropout_s <= 60:
+        bad("watchdog.dropout_s", "must be within 0-60 seconds (0 = off)")
+    if not 0 < w.dropout_db <= 120:
+        bad("watchdog.dropout_db", "must be within 0-120 dB")
     if not 0 < w.dc_max <= 1:
         bad("watchdog.dc_max", "must be within 0-1")
     if not 0 < w.flatness_max <= 1:

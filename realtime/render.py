@@ -132,7 +132,7 @@ class Session:
         if self.watchdog is not None:
             inst = ctl.instruments[ctl.state.instrument]
             reason = self.watchdog.check(out, ctl.nonfinite_count(), ctl.state.note is not None,
-                                         inst in self.watchdog.noise_ok)
+                                         inst in self.watchdog.noise_ok, inst in self.watchdog.decay_ok)
             if reason is not None:
                 ctl.recover()
                 self.emit({"param": "recovery", "value": reason, "count": self.watchdog.total})

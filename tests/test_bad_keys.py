@@ -105,6 +105,8 @@ OUT_OF_RANGE = [
     ("watchdog", "silence_db", 0.5), ("watchdog", "silence_s", 0.0), ("watchdog", "dc_s", 60.5),
     ("watchdog", "noise_s", -1.0), ("watchdog", "dc_max", 0.0), ("watchdog", "dc_max", 1.5),
     ("watchdog", "flatness_max", 0.0), ("watchdog", "flatness_max", 1.01),
+    ("watchdog", "dropout_s", -0.01), ("watchdog", "dropout_s", 61.0), ("watchdog", "dropout_db", 0.0),
+    ("watchdog", "dropout_db", 121.0),
 ]
 
 

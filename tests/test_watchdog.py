@@ -33,7 +33,7 @@ def test_a_healthy_tone_is_left_alone():
 
 
 def test_silence_while_held_is_caught_after_silence_s():
-    dog = Watchdog(WatchdogSection(silence_s=0.4), SR)
+    dog = Watchdog(WatchdogSection(silence_s=0.4, dropout_s=0.0), SR)  # the slow rule alone
     x = np.concatenate([sine(0.5), np.zeros(SR, np.float32)])
     reasons = feed(dog, x)
     assert reasons and reasons[0][1] == "silence"
@@ -73,7 +73,7 @@ def session_with(tmp_path, bias_class: int | None = None, temperature: float = 0
     return Session.open(preset, load_model(path))
 
 
-@pytest.mark.parametrize("klass,reason", [(mulaw.SILENCE, "silence"), (255, "dc")])
+@pytest.mark.parametrize("klass,reason", [(mulaw.SILENCE, "dropout"), (255, "dc")])
 def test_collapsing_model_is_recovered_and_logged(tmp_path, klass, reason):
     s = session_with(tmp_path, klass)
     out = render_timeline(s, [(0, bytes([0x90, 60, 100]))], 3 * SR)
@@ -99,3 +99,72 @@ def test_injected_nan_is_recovered(tmp_path):
     assert before > 0
     s.generate(out)
     assert s.engine.nonfinite_count == before and np.isfinite(out).all()
+
+
+def decaying(seconds: float, db_per_s: float, start_db: float = -20.0, hz: float = 220.0) -> np.ndarray:
+    """A sine whose level falls ``db_per_s`` from ``start_db`` (dBFS RMS): a plucked string's natural decay."""
+    t = np.arange(int(seconds * SR)) / SR
+    amp = np.sqrt(2.0) * 10 ** ((start_db - db_per_s * t) / 20.0)
+    return (amp * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("block", [64, 160, 1024])
+def test_a_dropout_is_caught_within_dropout_s(block):
+    """A loud held tone that cuts out is re-primed ~50 ms later, not after silence_s (0.4 s)."""
+    dog = Watchdog(WatchdogSection(dropout_s=0.05), SR)
+    x = np.concatenate([sine(0.5), np.zeros(SR, np.float32)])
+    reasons = feed(dog, x, block=block)
+    assert reasons and reasons[0][1] == "dropout"
+    detected = reasons[0][0] + block
+    assert 0.5 * SR + 0.05 * SR <= detected <= 0.5 * SR + 0.075 * SR + block
+
+
+def test_a_natural_decay_is_not_a_dropout():
+    """20 dB/s from -20 dBFS crosses -50 dBFS at 1.5 s: only the slow silence rule speaks, 0.4 s later."""
+    reasons = feed(Watchdog(WatchdogSection(), SR), decaying(3.0, 20.0))
+    assert reasons and reasons[0][1] == "silence"
+    assert reasons[0][0] >= 1.8 * SR  # (then, not re-primed, the note has not sounded since: dropouts)
+
+
+def test_a_fade_within_the_lookback_is_a_dropout_and_a_quiet_tone_is_not():
+    # -20 dBFS to silence in 100 ms (300 dB/s): a collapse; a tone that was never above -40 dBFS is not
+    # loud enough (dropout_db 15 above -50) for the fast rule
+    fast = np.concatenate([sine(0.5), decaying(0.6, 300.0)])
+    assert feed(Watchdog(WatchdogSection(), SR), fast)[0][1] == "dropout"
+    quiet = np.concatenate([sine(0.5, amp=0.01 * np.sqrt(2)), np.zeros(SR, np.float32)])
+    assert feed(Watchdog(WatchdogSection(), SR), quiet)[0][1] == "silence"
+
+
+def test_a_note_that_never_sounds_is_a_dropout_after_the_hold_off():
+    dog = Watchdog(WatchdogSection(dropout_s=0.05), SR)
+    dog.note_started()
+    reasons = feed(dog, np.zeros(SR, np.float32))
+    assert reasons and reasons[0][1] == "dropout"
+    detected = reasons[0][0] + 160
+    assert (Watchdog.hold_off_s + 0.05) * SR <= detected <= (Watchdog.hold_off_s + 0.1) * SR
+
+
+def test_decay_ok_instruments_may_fall_silent():
+    x = np.concatenate([sine(0.5), np.zeros(2 * SR, np.float32)])
+    dog = Watchdog(WatchdogSection(), SR)
+    assert [dog.check(x[i:i + 160], 0, True, True, decay_ok=True) for i in range(0, len(x), 160)] == \
+        [None] * len(range(0, len(x), 160))
+
+
+def test_dropout_s_zero_turns_the_fast_rule_off():
+    x = np.concatenate([sine(0.5), np.zeros(SR, np.float32)])
+    assert {r for _, r in feed(Watchdog(WatchdogSection(dropout_s=0.0), SR), x)} == {"silence"}
+
+
+@pytest.mark.parametrize("decay_ok,recovers", [("", True), ("a", False), ("b, a", False), ("b", True)])
+def test_decay_ok_names_the_instruments_exempt_in_a_session(tmp_path, decay_ok, recovers):
+    """A model that only ever plays silence, on instrument "a": re-primed unless "a" may decay."""
+    model = small_model()
+    model.weights["b_out2"][:] = -50.0
+    model.weights["b_out2"][mulaw.SILENCE] = 50.0
+    path = model.save(tmp_path / "m.npz")
+    preset = load_preset(write_preset(tmp_path / "p.toml", path, f'[watchdog]\ndecay_ok = "{decay_ok}"'))
+    s = Session.open(preset, load_model(path))
+    s.apply_midi(bytes([0xC0, 0]))
+    render_timeline(s, [(0, bytes([0x90, 60, 100]))], 2 * SR)
+    assert (s.watchdog.total > 0) == recovers
