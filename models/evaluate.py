@@ -4,7 +4,9 @@
                               [--seed N] [--temperature T] [--log FILE]
 
 - pitch: held 2 s notes on a grid of (tonal instrument, MIDI pitch), generated
-  with the preset's re-priming mode and with re-priming off; f0 by YIN on the
+  with the preset's re-priming mode as the render command plays them (1024-sample
+  blocks, the watchdog's recoveries between blocks), and with re-priming off as the
+  network alone (one block: no watchdog, no seed bank at all); f0 by YIN on the
   sounding part; |cents| vs the MIDI pitch (unvoiced notes count as 1200 cents);
   per note (signed cents), per instrument, and the count of octave errors;
 - pitch bend: notes on 3 pitches per tonal instrument whose pitch wheel moves +1, -1 or +0.5
@@ -57,6 +59,7 @@ SILENT_DB = -50.0
 ENVELOPE_S = 1.5           # the dataset holds every note 1.5 s: compare levels over that key-down time
 ENVELOPE_FLOOR_DB = -60.0
 QUICK_GRID = (48, 60, 72)
+PLAY_BLOCK = 1024            # the preset's notes play in render's blocks (samples), the watchdog between them
 BEND_PITCHES = (60, 70, 80)  # the pitch-wheel bends on these notes (where the model holds pitch best)
 BEND_AT_S = 0.5             # the wheel moves this long after key-down; the move is measured over 1.0-2.0 s
 BEND_SEMITONES = (1.0, -1.0, 0.5)  # a whole step to the neighbouring notes, and halfway (between two embeddings)
@@ -75,12 +78,18 @@ def note_session(preset, model, instrument: int, seed: int, reprime: str | None 
 
 
 def generate_note(preset, model, instrument: int, pitch: int, seconds: float, velocity: int = 90,
-                  reprime: str | None = None, seed: int = 0) -> np.ndarray:
-    """One held note through Session (engine + controller + output stage), as a musician would play it."""
+                  reprime: str | None = None, seed: int = 0, block: int | None = None) -> np.ndarray:
+    """One held note through Session (engine + controller + output stage), as a musician would play it:
+    in ``block``-sample blocks (the watchdog recovers between blocks, as in render and live), or in one
+    block (None: the watchdog only looks once the note is done, so it never steps in)."""
     s = note_session(preset, model, instrument, seed, reprime)
+    n = int(seconds * model.config.sample_rate)
+    if block is not None:
+        from realtime.render import render_timeline
+
+        return render_timeline(s, [(0, bytes([0x90, pitch, velocity]))], n, block)
     s.apply_midi(bytes([0x90, pitch, velocity]))
-    out = np.zeros(int(seconds * model.config.sample_rate), np.float32)
-    return s.generate(out)
+    return s.generate(np.zeros(n, np.float32))
 
 
 def bent_note(preset, model, instrument: int, pitch: int, semitones: float, seconds: float = 2.0,
@@ -298,7 +307,8 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         rows = []
         for i in tonal:
             for p in grid:
-                a = generate_note(preset, model, i, p, 2.0, reprime=mode, seed=seed)
+                a = generate_note(preset, model, i, p, 2.0, reprime=mode, seed=seed,
+                                  block=PLAY_BLOCK if label == "preset" else None)
                 if label == "preset":
                     generated[(i, p)] = a
                 rows.append((names[i], p, estimate_f0(a[held], sr)))
@@ -348,7 +358,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         gen_items = list(generated.items())
         for i in range(len(names)):  # drums too
             if i not in tonal:
-                gen_items.append(((i, 38), generate_note(preset, model, i, 38, 2.0, seed=seed)))
+                gen_items.append(((i, 38), generate_note(preset, model, i, 38, 2.0, seed=seed, block=PLAY_BLOCK)))
         xg = np.stack([logmel_stats(a, sr) for _, a in gen_items])
         yg = np.asarray([k[0] for k, _ in gen_items])
         pred = clf.predict(xg)

@@ -299,3 +299,24 @@ def test_evaluator_compares_each_generated_notes_level_with_its_real_note(tiny_d
     (tmp_path / "eval.json").write_text(__import__("json").dumps(res))
     export_model(WaveNet(WaveNetConfig.from_dict(TINY)), ds, tmp_path, {"steps": 0, "hours": 0.0})  # the card
     assert "| sine | real |" in (tmp_path / "MODEL.md").read_text()
+
+
+def test_the_presets_notes_play_in_blocks_so_the_watchdog_steps_in(tmp_path):
+    """Played in render's blocks, a note is the one-block note (the network alone) to the sample while the
+    watchdog is off; with it on, a random model's babble is caught as noise and re-primed mid-note."""
+    from models.evaluate import PLAY_BLOCK, generate_note
+    from models.model_file import load_model
+    from realtime.presets import load_preset
+    from wnl_testutil import write_preset
+
+    path = small_model().save(tmp_path / "m.npz")
+    model = load_model(path)
+    notes = {}
+    for on in (False, True):
+        preset = load_preset(write_preset(tmp_path / f"{on}.toml", path, f"[watchdog]\nenabled = {str(on).lower()}"))
+        notes[on] = (generate_note(preset, model, 0, 60, 2.0), generate_note(preset, model, 0, 60, 2.0, block=PLAY_BLOCK))
+    assert np.array_equal(notes[False][0], notes[False][1])
+    alone, played = notes[True]
+    assert np.array_equal(alone, notes[False][0])  # in one block the watchdog never steps in
+    assert np.array_equal(alone[:PLAY_BLOCK], played[:PLAY_BLOCK])
+    assert not np.array_equal(alone, played)
