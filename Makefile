@@ -43,9 +43,9 @@ bench: setup
 EXTRA := --data-extra data/gm-vel
 # the default model learns pitches between the notes (pitch bend): crops detuned by up to +-1 semitone
 DETUNE := --detune 1
-# the learning rate the lag model trained at since 2026-12-02 (train's own default, 1e-3, is for a new model);
-# TRAIN_ARGS="--lr X" overrides it
-LR := --lr 2e-4
+# the learning rate the lag model trained at since 2026-12-03 (2e-4 on 2026-12-02; train's own default, 1e-3,
+# is for a new model); the checkpoint keeps its weight average (--weight-ema 0.999); TRAIN_ARGS="--lr X" overrides it
+LR := --lr 1e-4
 data: setup
 	@missing=""; for p in $(TRAIN_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
