@@ -12,6 +12,7 @@ preset's ``[watchdog]`` section:
   the last recovery): caught in 50 ms instead of 0.4 s, while a natural decay
   (a few dB per 0.2 s) is left to the slower rule; instruments in ``decay_ok``
   (a drum hit decays to silence while its key is held) are exempt from both,
+  except for a note that has not sounded at all (a hit that never came),
 - DC drift (|mean| above ``dc_max`` for ``dc_s``),
 - noise-like output while a note is held (spectral flatness above
   ``flatness_max`` for ``noise_s``; instruments in ``noise_ok`` are exempt),
@@ -94,7 +95,7 @@ class Watchdog:
             self.sub_fill += k
             pos += k
             if self.sub_fill == self.m:
-                dropout = self._judge_sub(note_held and not decay_ok)  # always: it ends the sub-window
+                dropout = self._judge_sub(note_held, decay_ok)  # always: it ends the sub-window
                 reason = reason or dropout
         self.hold_off = max(0, self.hold_off - len(block))
         if reason is not None:
@@ -124,8 +125,9 @@ class Watchdog:
                 return "noise"
         return None
 
-    def _judge_sub(self, note_held: bool) -> str | None:
-        """One finished sub-window: record its level, and call a dropout when it is due."""
+    def _judge_sub(self, note_held: bool, decay_ok: bool) -> str | None:
+        """One finished sub-window: record its level, and call a dropout when it is due (for a
+        ``decay_ok`` instrument only a note that has not sounded at all: a drum hit that never came)."""
         c = self.cfg
         db = 10.0 * np.log10(self.sub_sq / self.m + 1e-20)  # RMS about 0: a DC offset is the DC rule's
         self.sub_sq = 0.0
@@ -140,7 +142,7 @@ class Watchdog:
         if self.quiet == 0:
             self.fell_from = before
         self.quiet += 1
-        fell = self.fell_from >= c.silence_db + c.dropout_db or not self.sounded
+        fell = (self.fell_from >= c.silence_db + c.dropout_db and not decay_ok) or not self.sounded
         if fell and self.quiet >= max(1, int(round(c.dropout_s / self.sub_s))):
             return "dropout"
         return None
