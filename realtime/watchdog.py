@@ -27,6 +27,11 @@ import numpy as np
 from .presets import WatchdogSection
 
 
+def _names(csv: str) -> tuple[str, ...]:
+    """Instrument names of a comma-separated preset value ("drums, bass")."""
+    return tuple(x.strip() for x in csv.split(",") if x.strip())
+
+
 class Watchdog:
     """Feed it every generated block; ``check`` returns a reason string when a recovery is due."""
 
@@ -37,8 +42,8 @@ class Watchdog:
 
     def __init__(self, cfg: WatchdogSection, sample_rate: int) -> None:
         self.cfg = cfg
-        self.noise_ok = tuple(x.strip() for x in cfg.noise_ok.split(",") if x.strip())
-        self.decay_ok = tuple(x.strip() for x in cfg.decay_ok.split(",") if x.strip())
+        self.noise_ok = _names(cfg.noise_ok)
+        self.decay_ok = _names(cfg.decay_ok)
         self.n = max(64, int(self.window_s * sample_rate))
         self.sample_rate = sample_rate
         self.buf = np.zeros(self.n, np.float32)

@@ -15,10 +15,11 @@ from wnl_testutil import small_model, write_preset
 SR = 16000
 
 
-def feed(dog: Watchdog, x: np.ndarray, held: bool = True, noise_ok: bool = False, block: int = 160):
+def feed(dog: Watchdog, x: np.ndarray, held: bool = True, noise_ok: bool = False, block: int = 160,
+         decay_ok: bool = False):
     reasons = []
     for i in range(0, len(x), block):
-        r = dog.check(x[i:i + block], 0, held, noise_ok)
+        r = dog.check(x[i:i + block], 0, held, noise_ok, decay_ok)
         if r:
             reasons.append((i, r))
     return reasons
@@ -148,13 +149,10 @@ def test_decay_ok_instruments_may_fall_silent_but_not_stay_unsounded():
     dog = Watchdog(WatchdogSection(), SR)
     dog.note_started()
     x = np.concatenate([sine(0.5), np.zeros(2 * SR, np.float32)])  # a hit, then its silence
-    assert [dog.check(x[i:i + 160], 0, True, True, decay_ok=True) for i in range(0, len(x), 160)] == \
-        [None] * len(range(0, len(x), 160))
+    assert feed(dog, x, noise_ok=True, decay_ok=True) == []
     dog.note_started()  # the next hit never comes: re-primed once the hold-off and dropout_s have passed
-    z = np.zeros(SR, np.float32)
-    got = [(i, dog.check(z[i:i + 160], 0, True, True, decay_ok=True)) for i in range(0, len(z), 160)]
-    first = next(i for i, r in got if r)
-    assert dict(got)[first] == "dropout" and first + 160 <= (Watchdog.hold_off_s + 0.1) * SR
+    reasons = feed(dog, np.zeros(SR, np.float32), noise_ok=True, decay_ok=True)
+    assert reasons and reasons[0][1] == "dropout" and reasons[0][0] + 160 <= (Watchdog.hold_off_s + 0.1) * SR
 
 
 def test_dropout_s_zero_turns_the_fast_rule_off():
