@@ -47,4 +47,5 @@ def test_server_death_stops_cleanly_and_keeps_the_recording(tmp_path):
     man = json.loads((take / "session.json").read_text())
     assert man["device_lost"] is True and man["frames_dropped"] == 0
     info = sf.info(str(take / "audio.wav"))
-    assert info.frames == man["frames_written"] >= 2.5 * 48000
+    # ~3 s played before the server died; a loaded machine's dummy server can run ~15 % slow, hence 2 s
+    assert info.frames == man["frames_written"] >= 2.0 * 48000, (info.frames, man["frames_written"])
