@@ -156,11 +156,18 @@ def test_polyphonic_take_under_jack_replays_exactly(jack_server, tmp_path):
             time.sleep(0.8)
             for n in notes:
                 kbd.send_message([0x80, n, 0])
-            time.sleep(0.4)
+            time.sleep(1.0)  # >> the 0.12 s (4 x release_ms) of model time after which a released voice is free
         rc = proc.stop(signal.SIGINT)
     assert rc == 0, proc.err[-10:]
     evs = [json.loads(x) for x in (take / "events.jsonl").read_text().splitlines()]
     ons = [e for e in evs if e["param"] == "note_on"]
+    offs = [e for e in evs if e["param"] == "note_off"]
     assert [e["voice"] for e in ons[:3]] == [0, 1, 2]
+    # the triad's voices are free again only if the generator ran >= 0.12 s of model time between its
+    # note offs and the next chord (a generator stalled by a loaded machine applies both in one go)
+    sr = json.loads((take / "session.json").read_text())["model_rate"]
+    gap_s = (ons[3]["sample"] - offs[2]["sample"]) / sr
+    print(f"\nmodel time between the triad's note offs and the next chord: {gap_s:.3f} s (wall: 1.0 s)")
+    assert gap_s >= 0.12, f"the generator ran only {gap_s:.3f} s of model time in 1.0 s of wall time"
     assert sum("stolen" in e for e in ons) == 1  # the fifth note of the second chord
     assert replay_of(take, tmp_path)[1]["matches_recording"] is True
