@@ -9,7 +9,7 @@ TRAIN_APT_PACKAGES := fluidsynth fluid-soundfont-gm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: train-all-cores train-level setup apt play test bench data train evaluate clean
+.PHONY: train-all-cores train-level train-lag2 setup apt play test bench data train evaluate clean
 
 setup: apt $(STAMP)
 
@@ -66,6 +66,11 @@ train-all-cores: data
 train-level: data
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node $$(nproc) -m models.train \
 		--data data/gm $(EXTRA) --out models/level-input --resume --compile --level-gain-db 12 $(TRAIN_ARGS)
+
+# the lag2 branch (models/lag2, grown from the default checkpoint with --add-local lag2: a second
+# pitch-synchronous tap two f0 periods back): one core, as `make train`
+train-lag2: data
+	taskset -c 1 $(BIN)/python -m models.train --data data/gm $(EXTRA) --out models/lag2 --resume --compile $(DETUNE) $(LR) $(TRAIN_ARGS)
 
 evaluate: setup
 	$(BIN)/python -m models.evaluate --model models/default/model.npz

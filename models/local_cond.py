@@ -7,9 +7,9 @@ Pitch is kept in MIDI semitones so glides are linear in pitch. The level follows
 envelope model of :mod:`models.level` (params set at key-down by :func:`start_level`), plus
 ``LEVEL_OFFSET`` (level units; the expression pedal, 0 in training).
 
-A feature row is [gate, f0_sin, f0_cos, level, lag, period] (float32): :func:`advance` writes
-all but ``lag``, which depends on what the network has generated, not on the controls: it is
-the network's own input one f0 period (``period``, in samples) earlier, read from a ring of
+A feature row is [gate, f0_sin, f0_cos, level, lag, lag2, period] (float32): :func:`advance`
+writes all but ``lag`` and ``lag2``, which depend on what the network has generated, not on the
+controls: they are the network's own input one and two f0 periods (``period``, in samples) earlier, read from a ring of
 past inputs by :func:`push_lag` as each sample is generated (the engines' kernels), or by
 :func:`fill_lag` over a whole known input sequence (training crops, priming): one function,
 so both compute the same bits.
@@ -27,10 +27,10 @@ from .one_pole import one_pole_coeff
 PHASE, PITCH, PITCH_TARGET, PITCH_COEFF, GATE, GATE_TARGET, ATTACK_COEFF, RELEASE_COEFF = range(8)
 LEVEL, LEVEL_TARGET, LEVEL_SUSTAIN, LEVEL_ATTACK, LEVEL_DECAY, LEVEL_RELEASE, LEVEL_OFFSET = range(8, 15)
 STATE_SIZE = 15
-N_LOCAL = 6  # columns of a feature row: the channels of config.LOCAL_CHANNELS, then the period
-LAG, PERIOD = 4, 5  # the lag channel's column; the f0 period (samples) the lag reads at
-#: length of the ring of past inputs the lag reads (a power of two): periods are clipped to
-#: 1..HIST-3 samples (MIDI 35 at 16 kHz is 259 samples; MIDI 12, 978)
+N_LOCAL = 7  # columns of a feature row: the channels of config.LOCAL_CHANNELS, then the period
+LAG, LAG2, PERIOD = 4, 5, 6  # the lag channels' columns; the f0 period (samples) they read at
+#: length of the ring of past inputs the lags read (a power of two): lags are clipped to
+#: 1..HIST-3 samples (MIDI 35 at 16 kHz is 259 samples; MIDI 12, 978; lag2 reads twice as far)
 HIST = 2048
 #: the lag channel's scale: the companded sample (-1..1) times this (a power of two: exact). A new
 #: input grown into a trained model starts at zero weights and Adam moves each weight by about the
@@ -72,8 +72,8 @@ _RELEASE_FLOOR = level.RELEASE_FLOOR
 
 @njit(nogil=True, cache=True, inline="always")
 def advance(state: np.ndarray, inv_sr: float, feats: np.ndarray) -> None:
-    """Advance the control state by one sample and write [gate, sin, cos, level, 0, period] (float32) into
-    ``feats`` (the lag, 0 here, is :func:`push_lag`'s)."""
+    """Advance the control state by one sample and write [gate, sin, cos, level, 0, 0, period] (float32)
+    into ``feats`` (the lags, 0 here, are :func:`push_lag`'s)."""
     state[PITCH] += (state[PITCH_TARGET] - state[PITCH]) * state[PITCH_COEFF]
     f0 = 440.0 * 2.0 ** ((state[PITCH] - 69.0) / 12.0)
     ph = state[PHASE] + f0 * inv_sr
@@ -96,8 +96,9 @@ def advance(state: np.ndarray, inv_sr: float, feats: np.ndarray) -> None:
     lv = state[LEVEL] + (lt - state[LEVEL]) * state[LEVEL_ATTACK]
     state[LEVEL] = lv
     feats[3] = np.float32(max(lv + state[LEVEL_OFFSET], 0.0))
-    feats[4] = np.float32(0.0)  # the lag: written by push_lag / fill_lag
-    feats[5] = np.float32(1.0 / (f0 * inv_sr))
+    feats[4] = np.float32(0.0)  # the lags: written by push_lag / fill_lag
+    feats[5] = np.float32(0.0)
+    feats[6] = np.float32(1.0 / (f0 * inv_sr))
 
 
 @njit(nogil=True, cache=True)
@@ -109,19 +110,26 @@ def class_value(k) -> np.float32:
 # Not inlined: called from the engines' fast-math kernel, its float32 arithmetic keeps its own
 # (IEEE, uncontracted) flags, so the kernel's lag has the same bits as training's.
 @njit(nogil=True, cache=True)
-def push_lag(hist: np.ndarray, pos: int, k: int, period: np.float32) -> tuple[int, np.float32]:
+def push_lag(hist: np.ndarray, pos: int, k: int, period: np.float32) -> tuple[int, np.float32, np.float32]:
     """Push input class ``k`` (the sample before this step's) into the ring ``hist`` (HIST,) float32
-    after position ``pos``; return (new position, the lag): the input ``period`` samples earlier,
-    the two nearest inputs linearly interpolated, times LAG_GAIN (float32). The step's input is the
-    sample at t-1, so the sample at t - m is the input m - 1 pushes back. Thread: generator (or training)."""
+    after position ``pos``; return (new position, the lag, lag2): the input ``period`` (and
+    ``2 * period``) samples earlier, the two nearest inputs linearly interpolated, times LAG_GAIN
+    (float32). The step's input is the sample at t-1, so the sample at t - m is the input m - 1
+    pushes back. Thread: generator (or training)."""
     pos = (pos + 1) & (HIST - 1)
     hist[pos] = class_value(k)
-    p = min(max(np.float32(period), np.float32(1.0)), np.float32(HIST - 3))
+    return pos, _tap(hist, pos, np.float32(period)), _tap(hist, pos, np.float32(2.0) * np.float32(period))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _tap(hist: np.ndarray, pos: int, period: np.float32) -> np.float32:
+    """The ring's sample ``period`` (clipped to 1..HIST-3) steps back, interpolated, times LAG_GAIN."""
+    p = min(max(period, np.float32(1.0)), np.float32(HIST - 3))
     n = int(p)
     f = p - np.float32(n)
     a = hist[(pos - n + 1) & (HIST - 1)]  # the sample at t - n
     b = hist[(pos - n) & (HIST - 1)]  # at t - n - 1
-    return pos, (a + f * (b - a)) * np.float32(LAG_GAIN)
+    return (a + f * (b - a)) * np.float32(LAG_GAIN)
 
 
 def new_lag_ring() -> tuple[np.ndarray, int]:
@@ -140,11 +148,12 @@ def lag_from_reset(inputs: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, i
 
 @njit(nogil=True, cache=True)
 def fill_lag(inputs: np.ndarray, feats: np.ndarray, hist: np.ndarray, pos: int) -> int:
-    """Push ``inputs`` (n,) int64 classes one by one (:func:`push_lag`), writing each step's lag into
-    ``feats[t, LAG]`` at ``feats[t, PERIOD]``; returns the ring's new position."""
+    """Push ``inputs`` (n,) int64 classes one by one (:func:`push_lag`), writing each step's lags into
+    ``feats[t, LAG]`` and ``feats[t, LAG2]`` at ``feats[t, PERIOD]``; returns the ring's new position."""
     for t in range(inputs.shape[0]):
-        pos, lag = push_lag(hist, pos, inputs[t], feats[t, PERIOD])
+        pos, lag, lag2 = push_lag(hist, pos, inputs[t], feats[t, PERIOD])
         feats[t, LAG] = lag
+        feats[t, LAG2] = lag2
     return pos
 
 

@@ -43,6 +43,7 @@ class IncrementalStep(torch.nn.Module):
         self.register_buffer("class_values", torch.tensor([local_cond.class_value(k) for k in range(256)],
                                                           dtype=torch.float32))
         self.lag_slot: int = loc_idx.index(local_cond.LAG) if local_cond.LAG in loc_idx else -1
+        self.lag2_slot: int = loc_idx.index(local_cond.LAG2) if local_cond.LAG2 in loc_idx else -1
         self.hist_mask: int = local_cond.HIST - 1
         self.max_period: float = float(local_cond.HIST - 3)
         self.lag_gain: float = local_cond.LAG_GAIN
@@ -64,6 +65,14 @@ class IncrementalStep(torch.nn.Module):
         e = p * self.pow2[ki.to(torch.long)]
         return torch.cumsum(e.to(torch.float64), 0).to(torch.float32)
 
+    def tap(self, hist: torch.Tensor, hpos: int, period: torch.Tensor) -> torch.Tensor:
+        """models.local_cond._tap: the ring's input ``period`` (clipped already) steps back, interpolated."""
+        lag_n = int(period)
+        f = period - float(lag_n)
+        a = hist[(hpos - lag_n + 1) & self.hist_mask]
+        b = hist[(hpos - lag_n) & self.hist_mask]
+        return (a + f * (b - a)) * self.lag_gain
+
     def forward(self, n: int, queues: torch.Tensor, q_pos: torch.Tensor, bias: torch.Tensor,
                 bias_target: torch.Tensor, bias_step: torch.Tensor, ints: torch.Tensor, temperature: float,
                 feats: torch.Tensor, uniforms: torch.Tensor, forced: torch.Tensor, out: torch.Tensor,
@@ -77,6 +86,7 @@ class IncrementalStep(torch.nn.Module):
         hpos = int(ints[3])
         mask = self.hist_mask
         periods = feats[:, local_cond.PERIOD].clamp(1.0, self.max_period)
+        periods2 = (feats[:, local_cond.PERIOD] * 2.0).clamp(1.0, self.max_period)  # lag2's, as _tap clips it
         pos: List[int] = q_pos.tolist()
         bad = 0
         for t in range(n):
@@ -92,12 +102,10 @@ class IncrementalStep(torch.nn.Module):
             hpos = (hpos + 1) & mask
             hist[hpos] = self.class_values[inp]
             period = periods[t]
-            lag_n = int(period)
-            f = period - float(lag_n)
-            a = hist[(hpos - lag_n + 1) & mask]
-            b = hist[(hpos - lag_n) & mask]
             if self.lag_slot >= 0:
-                loc[t, self.lag_slot] = (a + f * (b - a)) * self.lag_gain
+                loc[t, self.lag_slot] = self.tap(hist, hpos, period)
+            if self.lag2_slot >= 0:
+                loc[t, self.lag2_slot] = self.tap(hist, hpos, periods2[t])
             x = self.embed[inp]
             skip = self.b_skip
             lt = loc[t]

@@ -17,12 +17,12 @@ from wnl_testutil import small_model
 SR = 16000
 
 
-def lags_of(inputs: np.ndarray, period: float) -> np.ndarray:
-    """The lag column for ``inputs`` (int64 classes) at a constant ``period`` (samples), from a reset."""
+def lags_of(inputs: np.ndarray, period: float, column: int = local_cond.LAG) -> np.ndarray:
+    """The lag (or lag2) column for ``inputs`` (int64 classes) at a constant ``period`` (samples), from a reset."""
     feats = np.zeros((len(inputs), local_cond.N_LOCAL), np.float32)
     feats[:, local_cond.PERIOD] = period
     local_cond.lag_from_reset(inputs, feats)
-    return feats[:, local_cond.LAG]
+    return feats[:, column]
 
 
 @pytest.mark.parametrize("period", [1.0, 7.0, 61.0, 250.0])
@@ -37,6 +37,20 @@ def test_a_whole_period_reads_the_sample_that_many_steps_back(period):
     np.testing.assert_array_equal(lag[p:], want)
     silence = local_cond.class_value(mulaw.SILENCE) * np.float32(local_cond.LAG_GAIN)
     assert np.all(lag[:p - 1] == silence)  # before the first sample: the reset ring's silence
+
+
+@pytest.mark.parametrize("period", [1.0, 7.0, 61.0, 250.0, 1100.0])
+def test_lag2_reads_two_periods_back(period):
+    """lag2 is the lag at twice the period (clipped to the ring: 1100 -> 2045 samples)."""
+    rng = np.random.default_rng(int(period) + 1)
+    inputs = rng.integers(0, 256, 5000)
+    p = min(2 * int(period), local_cond.HIST - 3)
+    lag2 = lags_of(inputs, period, local_cond.LAG2)
+    want = np.array([local_cond.class_value(k) for k in inputs[1:len(inputs) - p + 1]], np.float32) * \
+        np.float32(local_cond.LAG_GAIN)
+    np.testing.assert_array_equal(lag2[p:], want)
+    if 2 * period < local_cond.HIST - 3:  # the same tap as the lag at twice the period
+        np.testing.assert_array_equal(lag2, lags_of(inputs, 2 * period))
 
 
 def test_a_fractional_period_interpolates_the_two_nearest_samples():
@@ -72,8 +86,9 @@ def test_the_engine_reads_the_lag_training_labels_its_crops_with():
     e.set_note(gate=1.0, pitch=55.0)
     e.teacher_force(inputs)
     kernel_feats = e._state[9]  # the kernel's feature rows of the last block (see numba_engine.scratch)
-    np.testing.assert_array_equal(kernel_feats[:n, local_cond.LAG], local[local_cond.LAG])
-    assert np.ptp(local[local_cond.LAG]) > 1.0  # a real tone, not a constant
+    for col in (local_cond.LAG, local_cond.LAG2):
+        np.testing.assert_array_equal(kernel_feats[:n, col], local[col])
+        assert np.ptp(local[col]) > 1.0  # a real tone, not a constant
 
 
 def test_priming_leaves_the_ring_teacher_forcing_would():
@@ -105,12 +120,14 @@ def test_a_poly_voice_keeps_its_own_ring():
     assert not np.array_equal(together.state["hist"][0], together.state["hist"][1])
 
 
-def test_adding_the_lag_input_keeps_the_logits_and_its_weights_learn():
+@pytest.mark.parametrize("name", ["lag", "lag2"])
+def test_adding_a_lag_input_keeps_the_logits_and_its_weights_learn(name):
     old = trained_like()
-    new = add_local(old, ("lag",))
-    assert new.cfg.conditioning.local == old.cfg.conditioning.local + ("lag",)
+    new = add_local(old, (name,))
+    assert new.cfg.conditioning.local == old.cfg.conditioning.local + (name,)
     inputs, gvec, local = batch(old)
-    lag = torch.from_numpy(np.stack([lags_of(x.numpy(), 37.5) for x in inputs]))[:, None]
+    col = local_cond.LAG if name == "lag" else local_cond.LAG2
+    lag = torch.from_numpy(np.stack([lags_of(x.numpy(), 37.5, col) for x in inputs]))[:, None]
     with torch.no_grad():
         a, b = old(inputs, gvec, local), new(inputs, gvec, torch.cat((local, lag), dim=1))
     torch.testing.assert_close(b, a, rtol=0, atol=0)
