@@ -46,20 +46,22 @@ DETUNE := --detune 1
 # the learning rate the lag model trained at since 2026-12-03 (2e-4 on 2026-12-02; train's own default, 1e-3,
 # is for a new model); the checkpoint keeps its weight average (--weight-ema 0.999); TRAIN_ARGS="--lr X" overrides it
 LR := --lr 1e-4
+# the model folder `make train` / `make train-all-cores` resume (a branch: TRAIN_OUT=models/lag2)
+TRAIN_OUT ?= models/default
 data: setup
 	@missing=""; for p in $(TRAIN_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 	[ -f data/gm/dataset.json ] || $(BIN)/python -m models.dataset build data/gm
 	[ -f data/gm-vel/dataset.json ] || $(BIN)/python -m models.dataset build data/gm-vel --velocities 40,65,95,120
 
-# resume training the default model on one core (taskset), one torch thread
+# resume training the default model (TRAIN_OUT) on one core (taskset), one torch thread
 train: data
-	taskset -c 1 $(BIN)/python -m models.train --data data/gm $(EXTRA) --out models/default --resume --compile $(DETUNE) $(LR) $(TRAIN_ARGS)
+	taskset -c 1 $(BIN)/python -m models.train --data data/gm $(EXTRA) --out $(TRAIN_OUT) --resume --compile $(DETUNE) $(LR) $(TRAIN_ARGS)
 
 # the same on every core: one process per core, data-parallel (DDP, gloo), one torch thread each
 train-all-cores: data
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node $$(nproc) -m models.train \
-		--data data/gm $(EXTRA) --out models/default --resume --compile $(DETUNE) $(LR) $(TRAIN_ARGS)
+		--data data/gm $(EXTRA) --out $(TRAIN_OUT) --resume --compile $(DETUNE) $(LR) $(TRAIN_ARGS)
 
 # the level-input branch (models/level-input, grown from the default checkpoint with --add-local level):
 # every core, each whole crop at a random gain with the level input moved by as much
@@ -68,9 +70,9 @@ train-level: data
 		--data data/gm $(EXTRA) --out models/level-input --resume --compile --level-gain-db 12 $(TRAIN_ARGS)
 
 # the lag2 branch (models/lag2, grown from the default checkpoint with --add-local lag2: a second
-# pitch-synchronous tap two f0 periods back): one core, as `make train`
-train-lag2: data
-	taskset -c 1 $(BIN)/python -m models.train --data data/gm $(EXTRA) --out models/lag2 --resume --compile $(DETUNE) $(LR) $(TRAIN_ARGS)
+# pitch-synchronous tap two f0 periods back): `make train` on that folder
+train-lag2:
+	$(MAKE) train TRAIN_OUT=models/lag2
 
 evaluate: setup
 	$(BIN)/python -m models.evaluate --model models/default/model.npz
