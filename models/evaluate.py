@@ -28,6 +28,8 @@
 - teacher-forced NLL (nats/sample) of real notes through the same engine: deterministic, the
   sensitive check of a reduced precision (the free-running figures move by several points
   from one sampler seed to the next; ``--seed`` shows how much);
+- teacher-forced sampling spread (dB below the real notes' power, per instrument, at the
+  temperature): the white noise every drawn sample carries even when fed the real note;
 - a PNG sheet of spectrograms, real vs generated.
 
 ``--engine`` (default: the preset's) compares precisions: a reduced precision
@@ -245,17 +247,13 @@ def real_sounding(data, instrument: int, pitch: int, sr: int, seconds: float, ve
     return window_db(n.audio[n.onset:n.onset + int(seconds * sr)], sr, window_s) >= SILENT_DB
 
 
-def teacher_forced_nll(model, data, engine: str, every: int = 15, seconds: float = 0.75) -> float | None:
-    """Mean negative log-likelihood (nats/sample) of real notes (every ``every``-th note of ``data``, its
-    first ``seconds`` after key-down) under ``engine``'s logits, teacher-forced: deterministic, so it
-    shows a reduced precision's cost where the free-running figures, which differ by several points
-    from one sampler seed to the next, cannot. None without a dataset."""
+def teacher_forced_logits(model, data, engine: str, every: int = 15, seconds: float = 0.75):
+    """Yield (note, classes, logits (n, 256) float64) for every ``every``-th note of ``data``: its first
+    ``seconds`` after key-down (mu-law classes) run teacher-forced through ``engine``, from a reset
+    engine conditioned on the note (no seed-bank priming). Deterministic."""
     from models import mulaw
     from realtime.render import make_engine
 
-    if data is None:
-        return None
-    total, count = 0.0, 0
     e = make_engine(engine, model)  # one engine, reset per note: as good as a fresh one, without the packing
     for note in data.notes[::every]:
         e.reset()
@@ -263,12 +261,59 @@ def teacher_forced_nll(model, data, engine: str, every: int = 15, seconds: float
         e.set_note(gate=1.0, pitch=float(note.pitch))
         e.play_level(note.instrument_id, note.pitch, note.velocity)
         x = mulaw.encode(note.audio[note.onset:note.onset + int(seconds * model.config.sample_rate)])
-        logits = e.teacher_force(np.concatenate(([mulaw.SILENCE], x[:-1]))).astype(np.float64)
+        yield note, x, e.teacher_force(np.concatenate(([mulaw.SILENCE], x[:-1]))).astype(np.float64)
+
+
+def teacher_forced_nll(model, data, engine: str, every: int = 15, seconds: float = 0.75) -> float | None:
+    """Mean negative log-likelihood (nats/sample) of real notes (every ``every``-th note of ``data``, its
+    first ``seconds`` after key-down) under ``engine``'s logits, teacher-forced: deterministic, so it
+    shows a reduced precision's cost where the free-running figures, which differ by several points
+    from one sampler seed to the next, cannot. None without a dataset."""
+    if data is None:
+        return None
+    total, count = 0.0, 0
+    for _, x, logits in teacher_forced_logits(model, data, engine, every, seconds):
         top = logits.max(axis=1)
         lse = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
         total += float((lse - logits[np.arange(len(x)), x]).sum())
         count += len(x)
     return total / count if count else None
+
+
+def sampling_spread(logits: np.ndarray, targets: np.ndarray, temperature: float) -> tuple[float, float]:
+    """(signal power, mean sampling variance) of a teacher-forced run, both in linear amplitude squared:
+    the mean square of the decoded ``targets`` and the mean variance of the decoded sample drawn from
+    softmax(logits / temperature) (the engine's sampler; argmax at 0: no spread). Pure."""
+    from models import mulaw
+
+    amp = mulaw.decode(np.arange(logits.shape[1])).astype(np.float64)
+    signal = float(np.mean(amp[targets] ** 2))
+    if temperature <= 0:
+        return signal, 0.0
+    z = np.asarray(logits, np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    mean = p @ amp
+    return signal, float(np.mean(np.maximum(p @ amp ** 2 - mean ** 2, 0.0)))
+
+
+def teacher_forced_spread_db(model, data, engine: str, temperature: float, every: int = 15,
+                             seconds: float = 0.75) -> dict[str, float] | None:
+    """Per instrument: how far (dB) below the real notes' power the sampler's own spread lies when the
+    network is fed the real note (teacher-forced, as :func:`teacher_forced_nll`). Every drawn sample
+    carries that much white noise even before its errors feed back: the floor under the harmonics
+    that the timbre classifier hears. None without a dataset."""
+    if data is None:
+        return None
+    names = model.config.conditioning.instruments
+    sums: dict[str, list[float]] = {}
+    for note, x, logits in teacher_forced_logits(model, data, engine, every, seconds):
+        signal, spread = sampling_spread(logits, x, temperature)
+        acc = sums.setdefault(names[note.instrument_id], [0.0, 0.0])
+        acc[0] += signal * len(x)
+        acc[1] += spread * len(x)
+    return {k: round(10.0 * np.log10(sig / var), 2) if var > 0 else float("inf") for k, (sig, var) in sums.items()}
 
 
 def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: str | None = None,
@@ -425,6 +470,10 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     nll = teacher_forced_nll(model, data, preset.model.engine)
     res["teacher_forced_nll"] = round(nll, 5) if nll is not None else None
     log(f"teacher-forced NLL of real notes: {res['teacher_forced_nll']} nats/sample")
+    res["teacher_forced_spread_db"] = teacher_forced_spread_db(model, data, preset.model.engine,
+                                                               preset.model.temperature)
+    log(f"teacher-forced sampling spread below the real notes (dB, at {preset.model.temperature}): "
+        f"{res['teacher_forced_spread_db']}")
     res["seconds"] = round(time.time() - t0, 1)
     return res
 

@@ -320,3 +320,42 @@ def test_the_presets_notes_play_in_blocks_so_the_watchdog_steps_in(tmp_path):
     assert np.array_equal(alone, notes[False][0])  # in one block the watchdog never steps in
     assert np.array_equal(alone[:PLAY_BLOCK], played[:PLAY_BLOCK])
     assert not np.array_equal(alone, played)
+
+
+def test_sampling_spread_of_known_distributions():
+    """A certain network has no spread; a uniform one has the classes' variance; temperature narrows it."""
+    from models import mulaw
+    from models.evaluate import sampling_spread
+
+    amp = mulaw.decode(np.arange(256)).astype(np.float64)
+    targets = np.array([10, 128, 200, 250])
+    certain = np.full((4, 256), -1e4)
+    certain[np.arange(4), targets] = 0.0
+    signal, var = sampling_spread(certain, targets, 1.0)
+    assert signal == pytest.approx(np.mean(amp[targets] ** 2)) and var < 1e-12
+    sig_u, var_u = sampling_spread(np.zeros((4, 256)), targets, 0.7)
+    assert var_u == pytest.approx(np.mean(amp ** 2) - np.mean(amp) ** 2, rel=1e-9)
+    # a bell of width 8 classes around each target: the variance falls as the temperature does
+    bell = -0.5 * ((np.arange(256)[None, :] - targets[:, None]) / 8.0) ** 2
+    spreads = [sampling_spread(bell, targets, t)[1] for t in (1.0, 0.5, 0.25)]
+    assert spreads[0] > spreads[1] > spreads[2] > 0
+    assert sampling_spread(bell, targets, 0.0)[1] == 0.0  # argmax
+
+
+def test_teacher_forced_spread_is_per_instrument_and_deterministic():
+    from types import SimpleNamespace
+
+    from models.dataset import Note
+    from models.evaluate import teacher_forced_spread_db
+
+    model = small_model(seed=2)
+    notes = [Note(tone(k, 220.0 * (1 + i), 0.5), instrument_id=i % 2, pitch=57 + 12 * i, velocity=100, onset=0,
+                  release=SR // 2, tonal=True, file="x.wav") for i, k in enumerate(("sine", "saw"))]
+    data = SimpleNamespace(notes=notes)
+    names = model.config.conditioning.instruments
+    hot = teacher_forced_spread_db(model, data, "numba", 1.0, every=1, seconds=0.25)
+    assert set(hot) == {names[0], names[1]}
+    assert hot == teacher_forced_spread_db(model, data, "numba", 1.0, every=1, seconds=0.25)
+    cool = teacher_forced_spread_db(model, data, "numba", 0.3, every=1, seconds=0.25)
+    assert all(cool[k] > hot[k] for k in hot)  # a lower temperature draws closer to the mode
+    assert teacher_forced_spread_db(model, None, "numba", 0.5) is None
