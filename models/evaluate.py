@@ -313,7 +313,8 @@ def teacher_forced_spread_db(model, data, engine: str, temperature: float, every
         acc = sums.setdefault(names[note.instrument_id], [0.0, 0.0])
         acc[0] += signal * len(x)
         acc[1] += spread * len(x)
-    return {k: round(10.0 * np.log10(sig / var), 2) if var > 0 else float("inf") for k, (sig, var) in sums.items()}
+    return {k: float(round(10.0 * np.log10(sig / var), 2)) if var > 0 else None  # None: argmax, no spread
+            for k, (sig, var) in sums.items()}
 
 
 def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: str | None = None,
