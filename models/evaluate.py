@@ -264,22 +264,6 @@ def teacher_forced_logits(model, data, engine: str, every: int = 15, seconds: fl
         yield note, x, e.teacher_force(np.concatenate(([mulaw.SILENCE], x[:-1]))).astype(np.float64)
 
 
-def teacher_forced_nll(model, data, engine: str, every: int = 15, seconds: float = 0.75) -> float | None:
-    """Mean negative log-likelihood (nats/sample) of real notes (every ``every``-th note of ``data``, its
-    first ``seconds`` after key-down) under ``engine``'s logits, teacher-forced: deterministic, so it
-    shows a reduced precision's cost where the free-running figures, which differ by several points
-    from one sampler seed to the next, cannot. None without a dataset."""
-    if data is None:
-        return None
-    total, count = 0.0, 0
-    for _, x, logits in teacher_forced_logits(model, data, engine, every, seconds):
-        top = logits.max(axis=1)
-        lse = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
-        total += float((lse - logits[np.arange(len(x)), x]).sum())
-        count += len(x)
-    return total / count if count else None
-
-
 def sampling_spread(logits: np.ndarray, targets: np.ndarray, temperature: float) -> tuple[float, float]:
     """(signal power, mean sampling variance) of a teacher-forced run, both in linear amplitude squared:
     the mean square of the decoded ``targets`` and the mean variance of the decoded sample drawn from
@@ -298,23 +282,46 @@ def sampling_spread(logits: np.ndarray, targets: np.ndarray, temperature: float)
     return signal, float(np.mean(np.maximum(p @ amp ** 2 - mean ** 2, 0.0)))
 
 
-def teacher_forced_spread_db(model, data, engine: str, temperature: float, every: int = 15,
-                             seconds: float = 0.75) -> dict[str, float] | None:
-    """Per instrument: how far (dB) below the real notes' power the sampler's own spread lies when the
-    network is fed the real note (teacher-forced, as :func:`teacher_forced_nll`). Every drawn sample
-    carries that much white noise even before its errors feed back: the floor under the harmonics
-    that the timbre classifier hears. None without a dataset."""
+def teacher_forced_figures(model, data, engine: str, temperature: float, every: int = 15,
+                           seconds: float = 0.75) -> tuple[float | None, dict[str, float | None] | None]:
+    """One teacher-forced pass (:func:`teacher_forced_logits`), two figures: the mean negative
+    log-likelihood (nats/sample) and, per instrument, how far (dB) below the real notes' power the
+    sampler's own spread at ``temperature`` lies (None per instrument at argmax: no spread).
+    (None, None) without a dataset."""
     if data is None:
-        return None
+        return None, None
     names = model.config.conditioning.instruments
+    total, count = 0.0, 0
     sums: dict[str, list[float]] = {}
     for note, x, logits in teacher_forced_logits(model, data, engine, every, seconds):
+        top = logits.max(axis=1)
+        lse = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+        total += float((lse - logits[np.arange(len(x)), x]).sum())
+        count += len(x)
         signal, spread = sampling_spread(logits, x, temperature)
         acc = sums.setdefault(names[note.instrument_id], [0.0, 0.0])
         acc[0] += signal * len(x)
         acc[1] += spread * len(x)
-    return {k: float(round(10.0 * np.log10(sig / var), 2)) if var > 0 else None  # None: argmax, no spread
-            for k, (sig, var) in sums.items()}
+    spread_db = {k: float(round(10.0 * np.log10(sig / var), 2)) if var > 0 else None
+                 for k, (sig, var) in sums.items()}
+    return (total / count if count else None), spread_db
+
+
+def teacher_forced_nll(model, data, engine: str, every: int = 15, seconds: float = 0.75) -> float | None:
+    """Mean negative log-likelihood (nats/sample) of real notes (every ``every``-th note of ``data``, its
+    first ``seconds`` after key-down) under ``engine``'s logits, teacher-forced: deterministic, so it
+    shows a reduced precision's cost where the free-running figures, which differ by several points
+    from one sampler seed to the next, cannot. None without a dataset."""
+    return teacher_forced_figures(model, data, engine, 1.0, every, seconds)[0]
+
+
+def teacher_forced_spread_db(model, data, engine: str, temperature: float, every: int = 15,
+                             seconds: float = 0.75) -> dict[str, float | None] | None:
+    """Per instrument: how far (dB) below the real notes' power the sampler's own spread lies when the
+    network is fed the real note (teacher-forced, as :func:`teacher_forced_nll`). Every drawn sample
+    carries that much white noise even before its errors feed back: the floor under the harmonics
+    that the timbre classifier hears. None without a dataset."""
+    return teacher_forced_figures(model, data, engine, temperature, every, seconds)[1]
 
 
 def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: str | None = None,
@@ -468,11 +475,10 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     if png:
         write_sheet(png, model, data, generated, names, sr)
         res["png"] = png
-    nll = teacher_forced_nll(model, data, preset.model.engine)
+    nll, res["teacher_forced_spread_db"] = teacher_forced_figures(model, data, preset.model.engine,
+                                                                  preset.model.temperature)
     res["teacher_forced_nll"] = round(nll, 5) if nll is not None else None
     log(f"teacher-forced NLL of real notes: {res['teacher_forced_nll']} nats/sample")
-    res["teacher_forced_spread_db"] = teacher_forced_spread_db(model, data, preset.model.engine,
-                                                               preset.model.temperature)
     log(f"teacher-forced sampling spread below the real notes (dB, at {preset.model.temperature}): "
         f"{res['teacher_forced_spread_db']}")
     res["seconds"] = round(time.time() - t0, 1)
