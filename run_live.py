@@ -31,6 +31,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compute", choices=("cpu", "cuda"), help="device for the torchscript engine")
     p.add_argument("--seed", type=int, help="random seed (overrides the preset)")
     p.add_argument("--temperature", type=float, help="sampling temperature (overrides the preset)")
+    p.add_argument("--period-noise", type=float, metavar="RHO",
+                   help="sampler noise correlated one f0 period back, 0-0.95, 0 = independent (overrides the preset)")
     p.add_argument("--prime", help="silence | sine[:HZ] | noise[:AMP] | file:PATH (overrides the preset)")
 
 
@@ -86,7 +88,7 @@ def load_session_preset(a):
 
     preset = load_preset(a.preset)
     preset = override(preset, "model", engine=a.engine, compute=a.compute, seed=a.seed,
-                      temperature=a.temperature, prime=a.prime,
+                      temperature=a.temperature, period_noise=a.period_noise, prime=a.prime,
                       path=str(Path(a.model).resolve()) if a.model else None)
     return preset
 

@@ -1,7 +1,7 @@
 """Quality evaluator: generate notes through the real engine and measure pitch, timbre and stability.
 
     python -m models.evaluate [--model PATH] [--data DIR] [--json] [--quick] [--png PATH] [--engine NAME]
-                              [--seed N] [--temperature T] [--log FILE]
+                              [--seed N] [--temperature T] [--period-noise RHO] [--log FILE]
 
 - pitch: held 2 s notes on a grid of (tonal instrument, MIDI pitch), generated
   with the preset's re-priming mode as the render command plays them (1024-sample
@@ -37,7 +37,9 @@
 within 2 points (one note of the 54-55 is ~1.8 points), but on a model that is not
 pitched yet those figures move by up to ~7 points between sampler seeds, so the
 teacher-forced NLL is the sharper test. ``auto`` is resolved once. ``--temperature``
-replaces the preset's sampling temperature for every generated note (NLL does not depend on it).
+replaces the preset's sampling temperature for every generated note (NLL does not depend on it);
+``--period-noise`` the preset's sampler-noise correlation one f0 period back (0: independent;
+realtime/period_noise.py), to measure the network with and without it.
 """
 from __future__ import annotations
 
@@ -325,12 +327,15 @@ def teacher_forced_spread_db(model, data, engine: str, temperature: float, every
 
 
 def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: str | None = None,
-             log=print, engine: str | None = None, seed: int = 0, temperature: float | None = None) -> dict:
+             log=print, engine: str | None = None, seed: int = 0, temperature: float | None = None,
+             period_noise: float | None = None) -> dict:
     """All the figures as one dict. ``seed`` seeds every generated note's sampler: two seeds give the
     figures' own noise, against which to judge a difference between engines. ``temperature`` replaces
-    the preset's sampling temperature (to compare temperatures)."""
+    the preset's sampling temperature (to compare temperatures), ``period_noise`` its sampler-noise
+    correlation one period back."""
     from models.dataset import estimate_f0, load_dataset
     from models.model_file import load_model
+    from realtime.period_noise import check_rho
     from realtime.presets import load_preset
     from realtime.render import resolve_engine
 
@@ -340,8 +345,11 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     preset = load_preset()
     if temperature is not None and not temperature >= 0:  # the preset's and the engine's bound
         raise ValueError(f"--temperature {temperature}: must be >= 0 (0 = argmax)")
+    if period_noise is not None:
+        period_noise = check_rho(period_noise)
     preset = replace(preset, model=replace(preset.model, seed=seed, temperature=(
-        preset.model.temperature if temperature is None else float(temperature))))
+        preset.model.temperature if temperature is None else float(temperature)), period_noise=(
+        preset.model.period_noise if period_noise is None else period_noise)))
     # auto probed once here, not once per generated note
     engine = resolve_engine(engine or preset.model.engine, model, preset.model.compute, log)
     preset = replace(preset, model=replace(preset.model, engine=engine))
@@ -351,7 +359,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     grid = QUICK_GRID if quick else PITCH_GRID
     held = slice(int(0.15 * sr), int(1.9 * sr))
     res: dict = {"model": str(model_path), "engine": preset.model.engine, "preset_reprime": preset.model.reprime,
-                 "seed": seed, "temperature": preset.model.temperature}
+                 "seed": seed, "temperature": preset.model.temperature, "period_noise": preset.model.period_noise}
 
     # pitch, with and without seed-bank priming
     generated: dict[tuple[int, int], np.ndarray] = {}
@@ -523,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="sampler seed of the generated notes (the figures' noise)")
     ap.add_argument("--temperature", type=float, default=None,
                     help="sampling temperature of the generated notes, >= 0, 0 = argmax (default: the preset's)")
+    ap.add_argument("--period-noise", type=float, default=None, metavar="RHO",
+                    help="sampler noise correlated one f0 period back, 0-0.95, 0 = independent (default: the preset's)")
     ap.add_argument("--log", default=None,
                     help="append a JSON line (training steps/hours + figures) to this file: the quality curve")
     a = ap.parse_args(argv)
@@ -534,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     png = a.png or str(Path(a.model).with_name("eval_spectrograms.png"))
     try:
         res = evaluate(a.model, data, a.quick, png, log=(lambda *x: None) if a.json else print, engine=a.engine,
-                       seed=a.seed, temperature=a.temperature)
+                       seed=a.seed, temperature=a.temperature, period_noise=a.period_noise)
     except (ModelFileError, DatasetError, ValueError, OSError) as e:
         print(f"evaluate: error: {e}", file=sys.stderr)
         return 2

@@ -209,20 +209,21 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
               "(`--quick`: 3 pitches per instrument, 10 s stability); pitch with the preset's seed-bank "
               "re-priming / without; timbre = 1-NN instrument accuracy on generated notes, fitted on the real "
               "notes mu-law coded as the model learns them / on the clean real notes (rows before 2026-11-25 "
-              "have only the clean figure).", ""]
+              "have only the clean figure); period noise: the sampler's noise correlation one f0 period back "
+              "(0 = independent; rows before 2026-12-04 had none).", ""]
     hist_path = out_dir / "eval_history.jsonl"
     rows = [json.loads(x) for x in hist_path.read_text().splitlines() if x.strip()] if hist_path.is_file() else []
     if rows:
-        lines += ["| hours | process-hours | steps | quick | temperature | pitch median cents (seed / none) "
+        lines += ["| hours | process-hours | steps | quick | temperature | period noise | pitch median cents (seed / none) "
                   "| within 50 c (seed / none) | timbre acc (mu-law / clean refs) | silent windows (all / where the real note sounds) "
                   "| noise-like (tonal) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             ps, pn = r.get("pitch_preset", {}), r.get("pitch_no_seedbank", {})
             st = r.get("stability", {})
             hours = r.get("hours") or 0
             lines.append(f"| {hours:.2f} | {r.get('core_hours') or hours:.2f} | {r.get('steps')} | {r.get('quick')} "
-                         f"| {r.get('temperature', '-')} "
+                         f"| {r.get('temperature', '-')} | {r.get('period_noise', 0.0)} "
                          f"| {ps.get('median_abs_cents')} / {pn.get('median_abs_cents')} "
                          f"| {ps.get('within_50_cents')} / {pn.get('within_50_cents')} "
                          f"| {timbre_cell(r.get('timbre', {}))} | {st.get('silent_fraction')} / "

@@ -14,7 +14,7 @@ import numpy as np
 from .engine import Engine
 from .midi_parse import _CHANNEL_LEN, MidiParser
 from .output_stage import OutputStage
-from .presets import Preset
+from .presets import Preset, instrument_names
 
 BEND_GLIDE_S = 0.005  # a pitch-wheel move glides this long (s), so a coarse wheel does not click
 
@@ -54,8 +54,20 @@ class Controller:
         self.crossfade = int(preset.model.reprime_crossfade_ms / 1000.0 * engine.sample_rate)
         self.smooth = max(1, int(0.01 * engine.sample_rate))  # 10 ms for morph changes
         engine.set_temperature(self.state.temperature)
+        self.unpitched = instrument_names(preset.model.unpitched)
+        self._set_period_noise()
         stage.set_targets(env=0.0, level=1.0, gain=10 ** (snd.gain_db / 20.0))
         stage.set_release(snd.release_ms / 1000.0)
+
+    def _voice_engines(self) -> list[Engine]:
+        """The engines whose sampler settings follow this controller (one here; every voice when polyphonic)."""
+        return [self.engine]
+
+    def _set_period_noise(self) -> None:
+        """The preset's period-noise correlation for a pitched instrument, none for an unpitched one."""
+        pitched = self.instruments[self.state.instrument] not in self.unpitched
+        for e in self._voice_engines():
+            e.set_period_noise(self.preset.model.period_noise if pitched else 0.0)
 
     # ---------------------------------------------------------------- audio
     def generate(self, out: np.ndarray) -> np.ndarray:
@@ -177,6 +189,7 @@ class Controller:
             inst = program % len(self.instruments)
         self.state.instrument = inst
         self.engine.set_conditioning(instrument=inst, glide_samples=self.smooth)
+        self._set_period_noise()
         if self.state.note is not None:  # the sounding note heads for the new instrument's level
             self.engine.play_level(inst, self.state.note, self.state.velocity, attack=False)
         if self.preset.model.reprime == "note_on_program" and self.state.note is not None:

@@ -6,7 +6,9 @@ event positions to place changes exactly. The state (queues, per-layer bias,
 local-control state, next input) lives in numpy arrays owned here, so both
 engines start from the same numbers and priming is shared.
 Random numbers: a PCG64 stream of float64 uniforms, one per sample, so the
-output does not depend on block sizes and is identical across engines.
+output does not depend on block sizes and is identical across engines. With a period-noise
+correlation (:meth:`Engine.set_period_noise`, :mod:`realtime.period_noise`) the stream is of
+normals turned into uniforms correlated one f0 period back (the period each sample's lag reads).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from models import level, local_cond, mulaw
 from models.config import LOCAL_CHANNELS, WaveNetConfig
 from models.model_file import ModelFile
 
-from . import aligned, priming
+from . import aligned, period_noise, priming
 
 #: ints[] layout: next input class, glide samples left, non-finite logit count, lag ring position
 INT_NEXT, INT_GLIDE, INT_BAD, INT_HPOS = 0, 1, 2, 3
@@ -90,6 +92,11 @@ class Engine(ABC):
         self.ctrl[:] = local_cond.new_state(60.0, self.sample_rate, attack_s, release_s)
         self._ctrl_rest = self.ctrl.copy()
         self._uniforms = np.empty(self.max_block, np.float64)
+        self.period_noise = 0.0  # see set_period_noise
+        self._pn_ring, self._pn_ints, self._pn_acc = period_noise.new_state()
+        self._pn_normals = np.empty(self.max_block, np.float64)
+        self._pn_ctrl = np.empty_like(self.ctrl)
+        self._pn_feats = np.empty((self.max_block, local_cond.N_LOCAL), np.float32)
         self._empty_forced = np.zeros(0, np.int64)
         self._empty_logits = np.zeros((0, 256), np.float32)
         self._xfade_old = np.zeros(0, np.float32)  # pending crossfade tail (old state's continuation)
@@ -204,10 +211,32 @@ class Engine(ABC):
             raise ValueError(f"temperature must be finite and >= 0, got {t}")
         self.temperature[0] = float(t)
 
+    def set_period_noise(self, rho: float) -> None:
+        """Correlate the sampler's noise with its value one f0 period earlier by ``rho`` (0..0.95; 0 =
+        independent uniforms, the PCG64 stream as it is); from the next block. Thread: generator."""
+        self.period_noise = period_noise.check_rho(rho)
+
+    def draw_uniforms(self, u: np.ndarray) -> None:
+        """Fill ``u`` with the sampler's uniforms for the next ``len(u)`` samples (generator thread):
+        the PCG64 stream, or with :attr:`period_noise` its normals correlated one period back, the
+        period of each sample read from a copy of the control state as the kernel will advance it."""
+        if self.period_noise == 0.0:
+            self.rng.random(out=u)
+            self._pn_ints[period_noise.FILLED] = 0  # a correlation switched on later starts without a past
+            return
+        m = len(u)
+        e, feats = self._pn_normals[:m], self._pn_feats[:m]
+        self.rng.standard_normal(out=e)
+        self._pn_ctrl[:] = self.ctrl
+        local_cond.fill(self._pn_ctrl, float(self.sample_rate), feats)
+        period_noise.correlate(e, feats[:, local_cond.PERIOD], self.period_noise, self._pn_ring, self._pn_ints,
+                               self._pn_acc, u)
+
     # ---------------------------------------------------------------- priming
     def reset(self, seed: int = 0) -> None:
         """Zero the queues, reseed the RNG, restore rest control and default conditioning (pitch 60, instrument 0)."""
         self.rng = np.random.Generator(np.random.PCG64(seed))
+        self._pn_ring[:], self._pn_ints[:], self._pn_acc[:] = 0.0, 0, 0.0
         self.queues[:] = 0
         self.q_pos[:] = 0
         self.ints[:] = 0
@@ -263,10 +292,12 @@ class Engine(ABC):
         old = np.empty(crossfade, np.float32)
         if crossfade:
             rng_state = self.rng.bit_generator.state
+            pn = (self._pn_ring.copy(), self._pn_ints.copy(), self._pn_acc.copy())
             ctrl = self.ctrl.copy()
             bias, glide = self.bias.copy(), int(self.ints[INT_GLIDE])
             self._generate_raw(old)
             self.rng.bit_generator.state = rng_state
+            self._pn_ring[:], self._pn_ints[:], self._pn_acc[:] = pn
             self.ctrl[:] = ctrl
             self.bias[:] = bias
             self.ints[INT_GLIDE] = glide
@@ -300,7 +331,7 @@ class Engine(ABC):
         while done < n:
             m = min(self.max_block, n - done)
             u = self._uniforms[:m]
-            self.rng.random(out=u)
+            self.draw_uniforms(u)
             self._run(m, u, self._empty_forced, out[done:done + m], self._empty_logits)
             done += m
 

@@ -44,6 +44,9 @@ class PolyController(Controller):
         stage.set_targets(env=1.0)  # the voices carry the envelopes
         self._levels = np.zeros(poly.n_voices, np.float32)
 
+    def _voice_engines(self) -> list:
+        return self.poly.voices
+
     # ---------------------------------------------------------------- notes
     def note_on(self, note: int, velocity: int) -> dict[str, Any]:
         s = self.state

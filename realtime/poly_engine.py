@@ -209,7 +209,7 @@ class PolyEngine:
             u = self._ubuf[:V * m].reshape(V, m)
             o = self._obuf[:V * m].reshape(V, m)
             for v in act:
-                self.voices[v].rng.random(out=u[v])
+                self.voices[v].draw_uniforms(u[v])
             self._run(m, groups, u, o)
             res[act, done:done + m] = o[act]
             done += m

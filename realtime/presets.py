@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from . import period_noise
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -23,6 +25,11 @@ DEFAULT_PRESET = PRESET_DIR / "default.toml"
 CC_PARAMS = ("temperature", "morph", "gain", "glide", "expression")
 ENGINES = ("numba", "numba-bf16", "numba-bf16dot", "numba-int8", "numba-int8dot", "torchscript", "auto")
 REPRIME_MODES = ("off", "note_on", "note_on_program")
+
+
+def instrument_names(csv: str) -> tuple[str, ...]:
+    """Instrument names of a comma-separated preset value ("drums, bass")."""
+    return tuple(x.strip() for x in csv.split(",") if x.strip())
 
 
 class PresetError(ValueError):
@@ -39,6 +46,8 @@ class ModelSection:
     prime: str = "silence"
     reprime: str = "note_on"
     reprime_crossfade_ms: float = 5.0
+    period_noise: float = 0.0  # sampler noise correlated one f0 period back (0..0.95; realtime/period_noise.py)
+    unpitched: str = "drums"   # comma-separated instrument names without an f0: their noise stays independent
 
 
 @dataclass
@@ -218,6 +227,8 @@ def _validate(where, p: Preset) -> None:
         bad("model.temperature", "must be >= 0")
     if not 0 <= p.model.reprime_crossfade_ms <= 100:
         bad("model.reprime_crossfade_ms", "must be within 0-100")
+    if not 0 <= p.model.period_noise <= period_noise.RHO_MAX:
+        bad("model.period_noise", f"must be within 0-{period_noise.RHO_MAX}")
     s = p.sound
     if not 0 <= s.velocity_to_level <= 1:
         bad("sound.velocity_to_level", "must be within 0-1")

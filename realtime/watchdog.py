@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .presets import WatchdogSection
+from .presets import WatchdogSection, instrument_names
 
 
-def _names(csv: str) -> tuple[str, ...]:
-    """Instrument names of a comma-separated preset value ("drums, bass")."""
-    return tuple(x.strip() for x in csv.split(",") if x.strip())
 
 
 class Watchdog:
@@ -42,8 +39,8 @@ class Watchdog:
 
     def __init__(self, cfg: WatchdogSection, sample_rate: int) -> None:
         self.cfg = cfg
-        self.noise_ok = _names(cfg.noise_ok)
-        self.decay_ok = _names(cfg.decay_ok)
+        self.noise_ok = instrument_names(cfg.noise_ok)
+        self.decay_ok = instrument_names(cfg.decay_ok)
         self.n = max(64, int(self.window_s * sample_rate))
         self.sample_rate = sample_rate
         self.buf = np.zeros(self.n, np.float32)

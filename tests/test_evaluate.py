@@ -169,7 +169,8 @@ def test_teacher_forced_nll_is_deterministic_and_sees_precision():
 
 @pytest.mark.slow
 def test_evaluator_generates_every_note_at_the_given_temperature(tmp_path, monkeypatch):
-    """--temperature replaces the preset's (0.9) for the pitch, timbre and stability notes alike."""
+    """--temperature and --period-noise replace the preset's (0.9, 0) for the pitch, timbre and
+    stability notes alike."""
     from models import evaluate as ev
     from realtime.engine import Engine
 
@@ -178,9 +179,13 @@ def test_evaluator_generates_every_note_at_the_given_temperature(tmp_path, monke
     seen: list[float] = []
     orig = Engine.set_temperature
     monkeypatch.setattr(Engine, "set_temperature", lambda self, t: (seen.append(t), orig(self, t))[1])
+    seen_rho: list[float] = []
+    orig_rho = Engine.set_period_noise
+    monkeypatch.setattr(Engine, "set_period_noise", lambda self, r: (seen_rho.append(r), orig_rho(self, r))[1])
     res = ev.evaluate(str(path), None, quick=True, png=str(tmp_path / "s.png"), log=lambda *a: None,
-                      temperature=0.55)
+                      temperature=0.55, period_noise=0.3)
     assert res["temperature"] == 0.55 and len(seen) > 10 and set(seen) == {0.55}
+    assert res["period_noise"] == 0.3 and len(seen_rho) > 10 and set(seen_rho) == {0.3}  # no instrument is unpitched
     assert 0.0 <= res["stability"]["silent_fraction"] <= 1.0 and res["stability"]["nan_count"] == 0
     # the per-note list is the grid the figures were computed from
     notes = res["pitch_preset"]["notes"]
@@ -193,6 +198,8 @@ def test_evaluator_generates_every_note_at_the_given_temperature(tmp_path, monke
     for bad in (-0.5, float("nan")):  # the bound of the preset and the engine: >= 0, 0 being argmax
         with pytest.raises(ValueError, match=f"--temperature {bad}: must be >= 0"):
             ev.evaluate(str(path), None, quick=True, temperature=bad)
+        with pytest.raises(ValueError, match="period noise"):
+            ev.evaluate(str(path), None, quick=True, period_noise=bad)
 
 
 def test_bend_figures_measure_each_move_against_the_intended_bend():

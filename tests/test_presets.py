@@ -43,6 +43,7 @@ BAD = {
     "cc-not-a-number": ("[midi.cc]\nmodwheel = \"gain\"\n", "midi.cc.modwheel"),
     "unknown-cc-param": ("[midi.cc]\n1 = \"wobble\"\n", "midi.cc.1"),
     "bad-value": ("[audio]\nlead_ms = 0.0\n", "audio.lead_ms"),
+    "period-noise-too-high": ("[model]\nperiod_noise = 1.0\n", "model.period_noise"),
     "malformed": ("[audio\nblocksize = 256\n", "TOML"),
 }
 
