@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from realtime.presets import ENGINES
+from realtime.presets import CC_PARAMS, ENGINES
 
 SUBCOMMANDS = ("play", "render", "replay", "plot", "repair")
 
@@ -60,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="PATH",
                    help="record: PATH.wav/.flac is the audio only, any other PATH a session folder")
     p.add_argument("--plot", action="store_true", help="with --record: write a PNG of the take at the end")
-    p.add_argument("--learn", choices=("temperature", "morph", "gain", "glide"), metavar="PARAM",
-                   help="MIDI learn: bind the next CC that moves to PARAM (temperature, morph, gain, glide) "
+    p.add_argument("--learn", choices=CC_PARAMS, metavar="PARAM",
+                   help=f"MIDI learn: bind the next CC that moves to PARAM ({', '.join(CC_PARAMS)}) "
                         "and write it into the preset (--preset, else presets/user.toml)")
     p.add_argument("--list-midi", action="store_true", help="list MIDI input ports and exit")
     p.add_argument("-m", "--midi-port", help="MIDI input port: number or name substring")

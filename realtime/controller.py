@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from . import period_noise
 from .engine import Engine
 from .midi_parse import _CHANNEL_LEN, MidiParser
 from .output_stage import OutputStage
@@ -33,6 +34,7 @@ class ControlState:
     gain_db: float = 0.0
     glide_s: float = 0.04
     expression: float = 1.0                          # 0..1: the level input, 1 = as recorded
+    period_noise: float = 0.0                        # the sampler's noise correlation one f0 period back
     reprimes: int = 0
 
 
@@ -45,7 +47,7 @@ class Controller:
         preset.check_instruments(self.instruments)
         snd = preset.sound
         self.state = ControlState(temperature=preset.model.temperature, gain_db=snd.gain_db,
-                                  glide_s=snd.glide_ms / 1000.0)
+                                  glide_s=snd.glide_ms / 1000.0, period_noise=preset.model.period_noise)
         self.morph_to = self.instruments.index(snd.morph_to) if snd.morph_to else None
         self.parser = MidiParser()
         self.learn: str | None = None                  # parameter waiting for MIDI learn
@@ -64,10 +66,11 @@ class Controller:
         return [self.engine]
 
     def _set_period_noise(self) -> None:
-        """The preset's period-noise correlation for a pitched instrument, none for an unpitched one."""
+        """The period-noise correlation (the preset's, or its CC's) for a pitched instrument, none for an
+        unpitched one."""
         pitched = self.instruments[self.state.instrument] not in self.unpitched
         for e in self._voice_engines():
-            e.set_period_noise(self.preset.model.period_noise if pitched else 0.0)
+            e.set_period_noise(self.state.period_noise if pitched else 0.0)
 
     # ---------------------------------------------------------------- audio
     def generate(self, out: np.ndarray) -> np.ndarray:
@@ -240,6 +243,10 @@ class Controller:
             s.expression = x
             self.engine.set_expression(expression_offset(x))
             return {"param": "expression", "value": round(x, 6)}
+        if param == "period_noise":  # 0 = independent noise (breathier), up = the noise follows the pitch
+            s.period_noise = x * period_noise.RHO_MAX
+            self._set_period_noise()
+            return {"param": "period_noise", "value": round(s.period_noise, 6)}
         raise ValueError(f"unknown parameter {param!r}")
 
 

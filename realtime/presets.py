@@ -22,7 +22,7 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 DEFAULT_PRESET = PRESET_DIR / "default.toml"
 
 #: parameters a CC can drive
-CC_PARAMS = ("temperature", "morph", "gain", "glide", "expression")
+CC_PARAMS = ("temperature", "morph", "gain", "glide", "expression", "period_noise")
 ENGINES = ("numba", "numba-bf16", "numba-bf16dot", "numba-int8", "numba-int8dot", "torchscript", "auto")
 REPRIME_MODES = ("off", "note_on", "note_on_program")
 

@@ -246,3 +246,23 @@ def test_a_batched_voice_equals_its_single_voice_engine(model):
         p.close()
     assert len(np.unique(singles[0])) > 20
     np.testing.assert_array_equal(batched, np.stack(singles))
+
+
+def test_a_cc_sets_it_for_pitched_instruments(model):
+    """CC -> period_noise: 0 = independent noise, full = RHO_MAX; an unpitched instrument keeps none,
+    and switching back to a pitched one takes the knob's value, not the preset's."""
+    e = NumbaEngine(model)
+    p = preset(0.4)
+    p.midi.cc = {20: "period_noise"}
+    c = Controller(e, OutputStage(e.sample_rate), p)
+    ev = c.control_change(20, 127)
+    assert ev == {"param": "period_noise", "value": period_noise.RHO_MAX} and e.period_noise == period_noise.RHO_MAX
+    c.control_change(20, 0)
+    assert e.period_noise == 0.0
+    c.control_change(20, 64)
+    assert e.period_noise == pytest.approx(64 / 127 * period_noise.RHO_MAX)
+    c.program_change(2)  # unpitched
+    c.control_change(20, 127)
+    assert e.period_noise == 0.0
+    c.program_change(0)
+    assert e.period_noise == period_noise.RHO_MAX
