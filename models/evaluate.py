@@ -21,7 +21,8 @@
   generated note (with a confusion table; the figure against the clean real notes
   too, which also counts the codec's noise floor against the network);
 - stability: 60 s per instrument of 1.5 s held notes with 0.5 s gaps; fraction
-  of 100 ms windows while a note is held that are silent (< -50 dBFS) or
+  of 100 ms windows while a note is held that are silent (< -50 dBFS at the network's
+  own scale, as the real notes are: before the output stage's gain; ``_at_output``: after it) or
   noise-like (spectral flatness > 0.4; white noise ~0.56), NaN count; silence
   also counted only over the windows where the real note (dataset) still sounds,
   since a drum or a plucked string decays to silence within a held note;
@@ -64,6 +65,7 @@ ENVELOPE_S = 1.5           # the dataset holds every note 1.5 s: compare levels 
 ENVELOPE_FLOOR_DB = -60.0
 QUICK_GRID = (48, 60, 72)
 PLAY_BLOCK = 1024            # the preset's notes play in render's blocks (samples), the watchdog between them
+STAB_VELOCITY = 90           # the stability run's notes (MIDI velocity)
 BEND_PITCHES = (60, 70, 80)  # the pitch-wheel bends on these notes (where the model holds pitch best)
 BEND_AT_S = 0.5             # the wheel moves this long after key-down; the move is measured over 1.0-2.0 s
 BEND_SEMITONES = (1.0, -1.0, 0.5)  # a whole step to the neighbouring notes, and halfway (between two embeddings)
@@ -431,10 +433,16 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
             res["timbre"]["accuracy_generated_clean_reference"] = round(float(np.mean(clean.predict(xg) == yg)), 4)
         log(f"timbre: {res['timbre']}")
 
-    # stability: 1.5 s held notes, 0.5 s gaps
+    # stability: 1.5 s held notes, 0.5 s gaps. Silence is judged at the network's own scale, as the real
+    # notes are: -50 dBFS before the output stage's gain (the preset's gain and velocity level), which
+    # is a volume setting, not the network; "_at_output" keeps the figures of the output as it leaves
+    from realtime.controller import stage_gain_db
+
+    stage_db = stage_gain_db(preset.sound, STAB_VELOCITY)
     stab_s = 10.0 if quick else 60.0
     per = {}
     silent_all, silent_real, noise_all, nan_total = [], [], [], 0
+    out_all, out_real = [], []
     for i in range(len(names)):
         from realtime.render import render_timeline
 
@@ -446,9 +454,9 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         t = 0.0
         while t + 2.0 <= stab_s:
             p = int(rng.choice(grid)) if i in tonal else 38
-            tl += [(int(t * sr), bytes([0x90, p, 90])), (int((t + 1.5) * sr), bytes([0x80, p, 0]))]
+            tl += [(int(t * sr), bytes([0x90, p, STAB_VELOCITY])), (int((t + 1.5) * sr), bytes([0x80, p, 0]))]
             gate[int((t + 0.05) * sr):int((t + 1.5) * sr)] = True
-            ref = real_sounding(data, i, p, sr, 1.5)
+            ref = real_sounding(data, i, p, sr, 1.5, velocity=STAB_VELOCITY)
             if ref is not None:
                 w0 = int(round(t * sr)) // n
                 real[w0:w0 + len(ref)] = ref[: len(real) - w0]
@@ -457,12 +465,17 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         nan_total += int(np.count_nonzero(~np.isfinite(audio))) + s.engine.nonfinite_count
         win_held = gate[: len(gate) // n * n].reshape(-1, n).all(axis=1)
         db, flat = window_db(audio, sr), window_flatness(audio, sr)
-        silent = db[win_held] < SILENT_DB
+        silent = db[win_held] < SILENT_DB + stage_db
+        at_output = db[win_held] < SILENT_DB
         noisy = (flat[win_held] > 0.4) & ~silent
         sounds = real[: len(win_held)][win_held]
         known = data is not None and sounds.any()  # without the real notes there is nothing to compare with
+        out_all.append(at_output)
+        if known:
+            out_real.append(at_output[sounds])
         per[names[i]] = {"silent": round(float(silent.mean()), 4), "noise_like": round(float(noisy.mean()), 4),
                          "silent_where_real_sounds": round(float(silent[sounds].mean()), 4) if known else None,
+                         "silent_where_real_sounds_at_output": round(float(at_output[sounds].mean()), 4) if known else None,
                          "real_silent": round(float(1.0 - sounds.mean()), 4) if data is not None else None,
                          "watchdog_recoveries": s.watchdog.total if s.watchdog is not None else 0}
         silent_all.append(silent)
@@ -472,11 +485,15 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
             noise_all.append(noisy)
     res["stability"] = {
         "seconds_per_instrument": stab_s,
+        "stage_gain_db": round(stage_db, 2),
         "silent_fraction": round(float(np.concatenate(silent_all).mean()), 4),
         # the same, counting only windows where the real instrument still sounds (a snare or a plucked
         # string decays to silence within a 1.5 s held note; there silence is right, not a collapse)
         "silent_where_real_sounds": (round(float(np.concatenate(silent_real).mean()), 4)
                                      if sum(map(len, silent_real)) else None),
+        "silent_fraction_at_output": round(float(np.concatenate(out_all).mean()), 4),
+        "silent_where_real_sounds_at_output": (round(float(np.concatenate(out_real).mean()), 4)
+                                               if sum(map(len, out_real)) else None),
         "noise_like_fraction_tonal": round(float(np.concatenate(noise_all).mean()), 4) if noise_all else None,
         "nan_count": nan_total, "per_instrument": per}
     log(f"stability: {res['stability']}")

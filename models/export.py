@@ -210,7 +210,9 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
               "re-priming / without; timbre = 1-NN instrument accuracy on generated notes, fitted on the real "
               "notes mu-law coded as the model learns them / on the clean real notes (rows before 2026-11-25 "
               "have only the clean figure); period noise: the sampler's noise correlation one f0 period back "
-              "(0 = independent; rows before 2026-12-04 had none).", ""]
+              "(0 = independent; rows before 2026-12-04 had none); silent windows: below -50 dBFS at the output, "
+              "or, marked *, before the output stage's gain (the network's own scale, as the real notes are "
+              "judged; the output is about 4.4 dB lower).", ""]
     hist_path = out_dir / "eval_history.jsonl"
     rows = [json.loads(x) for x in hist_path.read_text().splitlines() if x.strip()] if hist_path.is_file() else []
     if rows:
@@ -227,7 +229,8 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
                          f"| {ps.get('median_abs_cents')} / {pn.get('median_abs_cents')} "
                          f"| {ps.get('within_50_cents')} / {pn.get('within_50_cents')} "
                          f"| {timbre_cell(r.get('timbre', {}))} | {st.get('silent_fraction')} / "
-                         f"{'n/a' if st.get('silent_where_real_sounds') is None else st['silent_where_real_sounds']} "
+                         f"{'n/a' if st.get('silent_where_real_sounds') is None else st['silent_where_real_sounds']}"
+                         f"{' *' if 'stage_gain_db' in st else ''} "
                          f"| {st.get('noise_like_fraction_tonal')} |")
     else:
         lines.append("Not yet evaluated.")

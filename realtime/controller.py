@@ -6,6 +6,7 @@ glide. Every applied change is returned as an event dict for the session log.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,7 @@ from . import period_noise
 from .engine import Engine
 from .midi_parse import _CHANNEL_LEN, MidiParser
 from .output_stage import OutputStage
-from .presets import Preset, instrument_names
+from .presets import Preset, SoundSection, instrument_names
 
 BEND_GLIDE_S = 0.005  # a pitch-wheel move glides this long (s), so a coarse wheel does not click
 
@@ -123,7 +124,7 @@ class Controller:
         s.held.append(note)
         s.note, s.velocity = note, velocity
         snd = self.preset.sound
-        level = 1.0 - snd.velocity_to_level * (1.0 - velocity / 127.0)
+        level = velocity_level(snd, velocity)
         self.stage.set_targets(env=1.0, level=level)
         if was_sounding:  # legato: glide, no re-attack
             glide = int(s.glide_s * e.sample_rate)
@@ -248,6 +249,16 @@ class Controller:
             self._set_period_noise()
             return {"param": "period_noise", "value": round(s.period_noise, 6)}
         raise ValueError(f"unknown parameter {param!r}")
+
+
+def velocity_level(snd: SoundSection, velocity: int) -> float:
+    """The output stage's level (linear, 1 at velocity 127) for a note of MIDI ``velocity``."""
+    return 1.0 - snd.velocity_to_level * (1.0 - velocity / 127.0)
+
+
+def stage_gain_db(snd: SoundSection, velocity: int) -> float:
+    """The output stage's steady gain (dB) on a held note of ``velocity``: preset gain times level."""
+    return snd.gain_db + 20.0 * math.log10(max(velocity_level(snd, velocity), 1e-6))
 
 
 #: the level input's range under the expression pedal: pedal up = as recorded, down = 30 dB softer

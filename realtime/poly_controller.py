@@ -16,7 +16,7 @@ import numpy as np
 
 from models.one_pole import one_pole_coeff
 
-from .controller import BEND_GLIDE_S, Controller, expression_offset
+from .controller import BEND_GLIDE_S, Controller, expression_offset, velocity_level
 from .output_stage import OutputStage
 from .poly_engine import PolyEngine
 from .presets import Preset
@@ -73,7 +73,7 @@ class PolyController(Controller):
             if snippet is not None:
                 e.reprime(snippet, self.crossfade, key=("seed", s.instrument, note))
                 s.reprimes += 1
-        level = 1.0 - self.preset.sound.velocity_to_level * (1.0 - velocity / 127.0)
+        level = velocity_level(self.preset.sound, velocity)
         self.env_target[v] = level
         ev = {"param": "note_on", "value": note, "velocity": velocity, "voice": v}
         if a.stolen is not None:

@@ -186,7 +186,11 @@ def test_evaluator_generates_every_note_at_the_given_temperature(tmp_path, monke
                       temperature=0.55, period_noise=0.3)
     assert res["temperature"] == 0.55 and len(seen) > 10 and set(seen) == {0.55}
     assert res["period_noise"] == 0.3 and len(seen_rho) > 10 and set(seen_rho) == {0.3}  # no instrument is unpitched
-    assert 0.0 <= res["stability"]["silent_fraction"] <= 1.0 and res["stability"]["nan_count"] == 0
+    st = res["stability"]
+    assert 0.0 <= st["silent_fraction"] <= 1.0 and st["nan_count"] == 0
+    # silence judged before the output stage's gain (-3 dB and the velocity level: below 0 dB), so at
+    # most as many windows as at the output
+    assert st["stage_gain_db"] < 0 and st["silent_fraction"] <= st["silent_fraction_at_output"]
     # the per-note list is the grid the figures were computed from
     notes = res["pitch_preset"]["notes"]
     names = model.config.conditioning.instruments
@@ -366,3 +370,26 @@ def test_teacher_forced_spread_is_per_instrument_and_deterministic():
     cool = teacher_forced_spread_db(model, data, "numba", 0.3, every=1, seconds=0.25)
     assert all(cool[k] > hot[k] for k in hot)  # a lower temperature draws closer to the mode
     assert teacher_forced_spread_db(model, None, "numba", 0.5) is None
+
+
+@pytest.mark.parametrize("velocity", [30, 90, 127])
+def test_stage_gain_is_what_the_output_stage_applies_to_a_held_note(velocity):
+    """The evaluator judges silence before this gain (the network's own scale, as the real notes):
+    a steady tone through the controller's output stage comes out exactly this much quieter."""
+    import math
+
+    from realtime.controller import Controller, stage_gain_db
+    from realtime.numba_engine import NumbaEngine
+    from realtime.output_stage import OutputStage
+    from realtime.presets import Preset, SoundSection
+
+    e = NumbaEngine(small_model())
+    stage = OutputStage(e.sample_rate, dc_hz=1.0)
+    p = Preset(sound=SoundSection(gain_db=-7.0, velocity_to_level=0.6))
+    c = Controller(e, stage, p)
+    c.note_on(60, velocity)
+    x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
+    y = stage.process(x.copy())
+    measured = 20 * math.log10(np.sqrt(np.mean(y[8000:] ** 2)) / np.sqrt(np.mean(x[8000:] ** 2)))
+    assert measured == pytest.approx(stage_gain_db(p.sound, velocity), abs=0.05)
+    assert stage_gain_db(p.sound, 127) == pytest.approx(-7.0)
