@@ -9,7 +9,7 @@ from typing import Any
 
 #: Per-sample local conditioning channels the engines know how to compute, in the column order of
 #: models.local_cond's feature rows.
-LOCAL_CHANNELS = ("gate", "f0_sin", "f0_cos", "level", "lag", "lag2")
+LOCAL_CHANNELS = ("gate", "f0_sin", "f0_cos", "level", "lag", "lag2", "lagavg")
 #: The channels a new model reads unless its config says otherwise.
 DEFAULT_LOCAL = ("gate", "f0_sin", "f0_cos", "level")
 
@@ -26,7 +26,8 @@ class ConditioningSpec:
     period of the note's f0 earlier (see models.local_cond.fill_lag), a
     pitch-synchronous tap into its past, so continuing the tone at the played
     pitch is one read away; ``lag2``: the same two periods earlier (the two taps
-    let it average out the noise of one period).
+    let it average out the noise of one period); ``lagavg``: the mean of its inputs one to
+    eight periods earlier (the noise of one period averaged down eightfold in power).
     A dimension of 0 switches a global input off; ``local=()`` switches local
     conditioning off. ``pitch_interp``: a fractional pitch (a bend, a glide) reads the two
     nearest pitch embeddings linearly interpolated, as the model was trained (``train

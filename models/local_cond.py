@@ -7,10 +7,11 @@ Pitch is kept in MIDI semitones so glides are linear in pitch. The level follows
 envelope model of :mod:`models.level` (params set at key-down by :func:`start_level`), plus
 ``LEVEL_OFFSET`` (level units; the expression pedal, 0 in training).
 
-A feature row is [gate, f0_sin, f0_cos, level, lag, lag2, period] (float32): :func:`advance`
-writes all but ``lag`` and ``lag2``, which depend on what the network has generated, not on the
-controls: they are the network's own input one and two f0 periods (``period``, in samples) earlier, read from a ring of
-past inputs by :func:`push_lag` as each sample is generated (the engines' kernels), or by
+A feature row is [gate, f0_sin, f0_cos, level, lag, lag2, lagavg, period] (float32): :func:`advance`
+writes all but the lags, which depend on what the network has generated, not on the controls:
+``lag`` and ``lag2`` are the network's own input one and two f0 periods (``period``, in samples)
+earlier, ``lagavg`` the mean of its inputs 1..LAGAVG_PERIODS periods earlier (the same phase of
+the last periods: their sampling noise averaged down), read from a ring of past inputs by :func:`push_lag` as each sample is generated (the engines' kernels), or by
 :func:`fill_lag` over a whole known input sequence (training crops, priming): one function,
 so both compute the same bits.
 """
@@ -27,10 +28,13 @@ from .one_pole import one_pole_coeff
 PHASE, PITCH, PITCH_TARGET, PITCH_COEFF, GATE, GATE_TARGET, ATTACK_COEFF, RELEASE_COEFF = range(8)
 LEVEL, LEVEL_TARGET, LEVEL_SUSTAIN, LEVEL_ATTACK, LEVEL_DECAY, LEVEL_RELEASE, LEVEL_OFFSET = range(8, 15)
 STATE_SIZE = 15
-N_LOCAL = 7  # columns of a feature row: the channels of config.LOCAL_CHANNELS, then the period
-LAG, LAG2, PERIOD = 4, 5, 6  # the lag channels' columns; the f0 period (samples) they read at
+N_LOCAL = 8  # columns of a feature row: the channels of config.LOCAL_CHANNELS, then the period
+LAG, LAG2, LAGAVG, PERIOD = 4, 5, 6, 7  # the lag channels' columns; the f0 period (samples) they read at
+#: how many past periods ``lagavg`` averages (a power of two: its 1 / n is exact)
+LAGAVG_PERIODS = 8
 #: length of the ring of past inputs the lags read (a power of two): lags are clipped to
-#: 1..HIST-3 samples (MIDI 35 at 16 kHz is 259 samples; MIDI 12, 978; lag2 reads twice as far)
+#: 1..HIST-3 samples (MIDI 35 at 16 kHz is 259 samples; MIDI 12, 978; lag2 reads twice as far,
+#: lagavg's last tap LAGAVG_PERIODS times: 8 periods fit down to MIDI 36, 245 samples)
 HIST = 2048
 #: the lag channel's scale: the companded sample (-1..1) times this (a power of two: exact). A new
 #: input grown into a trained model starts at zero weights and Adam moves each weight by about the
@@ -72,7 +76,7 @@ _RELEASE_FLOOR = level.RELEASE_FLOOR
 
 @njit(nogil=True, cache=True, inline="always")
 def advance(state: np.ndarray, inv_sr: float, feats: np.ndarray) -> None:
-    """Advance the control state by one sample and write [gate, sin, cos, level, 0, 0, period] (float32)
+    """Advance the control state by one sample and write [gate, sin, cos, level, 0, 0, 0, period] (float32)
     into ``feats`` (the lags, 0 here, are :func:`push_lag`'s)."""
     state[PITCH] += (state[PITCH_TARGET] - state[PITCH]) * state[PITCH_COEFF]
     f0 = 440.0 * 2.0 ** ((state[PITCH] - 69.0) / 12.0)
@@ -98,7 +102,8 @@ def advance(state: np.ndarray, inv_sr: float, feats: np.ndarray) -> None:
     feats[3] = np.float32(max(lv + state[LEVEL_OFFSET], 0.0))
     feats[4] = np.float32(0.0)  # the lags: written by push_lag / fill_lag
     feats[5] = np.float32(0.0)
-    feats[6] = np.float32(1.0 / (f0 * inv_sr))
+    feats[6] = np.float32(0.0)
+    feats[7] = np.float32(1.0 / (f0 * inv_sr))
 
 
 @njit(nogil=True, cache=True)
@@ -110,15 +115,23 @@ def class_value(k) -> np.float32:
 # Not inlined: called from the engines' fast-math kernel, its float32 arithmetic keeps its own
 # (IEEE, uncontracted) flags, so the kernel's lag has the same bits as training's.
 @njit(nogil=True, cache=True)
-def push_lag(hist: np.ndarray, pos: int, k: int, period: np.float32) -> tuple[int, np.float32, np.float32]:
+def push_lag(hist: np.ndarray, pos: int, k: int,
+             period: np.float32) -> tuple[int, np.float32, np.float32, np.float32]:
     """Push input class ``k`` (the sample before this step's) into the ring ``hist`` (HIST,) float32
-    after position ``pos``; return (new position, the lag, lag2): the input ``period`` (and
+    after position ``pos``; return (new position, the lag, lag2, lagavg): the input ``period`` (and
     ``2 * period``) samples earlier, the two nearest inputs linearly interpolated, times LAG_GAIN
-    (float32). The step's input is the sample at t-1, so the sample at t - m is the input m - 1
+    (float32), and the mean of the taps at 1, 2, .., LAGAVG_PERIODS periods (summed in that order,
+    float32). The step's input is the sample at t-1, so the sample at t - m is the input m - 1
     pushes back. Thread: generator (or training)."""
     pos = (pos + 1) & (HIST - 1)
     hist[pos] = class_value(k)
-    return pos, _tap(hist, pos, np.float32(period)), _tap(hist, pos, np.float32(2.0) * np.float32(period))
+    p = np.float32(period)
+    lag = _tap(hist, pos, p)
+    lag2 = _tap(hist, pos, np.float32(2.0) * p)
+    total = lag + lag2
+    for m in range(3, LAGAVG_PERIODS + 1):
+        total += _tap(hist, pos, np.float32(m) * p)
+    return pos, lag, lag2, total * np.float32(1.0 / LAGAVG_PERIODS)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -149,11 +162,13 @@ def lag_from_reset(inputs: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, i
 @njit(nogil=True, cache=True)
 def fill_lag(inputs: np.ndarray, feats: np.ndarray, hist: np.ndarray, pos: int) -> int:
     """Push ``inputs`` (n,) int64 classes one by one (:func:`push_lag`), writing each step's lags into
-    ``feats[t, LAG]`` and ``feats[t, LAG2]`` at ``feats[t, PERIOD]``; returns the ring's new position."""
+    ``feats[t, LAG]``, ``feats[t, LAG2]`` and ``feats[t, LAGAVG]`` at ``feats[t, PERIOD]``; returns the
+    ring's new position."""
     for t in range(inputs.shape[0]):
-        pos, lag, lag2 = push_lag(hist, pos, inputs[t], feats[t, PERIOD])
+        pos, lag, lag2, lagavg = push_lag(hist, pos, inputs[t], feats[t, PERIOD])
         feats[t, LAG] = lag
         feats[t, LAG2] = lag2
+        feats[t, LAGAVG] = lagavg
     return pos
 
 

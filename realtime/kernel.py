@@ -31,7 +31,7 @@ from numba import njit, prange, types
 from numba.core.errors import NumbaIRAssumptionWarning
 from numba.extending import intrinsic, overload
 
-from models.local_cond import LAG, LAG2, PERIOD, push_lag
+from models.local_cond import LAG, LAG2, LAGAVG, PERIOD, push_lag
 from models.local_cond import fill as fill_local
 
 from . import int8dot
@@ -498,10 +498,11 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
                     for o in range(R2):
                         bias[v, l, o] = bias_target[v, l, o] if ints[v, 1] == 0 else bias[v, l, o] + bias_step[v, l, o]
             inp = ints[v, 0]
-            pos, lag, lag2 = push_lag(hist[v], ints[v, 3], inp, feats[v, t, PERIOD])
+            pos, lag, lag2, lagavg = push_lag(hist[v], ints[v, 3], inp, feats[v, t, PERIOD])
             ints[v, 3] = pos
             feats[v, t, LAG] = lag
             feats[v, t, LAG2] = lag2
+            feats[v, t, LAGAVG] = lagavg
             for o in range(R):
                 acc[v, o] = embed[inp, o]
             for o in range(S):

@@ -44,6 +44,8 @@ class IncrementalStep(torch.nn.Module):
                                                           dtype=torch.float32))
         self.lag_slot: int = loc_idx.index(local_cond.LAG) if local_cond.LAG in loc_idx else -1
         self.lag2_slot: int = loc_idx.index(local_cond.LAG2) if local_cond.LAG2 in loc_idx else -1
+        self.lagavg_slot: int = loc_idx.index(local_cond.LAGAVG) if local_cond.LAGAVG in loc_idx else -1
+        self.lagavg_periods: int = local_cond.LAGAVG_PERIODS
         self.hist_mask: int = local_cond.HIST - 1
         self.max_period: float = float(local_cond.HIST - 3)
         self.lag_gain: float = local_cond.LAG_GAIN
@@ -85,8 +87,9 @@ class IncrementalStep(torch.nn.Module):
         glide = int(ints[1])
         hpos = int(ints[3])
         mask = self.hist_mask
-        periods = feats[:, local_cond.PERIOD].clamp(1.0, self.max_period)
-        periods2 = (feats[:, local_cond.PERIOD] * 2.0).clamp(1.0, self.max_period)  # lag2's, as _tap clips it
+        # the taps' periods 1, 2, .. LAGAVG_PERIODS times the f0 period (float32 products), as _tap clips them
+        periods = [(feats[:, local_cond.PERIOD] * float(m)).clamp(1.0, self.max_period)
+                   for m in range(1, self.lagavg_periods + 1)]
         pos: List[int] = q_pos.tolist()
         bad = 0
         for t in range(n):
@@ -101,11 +104,15 @@ class IncrementalStep(torch.nn.Module):
             # the lag ring (models.local_cond.push_lag, operation for operation in float32)
             hpos = (hpos + 1) & mask
             hist[hpos] = self.class_values[inp]
-            period = periods[t]
             if self.lag_slot >= 0:
-                loc[t, self.lag_slot] = self.tap(hist, hpos, period)
+                loc[t, self.lag_slot] = self.tap(hist, hpos, periods[0][t])
             if self.lag2_slot >= 0:
-                loc[t, self.lag2_slot] = self.tap(hist, hpos, periods2[t])
+                loc[t, self.lag2_slot] = self.tap(hist, hpos, periods[1][t])
+            if self.lagavg_slot >= 0:
+                total = self.tap(hist, hpos, periods[0][t])
+                for m in range(1, self.lagavg_periods):
+                    total = total + self.tap(hist, hpos, periods[m][t])
+                loc[t, self.lagavg_slot] = total * (1.0 / self.lagavg_periods)
             x = self.embed[inp]
             skip = self.b_skip
             lt = loc[t]

@@ -27,8 +27,6 @@ import numpy as np
 from .presets import WatchdogSection, instrument_names
 
 
-
-
 class Watchdog:
     """Feed it every generated block; ``check`` returns a reason string when a recovery is due."""
 

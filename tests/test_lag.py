@@ -18,7 +18,7 @@ SR = 16000
 
 
 def lags_of(inputs: np.ndarray, period: float, column: int = local_cond.LAG) -> np.ndarray:
-    """The lag (or lag2) column for ``inputs`` (int64 classes) at a constant ``period`` (samples), from a reset."""
+    """The lag (or lag2, lagavg) column for ``inputs`` (int64 classes) at a constant ``period`` (samples), from a reset."""
     feats = np.zeros((len(inputs), local_cond.N_LOCAL), np.float32)
     feats[:, local_cond.PERIOD] = period
     local_cond.lag_from_reset(inputs, feats)
@@ -51,6 +51,36 @@ def test_lag2_reads_two_periods_back(period):
     np.testing.assert_array_equal(lag2[p:], want)
     if 2 * period < local_cond.HIST - 3:  # the same tap as the lag at twice the period
         np.testing.assert_array_equal(lag2, lags_of(inputs, 2 * period))
+
+
+@pytest.mark.parametrize("period", [3.0, 61.0, 100.5, 245.0, 400.0])
+def test_lagavg_is_the_mean_of_the_taps_one_to_eight_periods_back(period):
+    """lagavg = (lag at 1 period + lag at 2 periods + ... + at 8) / 8, summed in that order in float32
+    (each tap clipped to the ring as the lag is: 400 * 6 > 2045 samples)."""
+    rng = np.random.default_rng(int(period) + 2)
+    inputs = rng.integers(0, 256, 5000)
+    got = lags_of(inputs, period, local_cond.LAGAVG)
+    total = np.zeros(len(inputs), np.float32)
+    for m in range(1, local_cond.LAGAVG_PERIODS + 1):
+        total += lags_of(inputs, np.float32(m) * np.float32(period))
+    np.testing.assert_array_equal(got, total * np.float32(1 / 8))
+    assert np.ptp(got[3000:]) > 1.0
+
+
+def test_lagavg_averages_the_noise_of_a_periodic_tone_down():
+    """On a periodic tone whose every sample carries independent noise (as the sampler's is), the
+    lagavg's error against the clean tone has about an eighth of the lag's power: the point of it."""
+    period, n = 64, 6000
+    rng = np.random.default_rng(7)
+    clean = 128 + np.round(60 * np.sin(2 * np.pi * np.arange(n) / period)).astype(np.int64)
+    noisy = np.clip(clean + rng.integers(-3, 4, n), 0, 255)
+    want = np.array([local_cond.class_value(k) for k in clean], np.float32) * np.float32(local_cond.LAG_GAIN)
+    # step t's tap m periods back reads inputs[t - m * period + 1], which the tone makes clean[t + 1]
+    t = np.arange(9 * period, n - 1)
+    err_lag = lags_of(noisy, float(period))[t] - want[t + 1]
+    err_avg = lags_of(noisy, float(period), local_cond.LAGAVG)[t] - want[t + 1]
+    ratio = np.mean(err_avg ** 2) / np.mean(err_lag ** 2)
+    assert 1 / 8 * 0.8 < ratio < 1 / 8 * 1.25, ratio
 
 
 def test_a_fractional_period_interpolates_the_two_nearest_samples():
@@ -86,7 +116,7 @@ def test_the_engine_reads_the_lag_training_labels_its_crops_with():
     e.set_note(gate=1.0, pitch=55.0)
     e.teacher_force(inputs)
     kernel_feats = e._state[9]  # the kernel's feature rows of the last block (see numba_engine.scratch)
-    for col in (local_cond.LAG, local_cond.LAG2):
+    for col in (local_cond.LAG, local_cond.LAG2, local_cond.LAGAVG):
         np.testing.assert_array_equal(kernel_feats[:n, col], local[col])
         assert np.ptp(local[col]) > 1.0  # a real tone, not a constant
 
@@ -120,13 +150,13 @@ def test_a_poly_voice_keeps_its_own_ring():
     assert not np.array_equal(together.state["hist"][0], together.state["hist"][1])
 
 
-@pytest.mark.parametrize("name", ["lag", "lag2"])
+@pytest.mark.parametrize("name", ["lag", "lag2", "lagavg"])
 def test_adding_a_lag_input_keeps_the_logits_and_its_weights_learn(name):
     old = trained_like()
     new = add_local(old, (name,))
     assert new.cfg.conditioning.local == old.cfg.conditioning.local + (name,)
     inputs, gvec, local = batch(old)
-    col = local_cond.LAG if name == "lag" else local_cond.LAG2
+    col = {"lag": local_cond.LAG, "lag2": local_cond.LAG2, "lagavg": local_cond.LAGAVG}[name]
     lag = torch.from_numpy(np.stack([lags_of(x.numpy(), 37.5, col) for x in inputs]))[:, None]
     with torch.no_grad():
         a, b = old(inputs, gvec, local), new(inputs, gvec, torch.cat((local, lag), dim=1))
