@@ -54,9 +54,11 @@ data: setup
 	[ -f data/gm/dataset.json ] || $(BIN)/python -m models.dataset build data/gm
 	[ -f data/gm-vel/dataset.json ] || $(BIN)/python -m models.dataset build data/gm-vel --velocities 40,65,95,120
 
+# the core `make train` runs on (a second run beside it: TRAIN_CPU=0)
+TRAIN_CPU ?= 1
 # resume training the default model (TRAIN_OUT) on one core (taskset), one torch thread
 train: data
-	taskset -c 1 $(BIN)/python -m models.train --data data/gm $(EXTRA) --out $(TRAIN_OUT) --resume --compile $(DETUNE) $(LR) $(TRAIN_ARGS)
+	taskset -c $(TRAIN_CPU) $(BIN)/python -m models.train --data data/gm $(EXTRA) --out $(TRAIN_OUT) --resume --compile $(DETUNE) $(LR) $(TRAIN_ARGS)
 
 # the same on every core: one process per core, data-parallel (DDP, gloo), one torch thread each
 train-all-cores: data
