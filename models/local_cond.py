@@ -11,9 +11,9 @@ A feature row is [gate, f0_sin, f0_cos, level, lag, lag2, lagavg, period] (float
 writes all but the lags, which depend on what the network has generated, not on the controls:
 ``lag`` and ``lag2`` are the network's own input one and two f0 periods (``period``, in samples)
 earlier, ``lagavg`` the mean of its inputs 1..LAGAVG_PERIODS periods earlier (the same phase of
-the last periods: their sampling noise averaged down), read from a ring of past inputs by :func:`push_lag` as each sample is generated (the engines' kernels), or by
-:func:`fill_lag` over a whole known input sequence (training crops, priming): one function,
-so both compute the same bits.
+the last periods: their sampling noise averaged down), read from a ring of past inputs by
+:func:`push_lag` as each sample is generated (the engines' kernels), or by :func:`fill_lag` over a
+whole known input sequence (training crops, priming): one function, so both compute the same bits.
 """
 from __future__ import annotations
 
@@ -112,9 +112,22 @@ def class_value(k) -> np.float32:
     return (np.float32(k) - np.float32(127.5)) / np.float32(127.5)
 
 
-# Not inlined: called from the engines' fast-math kernel, its float32 arithmetic keeps its own
-# (IEEE, uncontracted) flags, so the kernel's lag has the same bits as training's.
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
+def _tap(hist: np.ndarray, pos: int, period: np.float32) -> np.float32:
+    """The ring's sample ``period`` (clipped to 1..HIST-3) steps back, interpolated, times LAG_GAIN."""
+    p = min(max(period, np.float32(1.0)), np.float32(HIST - 3))
+    n = int(p)
+    f = p - np.float32(n)
+    a = hist[(pos - n + 1) & (HIST - 1)]  # the sample at t - n
+    b = hist[(pos - n) & (HIST - 1)]  # at t - n - 1
+    return (a + f * (b - a)) * np.float32(LAG_GAIN)
+
+
+# Not inlined, and compiled here, at import, for its one signature: a function first compiled while
+# the engines' fast-math kernel is being compiled inherits the kernel's flags (reassociation, FMA
+# contraction: lagavg's sum then differed from training's by an ulp), so it must exist before any
+# kernel does; its float32 arithmetic keeps IEEE flags, and the kernel's lags the bits of training's.
+@njit("Tuple((int64, float32, float32, float32))(float32[::1], int64, int64, float32)", nogil=True, cache=True)
 def push_lag(hist: np.ndarray, pos: int, k: int,
              period: np.float32) -> tuple[int, np.float32, np.float32, np.float32]:
     """Push input class ``k`` (the sample before this step's) into the ring ``hist`` (HIST,) float32
@@ -132,17 +145,6 @@ def push_lag(hist: np.ndarray, pos: int, k: int,
     for m in range(3, LAGAVG_PERIODS + 1):
         total += _tap(hist, pos, np.float32(m) * p)
     return pos, lag, lag2, total * np.float32(1.0 / LAGAVG_PERIODS)
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _tap(hist: np.ndarray, pos: int, period: np.float32) -> np.float32:
-    """The ring's sample ``period`` (clipped to 1..HIST-3) steps back, interpolated, times LAG_GAIN."""
-    p = min(max(period, np.float32(1.0)), np.float32(HIST - 3))
-    n = int(p)
-    f = p - np.float32(n)
-    a = hist[(pos - n + 1) & (HIST - 1)]  # the sample at t - n
-    b = hist[(pos - n) & (HIST - 1)]  # at t - n - 1
-    return (a + f * (b - a)) * np.float32(LAG_GAIN)
 
 
 def new_lag_ring() -> tuple[np.ndarray, int]:

@@ -46,6 +46,9 @@ class IncrementalStep(torch.nn.Module):
         self.lag2_slot: int = loc_idx.index(local_cond.LAG2) if local_cond.LAG2 in loc_idx else -1
         self.lagavg_slot: int = loc_idx.index(local_cond.LAGAVG) if local_cond.LAGAVG in loc_idx else -1
         self.lagavg_periods: int = local_cond.LAGAVG_PERIODS
+        # how many taps (1, 2, .. periods back) the model's lag inputs read: each computed once per step
+        self.n_taps: int = (self.lagavg_periods if self.lagavg_slot >= 0 else 2 if self.lag2_slot >= 0
+                            else 1 if self.lag_slot >= 0 else 0)
         self.hist_mask: int = local_cond.HIST - 1
         self.max_period: float = float(local_cond.HIST - 3)
         self.lag_gain: float = local_cond.LAG_GAIN
@@ -87,9 +90,9 @@ class IncrementalStep(torch.nn.Module):
         glide = int(ints[1])
         hpos = int(ints[3])
         mask = self.hist_mask
-        # the taps' periods 1, 2, .. LAGAVG_PERIODS times the f0 period (float32 products), as _tap clips them
+        # the taps' periods 1, 2, .. n_taps times the f0 period (float32 products), as _tap clips them
         periods = [(feats[:, local_cond.PERIOD] * float(m)).clamp(1.0, self.max_period)
-                   for m in range(1, self.lagavg_periods + 1)]
+                   for m in range(1, self.n_taps + 1)]
         pos: List[int] = q_pos.tolist()
         bad = 0
         for t in range(n):
@@ -104,14 +107,15 @@ class IncrementalStep(torch.nn.Module):
             # the lag ring (models.local_cond.push_lag, operation for operation in float32)
             hpos = (hpos + 1) & mask
             hist[hpos] = self.class_values[inp]
+            taps = [self.tap(hist, hpos, periods[m][t]) for m in range(self.n_taps)]
             if self.lag_slot >= 0:
-                loc[t, self.lag_slot] = self.tap(hist, hpos, periods[0][t])
+                loc[t, self.lag_slot] = taps[0]
             if self.lag2_slot >= 0:
-                loc[t, self.lag2_slot] = self.tap(hist, hpos, periods[1][t])
+                loc[t, self.lag2_slot] = taps[1]
             if self.lagavg_slot >= 0:
-                total = self.tap(hist, hpos, periods[0][t])
+                total = taps[0]
                 for m in range(1, self.lagavg_periods):
-                    total = total + self.tap(hist, hpos, periods[m][t])
+                    total = total + taps[m]
                 loc[t, self.lagavg_slot] = total * (1.0 / self.lagavg_periods)
             x = self.embed[inp]
             skip = self.b_skip

@@ -63,7 +63,7 @@ def test_lagavg_is_the_mean_of_the_taps_one_to_eight_periods_back(period):
     total = np.zeros(len(inputs), np.float32)
     for m in range(1, local_cond.LAGAVG_PERIODS + 1):
         total += lags_of(inputs, np.float32(m) * np.float32(period))
-    np.testing.assert_array_equal(got, total * np.float32(1 / 8))
+    np.testing.assert_array_equal(got, total * np.float32(1 / local_cond.LAGAVG_PERIODS))
     assert np.ptp(got[3000:]) > 1.0
 
 
