@@ -44,6 +44,14 @@ def logmel_stats(audio: np.ndarray, sample_rate: int, n_mels: int = 40, floor_db
     return np.concatenate([m.mean(axis=0), m.std(axis=0)])
 
 
+def with_white_noise(audio: np.ndarray, snr_db: float, power: float, rng: np.random.Generator) -> np.ndarray:
+    """``audio`` plus white Gaussian noise ``snr_db`` dB below ``power`` (a mean square, e.g. of the note's
+    sounding part), clipped to [-1, 1]; float64."""
+    x = np.asarray(audio, np.float64)
+    noise = rng.standard_normal(len(x)) * np.sqrt(power / 10.0 ** (snr_db / 10.0))
+    return np.clip(x + noise, -1.0, 1.0)
+
+
 def window_db(audio: np.ndarray, sample_rate: int, window_s: float = 0.1) -> np.ndarray:
     """RMS level in dBFS of consecutive windows."""
     n = max(1, int(window_s * sample_rate))

@@ -19,7 +19,10 @@
 - timbre: a 1-nearest-neighbour classifier on log-mel statistics of the real
   notes, mu-law coded as the model learns them, names the instrument of each
   generated note (with a confusion table; the figure against the clean real notes
-  too, which also counts the codec's noise floor against the network);
+  too, which also counts the codec's noise floor against the network); and a noise-robust
+  figure: the same classifier with each reference note also at white noise 30, 25, 20 and 15 dB
+  below it, which names the real notes (another velocity) with such noise too, so it tells
+  a wrong spectral shape from a broadband noise floor;
 - stability: 60 s per instrument of 1.5 s held notes with 0.5 s gaps; fraction
   of 100 ms windows while a note is held that are silent (< -50 dBFS at the network's
   own scale, as the real notes are: before the output stage's gain; ``_at_output``: after it) or
@@ -55,7 +58,7 @@ import numpy as np
 
 from realtime.presets import ENGINES
 
-from .audio_features import NearestNeighbour, logmel_stats, window_db, window_flatness
+from .audio_features import NearestNeighbour, logmel_stats, window_db, window_flatness, with_white_noise
 from .dataset import midi_to_hz
 
 PITCH_GRID = (40, 45, 50, 55, 60, 65, 70, 75, 80)
@@ -224,6 +227,8 @@ def envelope_figures(rows: list[tuple[str, np.ndarray, np.ndarray]], window_s: f
                            "real_db": np.round(np.median(real[k], axis=0), 1).tolist()} for k in errs}}
 
 
+NOISE_SNRS_DB = (30.0, 25.0, 20.0, 15.0)  # the noise-robust timbre reference: each real note also this far over noise
+NOISY_TEST_SNR_DB = 25.0  # the real notes of other velocities, this far over noise, test both classifiers
 DEFAULT_DATA = "data/gm"  # where `make data` renders the training set
 
 
@@ -249,6 +254,48 @@ def real_sounding(data, instrument: int, pitch: int, sr: int, seconds: float, ve
     if n is None:
         return None
     return window_db(n.audio[n.onset:n.onset + int(seconds * sr)], sr, window_s) >= SILENT_DB
+
+
+def note_power(audio: np.ndarray, onset: int, sr: int) -> float:
+    """Mean square of a note's first second after ``onset`` (samples): the level its added noise is set against."""
+    x = np.asarray(audio[onset:onset + sr], np.float64)
+    return float(np.mean(x ** 2)) if len(x) else 0.0
+
+
+def noisy_logmel(notes, sr: int, snrs_db, seed: int, clean_too: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Log-mel statistics (rows) and instrument ids of ``notes`` (dataset notes; their first 2 s), mu-law
+    coded as the model hears them: each note clean (``clean_too``) and with white noise at each of
+    ``snrs_db`` below its sounding power. Deterministic for a ``seed``."""
+    from models import mulaw
+
+    rng = np.random.default_rng(seed)
+    x, y = [], []
+    for n in notes:
+        a = np.asarray(n.audio[: int(2.0 * sr)], np.float64)
+        p = note_power(n.audio, n.onset, sr)
+        versions = ([mulaw.roundtrip(a)] if clean_too else []) + \
+            [mulaw.roundtrip(with_white_noise(a, s, p, rng)) for s in snrs_db]
+        x += [logmel_stats(v, sr) for v in versions]
+        y += [n.instrument_id] * len(versions)
+    return np.stack(x), np.asarray(y)
+
+
+def noise_robust_timbre(ref_notes, other_notes, xg: np.ndarray, yg: np.ndarray, names: list[str], sr: int,
+                        plain: NearestNeighbour) -> dict:
+    """Is it the broadband noise floor the timbre classifier hears, or the spectral shape? A classifier
+    whose references are ``ref_notes`` (dataset notes) clean and at white noise ``NOISE_SNRS_DB`` below
+    them names the generated notes (features ``xg``, instrument ids ``yg``); ``other_notes`` (unseen
+    velocities) at ``NOISY_TEST_SNR_DB`` show what noise does to it and to the ``plain`` classifier."""
+    robust = NearestNeighbour().fit(*noisy_logmel(ref_notes, sr, NOISE_SNRS_DB, seed=0))
+    pred = robust.predict(xg)
+    out = {"accuracy_generated_noise_robust": round(float(np.mean(pred == yg)), 4),
+           "confusion_noise_robust": confusion([names[i] for i in yg], [names[i] for i in pred])}
+    if other_notes:
+        xo, yo = noisy_logmel(other_notes, sr, (NOISY_TEST_SNR_DB,), seed=1, clean_too=False)
+        out["real_over_noise"] = {"snr_db": NOISY_TEST_SNR_DB, "n": int(len(yo)),
+                                  "accuracy": round(float(np.mean(plain.predict(xo) == yo)), 4),
+                                  "accuracy_noise_robust": round(float(np.mean(robust.predict(xo) == yo)), 4)}
+    return out
 
 
 def teacher_forced_logits(model, data, engine: str, every: int = 15, seconds: float = 0.75):
@@ -431,6 +478,8 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         if clean_ref:
             clean = NearestNeighbour().fit(np.stack([logmel_stats(a, sr) for _, a in clean_ref]), y)
             res["timbre"]["accuracy_generated_clean_reference"] = round(float(np.mean(clean.predict(xg) == yg)), 4)
+            res["timbre"] |= noise_robust_timbre([n for n in data.notes if n.velocity == 80],
+                                                 [n for n in data.notes if n.velocity != 80], xg, yg, names, sr, clf)
         log(f"timbre: {res['timbre']}")
 
     # stability: 1.5 s held notes, 0.5 s gaps. Silence is judged at the network's own scale, as the real

@@ -133,20 +133,23 @@ def pitch_table(notes: list[dict]) -> list[str]:
 
 
 def timbre_cell(t: dict) -> str:
-    """History cell "mu-law / clean": results before the mu-law reference (no "reference" key) were clean."""
+    """History cell "mu-law / clean / noise-robust": results before the mu-law reference (no "reference" key)
+    were clean; those before 2026-12-06 have no noise-robust figure."""
     if t.get("reference") == "mulaw":
-        return f"{t.get('accuracy_generated')} / {t.get('accuracy_generated_clean_reference', '-')}"
+        return (f"{t.get('accuracy_generated')} / {t.get('accuracy_generated_clean_reference', '-')} / "
+                f"{t.get('accuracy_generated_noise_robust', '-')}")
     return f"- / {t.get('accuracy_generated')}"
 
 
-def timbre_table(conf: dict[str, dict[str, int]]) -> list[str]:
+def timbre_table(conf: dict[str, dict[str, int]], heading: str = "What the timbre classifier heard",
+                 reference: str = "the real instrument whose note was nearest") -> list[str]:
     """Markdown lines: which instrument the timbre classifier heard in each instrument's generated notes."""
     if not conf:
         return []
     names = list(conf)
     names += sorted({p for row in conf.values() for p in row} - set(names))
-    lines = ["", "## What the timbre classifier heard", "",
-             "Generated notes of each conditioning instrument (rows) by the real instrument whose note was nearest "
+    lines = ["", f"## {heading}", "",
+             f"Generated notes of each conditioning instrument (rows) by {reference} "
              "(columns), last full evaluation.", "",
              "| conditioned on | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for t, row in conf.items():
@@ -209,7 +212,8 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
               "(`--quick`: 3 pitches per instrument, 10 s stability); pitch with the preset's seed-bank "
               "re-priming / without; timbre = 1-NN instrument accuracy on generated notes, fitted on the real "
               "notes mu-law coded as the model learns them / on the clean real notes (rows before 2026-11-25 "
-              "have only the clean figure); period noise: the sampler's noise correlation one f0 period back "
+              "have only the clean figure) / noise-robust (the mu-law references also at white noise 30-15 dB "
+              "below each note: a wrong spectral shape, not a noise floor; from 2026-12-06); period noise: the sampler's noise correlation one f0 period back "
               "(0 = independent; rows before 2026-12-04 had none); silent windows: below -50 dBFS at the output, "
               "or, marked *, before the output stage's gain (the network's own scale, as the real notes are "
               "judged; the output is about 4.4 dB lower).", ""]
@@ -217,7 +221,7 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
     rows = [json.loads(x) for x in hist_path.read_text().splitlines() if x.strip()] if hist_path.is_file() else []
     if rows:
         lines += ["| hours | process-hours | steps | quick | temperature | period noise | pitch median cents (seed / none) "
-                  "| within 50 c (seed / none) | timbre acc (mu-law / clean refs) | silent windows (all / where the real note sounds) "
+                  "| within 50 c (seed / none) | timbre acc (mu-law / clean / noise-robust) | silent windows (all / where the real note sounds) "
                   "| noise-like (tonal) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
@@ -239,6 +243,9 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
 
         lines += pitch_table(ev.get("pitch_preset", {}).get("notes") or [])
         lines += timbre_table(ev.get("timbre", {}).get("confusion") or {})
+        lines += timbre_table(ev.get("timbre", {}).get("confusion_noise_robust") or {},
+                              "What the noise-robust timbre classifier heard",
+                              "the real instrument whose note, clean or with white noise 15-30 dB below it, was nearest")
         lines += envelope_table(ev.get("envelope") or {})
         lines += ["", "## Last full evaluation", "", "```json", json.dumps(without_notes(ev), indent=2), "```"]
     (out_dir / "MODEL.md").write_text("\n".join(lines) + "\n")

@@ -99,6 +99,13 @@ def batch_loss(model: WaveNet, b: Batch, device: torch.device, net=None, self_fe
                gen: torch.Generator | None = None) -> torch.Tensor:
     """Mean cross-entropy (nats) over the scored window of a batch; ``net`` is the (DDP-wrapped) Conditioned.
     With ``self_feed`` > 0, that share of the inputs are the network's own samples (:func:`self_fed_inputs`)."""
+    logits, targets = batch_logits(model, b, device, net, self_feed, gen)
+    return F.cross_entropy(logits, targets)
+
+
+def batch_logits(model: WaveNet, b: Batch, device: torch.device, net=None, self_feed: float = 0.0,
+                 gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (batch, classes, samples) of a batch's scored window and its targets (batch, samples)."""
     t = to_torch(b, device)
     if self_feed > 0:
         t["inputs"] = self_fed_inputs(Conditioned(model), t, self_feed, gen)
@@ -106,7 +113,7 @@ def batch_loss(model: WaveNet, b: Batch, device: torch.device, net=None, self_fe
     net = Conditioned(model) if net is None else net  # (not `net or`: a compiled module has no truth value)
     logits = net(t["inputs"], t["pitch"], t["instrument"], t["velocity"], t["local"],
                  keep=b.inputs.shape[1] - s)  # only the scored window's logits
-    return F.cross_entropy(logits, t["targets"][:, s:])
+    return logits, t["targets"][:, s:]
 
 
 def split_notes(notes, every: int = 20):
@@ -137,10 +144,15 @@ def weight_average(model: WaveNet, decay: float, state: dict | None = None):
     return avg
 
 
+SPREAD_TEMPERATURE = 0.5  # the presets' sampling temperature: eval_spread_db is the sampler's noise at it
+
+
 @torch.no_grad()
 def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int, device: torch.device,
              n_notes: int, n_instruments: int, probes_too: bool = True) -> dict[str, float]:
-    """Eval loss on fixed crops, plus probes: loss with pitch +7 semitones, with the wrong instrument, with
+    """Eval loss on fixed crops and ``eval_spread_db``: how far (dB) below the crops' power the variance of
+    a sample drawn at ``SPREAD_TEMPERATURE`` lies, fed the real crops (the noise floor a free-running note
+    starts from; higher is sharper). Plus probes: loss with pitch +7 semitones, with the wrong instrument, with
     the f0 input alone a semitone sharp (the sin/cos phase, and the period a lag input reads at), and (for a
     model with a level input) with the level input 20 dB
     below the note's.
@@ -163,14 +175,24 @@ def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int,
         probes["level_shift_loss"] = {"level_shift": -1.0 / 3.0}
     if not probes_too:
         probes = {"eval_loss": {}}
+    signal = spread = 0.0
     for name, kw in probes.items():
         losses = []
         for k in range(0, len(idx), 8):
             kw = {"starts": starts[k:k + 8], **kw}
             b = make_batch(notes, idx[k:k + 8], sample_rate, context, window, np.random.default_rng(k),
                            local=model.cfg.conditioning.local, **kw)
-            losses.append(float(batch_loss(model, b, device)) * len(b.pitch))
+            logits, targets = batch_logits(model, b, device)
+            losses.append(float(F.cross_entropy(logits, targets)) * len(b.pitch))
+            if name == "eval_loss":  # how sharply it predicts: the sampler's own noise, teacher-forced
+                from .evaluate import sampling_spread
+
+                sig, var = sampling_spread(logits.detach().transpose(1, 2).reshape(-1, logits.shape[1]).cpu().numpy(),
+                                           targets.reshape(-1).cpu().numpy(), SPREAD_TEMPERATURE)
+                signal, spread = signal + sig * targets.numel(), spread + var * targets.numel()
         out[name] = sum(losses) / len(idx)
+    if spread > 0:
+        out["eval_spread_db"] = float(10.0 * np.log10(signal / spread))
     model.train()
     return out
 
@@ -338,9 +360,11 @@ def train(a) -> int:
     def run_eval() -> None:
         ev = evaluate(model, eval_notes, cfg.sample_rate, context, a.window, device,
                       TrainOptions.eval_notes, cfg.conditioning.n_instruments)
-        ev["train_notes_loss"] = evaluate(model, seen_notes, cfg.sample_rate, context, a.window, device,
-                                          TrainOptions.eval_notes, cfg.conditioning.n_instruments,
-                                          probes_too=False)["eval_loss"]
+        seen = evaluate(model, seen_notes, cfg.sample_rate, context, a.window, device,
+                        TrainOptions.eval_notes, cfg.conditioning.n_instruments, probes_too=False)
+        ev["train_notes_loss"] = seen["eval_loss"]
+        if "eval_spread_db" in seen:
+            ev["train_notes_spread_db"] = seen["eval_spread_db"]
         if averaged is not None:
             ev["ema_eval_loss"] = evaluate(averaged.module, eval_notes, cfg.sample_rate, context, a.window, device,
                                            TrainOptions.eval_notes, cfg.conditioning.n_instruments,

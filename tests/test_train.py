@@ -53,6 +53,9 @@ def test_train_checkpoint_resume_and_learning(tiny_data, tmp_path):
     hist = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert hist[-1]["eval_loss"] < first - 1.0, hist  # it learned the tones (nats)
     assert hist[-1]["train_notes_loss"] < hist[0]["train_notes_loss"] - 1.0, hist  # the fit, on the training notes
+    # and it predicts more sharply: the sampler's own noise (temperature 0.5, fed the real crops) fell
+    assert hist[-1]["eval_spread_db"] > hist[0]["eval_spread_db"] + 3.0, hist
+    assert hist[-1]["train_notes_spread_db"] > hist[0]["train_notes_spread_db"] + 3.0, hist
     assert hist[-1]["options"] == {"lr": 3e-3, "input_noise": 1.5, "self_feed": 0.25, "weight_ema": 0.0,
                                    "level_gain_db": 0.0, "detune": 0.0, "pitch_interp": False, "train_notes": 23,
                                    "eval_notes": 1}
@@ -247,3 +250,22 @@ def test_data_extra_with_other_instruments_is_refused_naming_its_folder(tiny_dat
               "--config", str(tiny_data / "config.json"), "--max-steps", "1")
     assert r.returncode == 2 and str(other) in r.stderr and "instruments" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_eval_spread_rises_when_the_network_predicts_more_sharply(tiny_data):
+    """eval_spread_db: the variance of a sample drawn at temperature 0.5 against the crops' power; the same
+    network with its logits a hundred times as large (a sharper distribution about the same mode) draws with less noise."""
+    from models.dataset import load_dataset
+    from models.train import evaluate
+
+    torch.manual_seed(0)
+    model = WaveNet(WaveNetConfig.from_dict(TINY))
+    notes = load_dataset(tiny_data).notes
+    args = (notes, SR, model.cfg.receptive_field - 1, 512, torch.device("cpu"), 8, 2)
+    before = evaluate(model, *args, probes_too=False)
+    with torch.no_grad():
+        model.out2.weight.mul_(100.0)
+        model.out2.bias.mul_(100.0)
+    after = evaluate(model, *args, probes_too=False)
+    assert set(before) == {"eval_loss", "eval_spread_db"}
+    assert after["eval_spread_db"] > before["eval_spread_db"] + 6.0, (before, after)
