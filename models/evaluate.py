@@ -455,8 +455,9 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     # clean-reference figure is kept for the curve. Without a dataset: the seed bank (already mu-law).
     from models import mulaw
 
+    ref_notes = [n for n in data.notes if n.velocity == 80] if data is not None else []
     if data is not None:
-        clean_ref = [(n.instrument_id, n.audio[: int(2.0 * sr)]) for n in data.notes if n.velocity == 80]
+        clean_ref = [(n.instrument_id, n.audio[: int(2.0 * sr)]) for n in ref_notes]
         ref = [(i, mulaw.roundtrip(a)) for i, a in clean_ref]
     else:
         sb = model.seedbank
@@ -478,8 +479,8 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         if clean_ref:
             clean = NearestNeighbour().fit(np.stack([logmel_stats(a, sr) for _, a in clean_ref]), y)
             res["timbre"]["accuracy_generated_clean_reference"] = round(float(np.mean(clean.predict(xg) == yg)), 4)
-            res["timbre"] |= noise_robust_timbre([n for n in data.notes if n.velocity == 80],
-                                                 [n for n in data.notes if n.velocity != 80], xg, yg, names, sr, clf)
+            res["timbre"] |= noise_robust_timbre(ref_notes, [n for n in data.notes if n.velocity != 80],
+                                                 xg, yg, names, sr, clf)
         log(f"timbre: {res['timbre']}")
 
     # stability: 1.5 s held notes, 0.5 s gaps. Silence is judged at the network's own scale, as the real

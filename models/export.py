@@ -213,7 +213,8 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
               "re-priming / without; timbre = 1-NN instrument accuracy on generated notes, fitted on the real "
               "notes mu-law coded as the model learns them / on the clean real notes (rows before 2026-11-25 "
               "have only the clean figure) / noise-robust (the mu-law references also at white noise 30-15 dB "
-              "below each note: a wrong spectral shape, not a noise floor; from 2026-12-06); period noise: the sampler's noise correlation one f0 period back "
+              "below each note: a wrong spectral shape, not a noise floor; from 2026-12-06); "
+              "period noise: the sampler's noise correlation one f0 period back "
               "(0 = independent; rows before 2026-12-04 had none); silent windows: below -50 dBFS at the output, "
               "or, marked *, before the output stage's gain (the network's own scale, as the real notes are "
               "judged; the output is about 4.4 dB lower).", ""]

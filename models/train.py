@@ -175,6 +175,8 @@ def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int,
         probes["level_shift_loss"] = {"level_shift": -1.0 / 3.0}
     if not probes_too:
         probes = {"eval_loss": {}}
+    from .evaluate import sampling_spread
+
     signal = spread = 0.0
     for name, kw in probes.items():
         losses = []
@@ -185,8 +187,6 @@ def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int,
             logits, targets = batch_logits(model, b, device)
             losses.append(float(F.cross_entropy(logits, targets)) * len(b.pitch))
             if name == "eval_loss":  # how sharply it predicts: the sampler's own noise, teacher-forced
-                from .evaluate import sampling_spread
-
                 sig, var = sampling_spread(logits.detach().transpose(1, 2).reshape(-1, logits.shape[1]).cpu().numpy(),
                                            targets.reshape(-1).cpu().numpy(), SPREAD_TEMPERATURE)
                 signal, spread = signal + sig * targets.numel(), spread + var * targets.numel()

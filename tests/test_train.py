@@ -254,7 +254,8 @@ def test_data_extra_with_other_instruments_is_refused_naming_its_folder(tiny_dat
 
 def test_eval_spread_rises_when_the_network_predicts_more_sharply(tiny_data):
     """eval_spread_db: the variance of a sample drawn at temperature 0.5 against the crops' power; the same
-    network with its logits a hundred times as large (a sharper distribution about the same mode) draws with less noise."""
+    network with its logits a hundred times as large (a sharper distribution about the same mode) draws
+    with less noise."""
     from models.dataset import load_dataset
     from models.train import evaluate
 
