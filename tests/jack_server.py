@@ -151,7 +151,13 @@ class JackCapture:
         self.pos = 0
         self.cycles = 0
         self.recording = False
+        self.xruns = 0
         self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
+
+    def _xrun(self, delayed_usecs: float) -> None:
+        """JACK's notification thread: the server missed a deadline (any client, this machine's load)."""
+        self.xruns += 1
 
     def _process(self, frames: int) -> None:
         if not self.recording:
@@ -179,6 +185,12 @@ class JackCapture:
         for src, port in zip(sources, self.ports):
             self.client.connect(src, port)
 
+    def gap_positions(self) -> np.ndarray:
+        """Indices in ``audio`` where the recording skips JACK frames (a cycle this client missed)."""
+        k = self.cycles
+        jumps = np.diff(self.cycle_frame[:k]) != np.diff(self.cycle_pos[:k])
+        return self.cycle_pos[1:k][jumps]
+
     def frame_time(self) -> int:
         """JACK's estimate of the current frame time (any thread)."""
         return int(self.client.frame_time)
@@ -192,8 +204,7 @@ class JackCapture:
 
     def gaps(self) -> int:
         """Cycles this client missed while recording (its recording has a hole there)."""
-        f, p = self.cycle_frame[:self.cycles], self.cycle_pos[:self.cycles]
-        return int(np.count_nonzero(np.diff(f) != np.diff(p)))
+        return len(self.gap_positions())
 
     def recorded(self) -> np.ndarray:
         return self.audio[:self.pos, 0]

@@ -185,37 +185,54 @@ class TestInProcessHost:
 
     @pytest.mark.slow
     def test_generator_stall_counts_an_underrun_and_ramps(self, sine_host, jack_server):
-        """A 300 ms generator stall: >= 1 underrun counted, output fades to silence and back without a click."""
-        with JackCapture("wnl-rec-sine", seconds=4.0) as cap:
-            cap.connect_from("wnl-sine:out_0")
-            cap.recording = True
-            time.sleep(1.0)
-            before = sine_host.snapshot()
-            sine_host.inject_stall(0.3)
-            time.sleep(1.5)
-            after = sine_host.snapshot()
-            cap.recording = False
-        y = cap.recorded()
-        quiet = np.abs(y) < 1e-6
-        # the longest silent stretch: the underrun (the tone itself crosses zero only for a sample)
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], quiet.astype(np.int8), [0]))))
-        runs = edges.reshape(-1, 2)
-        longest = runs[np.argmax(runs[:, 1] - runs[:, 0])]
-        a, b = int(longest[0]), int(longest[1])
-        steady = y[max(0, a - 24000):a - 2000]
-        win = y[max(0, a - 4800):min(len(y), b + 4800)]
-        max_step = float(np.abs(np.diff(win)).max())
-        natural = float(np.abs(np.diff(steady)).max())
-        print(f"\nunderrun: count +{after.underruns - before.underruns} (short callbacks "
-              f"+{after.short_callbacks - before.short_callbacks}), missing frames "
-              f"+{after.missing - before.missing}, silent {1000 * (b - a) / cap.rate:.0f} ms, "
-              f"max step around it {max_step:.4f} (tone's own max step {natural:.4f}, amplitude "
-              f"{np.abs(steady).max():.3f})")
-        assert after.underruns - before.underruns >= 1
-        assert (b - a) / cap.rate > 0.1, "no silent gap: the stall did not reach the output"
-        assert np.abs(steady).max() > 0.4, "the tone before the underrun was not steady"
-        assert max_step < 0.05
-        assert sine_host.error is None
+        """A 300 ms generator stall: >= 1 underrun counted, output fades to silence and back without a click.
+
+        The click bound is judged on a capture free of JACK xruns and of cycles the (Python) capture
+        client missed: either puts a step into the recording that the host's output does not have.
+        Such a take is measured again, up to three times."""
+        for attempt in range(3):
+            m = _stall_take(sine_host)
+            print(f"\nunderrun (take {attempt + 1}): count +{m.underruns} (short callbacks +{m.short}), "
+                  f"missing frames +{m.missing}, silent {1000 * m.silent_s:.0f} ms, max step around it "
+                  f"{m.max_step:.4f} at {m.worst_at:+d} samples from the gap's start (gap {m.gap} samples; tone's "
+                  f"own max step {m.natural:.4f}, amplitude {m.amplitude:.3f}); JACK xruns {m.xruns}, "
+                  f"capture gaps at {m.capture_gaps}")
+            assert m.underruns >= 1
+            assert m.silent_s > 0.1, "no silent gap: the stall did not reach the output"
+            assert m.amplitude > 0.4, "the tone before the underrun was not steady"
+            assert sine_host.error is None
+            if m.xruns == 0 and not m.capture_gaps:
+                assert m.max_step < 0.05
+                return
+        pytest.skip("every take had JACK xruns or capture gaps (machine overloaded); the click bound was not judged")
+
+
+def _stall_take(host) -> SimpleNamespace:
+    """Record the sine host's output around an injected 300 ms generator stall; measure the gap and its edges."""
+    with JackCapture("wnl-rec-sine", seconds=4.0) as cap:
+        cap.connect_from("wnl-sine:out_0")
+        cap.recording = True
+        time.sleep(1.0)
+        before = host.snapshot()
+        host.inject_stall(0.3)
+        time.sleep(1.5)
+        after = host.snapshot()
+        cap.recording = False
+    y = cap.recorded()
+    quiet = np.abs(y) < 1e-6
+    # the longest silent stretch: the underrun (the tone itself crosses zero only for a sample)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], quiet.astype(np.int8), [0]))))
+    runs = edges.reshape(-1, 2)
+    a, b = (int(v) for v in runs[np.argmax(runs[:, 1] - runs[:, 0])])
+    steady = y[max(0, a - 24000):a - 2000]
+    w0 = max(0, a - 4800)
+    steps = np.abs(np.diff(y[w0:min(len(y), b + 4800)]))
+    return SimpleNamespace(
+        underruns=after.underruns - before.underruns, short=after.short_callbacks - before.short_callbacks,
+        missing=after.missing - before.missing, silent_s=(b - a) / cap.rate, gap=b - a,
+        max_step=float(steps.max()), worst_at=int(np.argmax(steps)) + w0 - a,
+        natural=float(np.abs(np.diff(steady)).max()), amplitude=float(np.abs(steady).max()),
+        xruns=cap.xruns, capture_gaps=cap.gap_positions().tolist())
 
 
 def test_tee_sink_gets_blocks_and_events(jack_server):
