@@ -7,13 +7,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int = 40, fmin: float = 30.0,
-                   fmax: float | None = None) -> np.ndarray:
-    """Triangular mel filters (n_mels, n_fft // 2 + 1)."""
+def mel_points_hz(sample_rate: int, n_mels: int = 40, fmin: float = 30.0, fmax: float | None = None) -> np.ndarray:
+    """Edges and centres (Hz) of :func:`mel_filterbank`'s filters: filter i spans points i..i+2, centre i+1."""
     fmax = fmax or sample_rate / 2
     mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
     hz = lambda m: 700.0 * (10 ** (m / 2595.0) - 1.0)  # noqa: E731
-    pts = hz(np.linspace(mel(fmin), mel(fmax), n_mels + 2))
+    return hz(np.linspace(mel(fmin), mel(fmax), n_mels + 2))
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int = 40, fmin: float = 30.0,
+                   fmax: float | None = None) -> np.ndarray:
+    """Triangular mel filters (n_mels, n_fft // 2 + 1)."""
+    pts = mel_points_hz(sample_rate, n_mels, fmin, fmax)
     freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
     fb = np.zeros((n_mels, len(freqs)))
     for i in range(n_mels):

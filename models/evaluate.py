@@ -229,6 +229,7 @@ def envelope_figures(rows: list[tuple[str, np.ndarray, np.ndarray]], window_s: f
 
 NOISE_SNRS_DB = (30.0, 25.0, 20.0, 15.0)  # the noise-robust timbre reference: each real note also this far over noise
 NOISY_TEST_SNR_DB = 25.0  # the real notes of other velocities, this far over noise, test both classifiers
+PROFILE_BANDS_HZ = (0.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0)  # the spectral profile's bands (edges, Hz)
 DEFAULT_DATA = "data/gm"  # where `make data` renders the training set
 
 
@@ -296,6 +297,37 @@ def noise_robust_timbre(ref_notes, other_notes, xg: np.ndarray, yg: np.ndarray, 
                                   "accuracy": round(float(np.mean(plain.predict(xo) == yo)), 4),
                                   "accuracy_noise_robust": round(float(np.mean(robust.predict(xo) == yo)), 4)}
     return out
+
+
+def profile_excess_db(pairs, sr: int, edges_hz=PROFILE_BANDS_HZ) -> list[float]:
+    """How much brighter or duller generated notes are than real ones: the mean over ``pairs`` of
+    (generated, real) audio of the difference of their level-normalised log-mel profiles (dB re each
+    frame's loudest band, over the loud frames: the mean half of :func:`logmel_stats`), averaged over
+    the mel bands whose centres fall in each band of ``edges_hz``. Positive: more energy there. Pure."""
+    from models.audio_features import mel_points_hz
+
+    n_mels = 40
+    centres = mel_points_hz(sr, n_mels)[1:-1]
+    diff = np.mean([logmel_stats(g, sr, n_mels)[:n_mels] - logmel_stats(r, sr, n_mels)[:n_mels]
+                    for g, r in pairs], axis=0)
+    return [round(float(diff[(centres >= lo) & (centres < hi)].mean()), 1)
+            for lo, hi in zip(edges_hz[:-1], edges_hz[1:])]
+
+
+def spectral_profile(generated: dict, data, names: list[str], sr: int) -> dict:
+    """:func:`profile_excess_db` per instrument: each generated note (``generated[(instrument, pitch)]``,
+    from key-down, velocity 90) against the real note of that instrument and pitch with the velocity
+    nearest 90, mu-law coded as the model learns it, both from 0.15 s after key-down for 1.75 s."""
+    from models import mulaw
+
+    cut = slice(int(0.15 * sr), int(1.9 * sr))
+    by: dict[str, list] = {}
+    for (i, p), a in generated.items():
+        n = real_note(data, i, p)
+        if n is not None:
+            by.setdefault(names[i], []).append((a[cut], mulaw.roundtrip(n.audio[n.onset:][cut])))
+    return {"bands_hz": list(PROFILE_BANDS_HZ),
+            "per_instrument": {k: profile_excess_db(v, sr) for k, v in by.items()}}
 
 
 def teacher_forced_logits(model, data, engine: str, every: int = 15, seconds: float = 0.75):
@@ -481,6 +513,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
             res["timbre"]["accuracy_generated_clean_reference"] = round(float(np.mean(clean.predict(xg) == yg)), 4)
             res["timbre"] |= noise_robust_timbre(ref_notes, [n for n in data.notes if n.velocity != 80],
                                                  xg, yg, names, sr, clf)
+            res["timbre"]["profile_excess_db"] = spectral_profile(dict(gen_items), data, names, sr)
         log(f"timbre: {res['timbre']}")
 
     # stability: 1.5 s held notes, 0.5 s gaps. Silence is judged at the network's own scale, as the real

@@ -157,6 +157,23 @@ def timbre_table(conf: dict[str, dict[str, int]], heading: str = "What the timbr
     return lines
 
 
+def profile_table(prof: dict) -> list[str]:
+    """Markdown lines: per instrument, how many dB more (or less) of the spectrum's shape the generated notes
+    have than the real ones in each frequency band; empty before the figure existed (2026-12-06)."""
+    per, edges = prof.get("per_instrument") or {}, prof.get("bands_hz") or []
+    if not per:
+        return []
+    bands = [f"{lo / 1000:g}-{hi / 1000:g} kHz" for lo, hi in zip(edges[:-1], edges[1:])]
+    lines = ["", "## Spectral shape against the real notes", "",
+             "Generated minus real mean log-mel profile (dB, each frame normalised to its loudest band, loud "
+             "frames of 0.15-1.9 s after key-down; the real note of the same pitch mu-law coded), averaged over "
+             "the mel bands in each band; positive: brighter there. Last full evaluation.", "",
+             "| instrument | " + " | ".join(bands) + " |", "|---" * (len(bands) + 1) + "|"]
+    for name, row in per.items():
+        lines.append(f"| {name} | " + " | ".join(f"{x:+.1f}" for x in row) + " |")
+    return lines
+
+
 def envelope_table(env: dict) -> list[str]:
     """Markdown lines: each instrument's median level (dBFS) per window of a held note, real against generated,
     and the median shape error; empty without envelope curves."""
@@ -247,6 +264,7 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
         lines += timbre_table(ev.get("timbre", {}).get("confusion_noise_robust") or {},
                               "What the noise-robust timbre classifier heard",
                               "the real instrument whose note, clean or with white noise 15-30 dB below it, was nearest")
+        lines += profile_table(ev.get("timbre", {}).get("profile_excess_db") or {})
         lines += envelope_table(ev.get("envelope") or {})
         lines += ["", "## Last full evaluation", "", "```json", json.dumps(without_notes(ev), indent=2), "```"]
     (out_dir / "MODEL.md").write_text("\n".join(lines) + "\n")

@@ -458,3 +458,50 @@ def test_noise_robust_timbre_names_noisy_notes_but_still_hears_a_wrong_shape():
     assert res["real_over_noise"]["n"] == len(unseen) and res["real_over_noise"]["snr_db"] == 25.0
     assert res["real_over_noise"]["accuracy_noise_robust"] == 1.0
     assert "real_over_noise" not in noise_robust_timbre(ref, [], xg, yg, ["sine", "saw"], SR, plain)
+
+
+def test_profile_excess_is_zero_for_the_same_note_the_filters_gain_when_dulled_positive_over_noise():
+    """Band by band (0-0.5-1-2-4-8 kHz): a saw against itself 0 dB; low-passed by a 4-tap moving average
+    it is that filter's gain at the band's middle (within 0.5 dB; the last band holds its null at 4 kHz);
+    a sine over white noise 30 dB down is brighter in every band above its own (440 Hz)."""
+    from models.evaluate import PROFILE_BANDS_HZ, profile_excess_db
+
+    saw = tone("saw", 220.0, 2.0).astype(np.float64)
+    assert profile_excess_db([(saw, saw)], SR) == [0.0] * (len(PROFILE_BANDS_HZ) - 1)
+    dull = profile_excess_db([(np.convolve(saw, np.ones(4) / 4, mode="same"), saw)], SR)
+    f = np.array([250.0, 750.0, 1500.0, 3000.0])
+    gain_db = 20 * np.log10(np.abs(np.sin(np.pi * f * 4 / SR) / (4 * np.sin(np.pi * f / SR))))
+    assert dull[:4] == pytest.approx(gain_db.tolist(), abs=0.5) and dull[4] < -10.0
+    sine = tone("sine", 440.0, 2.0).astype(np.float64)
+    noisy = sine + np.random.default_rng(0).standard_normal(len(sine)) * np.sqrt(np.mean(sine ** 2) / 1000)
+    bright = profile_excess_db([(noisy, sine)], SR)
+    assert all(b > 10.0 for b in bright[1:]), bright
+    both = profile_excess_db([(noisy, sine), (sine, sine)], SR)  # the mean over the pairs
+    assert both == pytest.approx([b / 2 for b in bright], abs=0.06)
+
+
+def test_spectral_profile_pairs_each_generated_note_with_its_real_note_from_key_down(tmp_path):
+    """The real note (velocity nearest 90) is read from its onset and mu-law coded: a generated note that
+    is that note from key-down, mu-law coded, differs by 0 dB; the card tabulates the figure."""
+    import json
+    from types import SimpleNamespace
+
+    from models import mulaw
+    from models.evaluate import spectral_profile
+    from models.export import write_card
+
+    t = np.arange(2 * SR) / SR
+    bright_then_dull = sum(np.sin(2 * np.pi * 220 * k * t) * np.exp(-k * t) / k for k in range(1, 20))
+    audio = np.concatenate([np.zeros(SR // 2), 0.5 * bright_then_dull]).astype(np.float32)
+    mk = lambda i, p, v: SimpleNamespace(instrument_id=i, pitch=p, velocity=v, audio=audio, onset=SR // 2)  # noqa: E731
+    data = SimpleNamespace(notes=[mk(0, 57, 80), mk(0, 57, 95), mk(1, 57, 80)])
+    same = mulaw.roundtrip(audio[SR // 2:])
+    prof = spectral_profile({(0, 57): same, (1, 57): same[SR // 4:]}, data, ["piano", "flute"], SR)
+    assert prof["per_instrument"]["piano"] == [0.0] * 5
+    assert max(map(abs, prof["per_instrument"]["flute"])) > 1.0  # a quarter second late: duller
+    assert prof["bands_hz"] == [0.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0]
+    (tmp_path / "eval.json").write_text(json.dumps({"timbre": {"profile_excess_db": prof}}))
+    write_card(tmp_path, small_model().config, {"training": {"steps": 5, "hours": 0.1}})
+    card = (tmp_path / "MODEL.md").read_text()
+    assert "## Spectral shape against the real notes" in card and "| 0-0.5 kHz | 0.5-1 kHz |" in card
+    assert "| piano | +0.0 | +0.0 | +0.0 | +0.0 | +0.0 |" in card
