@@ -58,7 +58,7 @@ import numpy as np
 
 from realtime.presets import ENGINES
 
-from .audio_features import NearestNeighbour, logmel_stats, window_db, window_flatness, with_white_noise
+from .audio_features import NearestNeighbour, logmel_stats, mel_points_hz, window_db, window_flatness, with_white_noise
 from .dataset import midi_to_hz
 
 PITCH_GRID = (40, 45, 50, 55, 60, 65, 70, 75, 80)
@@ -299,13 +299,16 @@ def noise_robust_timbre(ref_notes, other_notes, xg: np.ndarray, yg: np.ndarray, 
     return out
 
 
+def held_part(sr: int) -> slice:
+    """The sounding part of a 2 s held note scored for pitch and spectral shape: 0.15-1.9 s after key-down (samples)."""
+    return slice(int(0.15 * sr), int(1.9 * sr))
+
+
 def profile_excess_db(pairs, sr: int, edges_hz=PROFILE_BANDS_HZ) -> list[float]:
     """How much brighter or duller generated notes are than real ones: the mean over ``pairs`` of
     (generated, real) audio of the difference of their level-normalised log-mel profiles (dB re each
     frame's loudest band, over the loud frames: the mean half of :func:`logmel_stats`), averaged over
     the mel bands whose centres fall in each band of ``edges_hz``. Positive: more energy there. Pure."""
-    from models.audio_features import mel_points_hz
-
     n_mels = 40
     centres = mel_points_hz(sr, n_mels)[1:-1]
     diff = np.mean([logmel_stats(g, sr, n_mels)[:n_mels] - logmel_stats(r, sr, n_mels)[:n_mels]
@@ -317,10 +320,10 @@ def profile_excess_db(pairs, sr: int, edges_hz=PROFILE_BANDS_HZ) -> list[float]:
 def spectral_profile(generated: dict, data, names: list[str], sr: int) -> dict:
     """:func:`profile_excess_db` per instrument: each generated note (``generated[(instrument, pitch)]``,
     from key-down, velocity 90) against the real note of that instrument and pitch with the velocity
-    nearest 90, mu-law coded as the model learns it, both from 0.15 s after key-down for 1.75 s."""
+    nearest 90, mu-law coded as the model learns it, both over the sounding part (:func:`held_part`)."""
     from models import mulaw
 
-    cut = slice(int(0.15 * sr), int(1.9 * sr))
+    cut = held_part(sr)
     by: dict[str, list] = {}
     for (i, p), a in generated.items():
         n = real_note(data, i, p)
@@ -438,7 +441,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     names = list(model.config.conditioning.instruments)
     tonal = tonal_instruments(model, data)
     grid = QUICK_GRID if quick else PITCH_GRID
-    held = slice(int(0.15 * sr), int(1.9 * sr))
+    held = held_part(sr)
     res: dict = {"model": str(model_path), "engine": preset.model.engine, "preset_reprime": preset.model.reprime,
                  "seed": seed, "temperature": preset.model.temperature, "period_noise": preset.model.period_noise}
 
