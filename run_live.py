@@ -33,6 +33,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, help="sampling temperature (overrides the preset)")
     p.add_argument("--period-noise", type=float, metavar="RHO",
                    help="sampler noise correlated one f0 period back, 0-0.95, 0 = independent (overrides the preset)")
+    p.add_argument("--loop-lowpass", type=float, metavar="A",
+                   help="low-pass inside the feedback loop for pitched instruments, 0-0.5, 0 = off: upper "
+                        "harmonics die faster, as a plucked string's do (overrides the preset)")
     p.add_argument("--prime", help="silence | sine[:HZ] | noise[:AMP] | file:PATH (overrides the preset)")
 
 
@@ -88,7 +91,8 @@ def load_session_preset(a):
 
     preset = load_preset(a.preset)
     preset = override(preset, "model", engine=a.engine, compute=a.compute, seed=a.seed,
-                      temperature=a.temperature, period_noise=a.period_noise, prime=a.prime,
+                      temperature=a.temperature, period_noise=a.period_noise, loop_lowpass=a.loop_lowpass,
+                      prime=a.prime,
                       path=str(Path(a.model).resolve()) if a.model else None)
     return preset
 

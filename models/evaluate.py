@@ -412,13 +412,14 @@ def teacher_forced_spread_db(model, data, engine: str, temperature: float, every
 
 def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: str | None = None,
              log=print, engine: str | None = None, seed: int = 0, temperature: float | None = None,
-             period_noise: float | None = None) -> dict:
+             period_noise: float | None = None, loop_lowpass: float | None = None) -> dict:
     """All the figures as one dict. ``seed`` seeds every generated note's sampler: two seeds give the
     figures' own noise, against which to judge a difference between engines. ``temperature`` replaces
     the preset's sampling temperature (to compare temperatures), ``period_noise`` its sampler-noise
-    correlation one period back."""
+    correlation one period back, ``loop_lowpass`` its low-pass inside the feedback loop."""
     from models.dataset import estimate_f0, load_dataset
     from models.model_file import load_model
+    from realtime.loop_lowpass import check_amount
     from realtime.period_noise import check_rho
     from realtime.presets import load_preset
     from realtime.render import resolve_engine
@@ -433,7 +434,8 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         period_noise = check_rho(period_noise)
     preset = replace(preset, model=replace(preset.model, seed=seed, temperature=(
         preset.model.temperature if temperature is None else float(temperature)), period_noise=(
-        preset.model.period_noise if period_noise is None else period_noise)))
+        preset.model.period_noise if period_noise is None else period_noise), loop_lowpass=(
+        preset.model.loop_lowpass if loop_lowpass is None else check_amount(loop_lowpass))))
     # auto probed once here, not once per generated note
     engine = resolve_engine(engine or preset.model.engine, model, preset.model.compute, log)
     preset = replace(preset, model=replace(preset.model, engine=engine))
@@ -443,7 +445,8 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     grid = QUICK_GRID if quick else PITCH_GRID
     held = held_part(sr)
     res: dict = {"model": str(model_path), "engine": preset.model.engine, "preset_reprime": preset.model.reprime,
-                 "seed": seed, "temperature": preset.model.temperature, "period_noise": preset.model.period_noise}
+                 "seed": seed, "temperature": preset.model.temperature, "period_noise": preset.model.period_noise,
+                 "loop_lowpass": preset.model.loop_lowpass}
 
     # pitch, with and without seed-bank priming
     generated: dict[tuple[int, int], np.ndarray] = {}
@@ -636,6 +639,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="sampling temperature of the generated notes, >= 0, 0 = argmax (default: the preset's)")
     ap.add_argument("--period-noise", type=float, default=None, metavar="RHO",
                     help="sampler noise correlated one f0 period back, 0-0.95, 0 = independent (default: the preset's)")
+    ap.add_argument("--loop-lowpass", type=float, default=None, metavar="A",
+                    help="low-pass inside the feedback loop for pitched instruments, 0-0.5, 0 = off "
+                         "(default: the preset's; realtime/loop_lowpass.py)")
     ap.add_argument("--log", default=None,
                     help="append a JSON line (training steps/hours + figures) to this file: the quality curve")
     a = ap.parse_args(argv)
@@ -647,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
     png = a.png or str(Path(a.model).with_name("eval_spectrograms.png"))
     try:
         res = evaluate(a.model, data, a.quick, png, log=(lambda *x: None) if a.json else print, engine=a.engine,
-                       seed=a.seed, temperature=a.temperature, period_noise=a.period_noise)
+                       seed=a.seed, temperature=a.temperature, period_noise=a.period_noise,
+                       loop_lowpass=a.loop_lowpass)
     except (ModelFileError, DatasetError, ValueError, OSError) as e:
         print(f"evaluate: error: {e}", file=sys.stderr)
         return 2

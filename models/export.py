@@ -217,7 +217,8 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
         f"- Instruments: {', '.join(cfg.conditioning.instruments)}.",
         f"- Data: {meta.get('dataset', {}).get('n_notes', '?')} notes from {meta.get('dataset', {}).get('source', '?')}"
         + (f"; the latest training run also trained on {', '.join(extra)} (--data-extra)" if extra else "")
-        + split + ".",
+        + split + (f", {', '.join(opts['instruments'])} only (--instruments)" if opts.get("instruments") else "")
+        + ".",
         "- Training: " + training_time(tr) + ".",
     ]
     if last:
@@ -232,13 +233,16 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
               "have only the clean figure) / noise-robust (the mu-law references also at white noise 30-15 dB "
               "below each note: a wrong spectral shape, not a noise floor; from 2026-12-06); "
               "period noise: the sampler's noise correlation one f0 period back "
-              "(0 = independent; rows before 2026-12-04 had none); silent windows: below -50 dBFS at the output, "
+              "(0 = independent; rows before 2026-12-04 had none); loop low-pass: the low-pass inside the "
+              "feedback loop (realtime/loop_lowpass.py; 0 = off, rows before 2026-12-06 had none); "
+              "silent windows: below -50 dBFS at the output, "
               "or, marked *, before the output stage's gain (the network's own scale, as the real notes are "
               "judged; the output is about 4.4 dB lower).", ""]
     hist_path = out_dir / "eval_history.jsonl"
     rows = [json.loads(x) for x in hist_path.read_text().splitlines() if x.strip()] if hist_path.is_file() else []
     if rows:
-        lines += ["| hours | process-hours | steps | quick | temperature | period noise | pitch median cents (seed / none) "
+        lines += ["| hours | process-hours | steps | quick | temperature | period noise / loop low-pass "
+                  "| pitch median cents (seed / none) "
                   "| within 50 c (seed / none) | timbre acc (mu-law / clean / noise-robust) | silent windows (all / where the real note sounds) "
                   "| noise-like (tonal) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -247,7 +251,7 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
             st = r.get("stability", {})
             hours = r.get("hours") or 0
             lines.append(f"| {hours:.2f} | {r.get('core_hours') or hours:.2f} | {r.get('steps')} | {r.get('quick')} "
-                         f"| {r.get('temperature', '-')} | {r.get('period_noise', 0.0)} "
+                         f"| {r.get('temperature', '-')} | {r.get('period_noise', 0.0)} / {r.get('loop_lowpass', 0.0)} "
                          f"| {ps.get('median_abs_cents')} / {pn.get('median_abs_cents')} "
                          f"| {ps.get('within_50_cents')} / {pn.get('within_50_cents')} "
                          f"| {timbre_cell(r.get('timbre', {}))} | {st.get('silent_fraction')} / "

@@ -27,7 +27,11 @@ from .one_pole import one_pole_coeff
 
 PHASE, PITCH, PITCH_TARGET, PITCH_COEFF, GATE, GATE_TARGET, ATTACK_COEFF, RELEASE_COEFF = range(8)
 LEVEL, LEVEL_TARGET, LEVEL_SUSTAIN, LEVEL_ATTACK, LEVEL_DECAY, LEVEL_RELEASE, LEVEL_OFFSET = range(8, 15)
-STATE_SIZE = 15
+#: the loop low-pass's amount, filter state, envelope and envelope release (realtime/loop_lowpass.py): per-voice
+#: generator state kept here so every copy, save and restore of the control state carries it; :func:`advance`
+#: never touches them
+LOOP_A, LOOP_Y, LOOP_ENV, LOOP_REL = range(15, 19)
+STATE_SIZE = 19
 N_LOCAL = 8  # columns of a feature row: the channels of config.LOCAL_CHANNELS, then the period
 LAG, LAG2, LAGAVG, PERIOD = 4, 5, 6, 7  # the lag channels' columns; the f0 period (samples) they read at
 #: how many past periods ``lagavg`` averages (a power of two: its 1 / n is exact)
@@ -80,6 +84,11 @@ def advance(state: np.ndarray, inv_sr: float, feats: np.ndarray) -> None:
     into ``feats`` (the lags, 0 here, are :func:`push_lag`'s)."""
     state[PITCH] += (state[PITCH_TARGET] - state[PITCH]) * state[PITCH_COEFF]
     f0 = 440.0 * 2.0 ** ((state[PITCH] - 69.0) / 12.0)
+    a = state[LOOP_A]
+    if a > 0.0:  # a loop low-pass delays the loop by its phase delay at f0: the period read is shorter by as much
+        w = 2.0 * math.pi * f0 * inv_sr
+        delay = math.atan2(a * math.sin(w), 1.0 - a * math.cos(w)) / w
+        f0 = 1.0 / (max(1.0 / (f0 * inv_sr) - delay, 1.0) * inv_sr)
     ph = state[PHASE] + f0 * inv_sr
     ph -= math.floor(ph)
     state[PHASE] = ph

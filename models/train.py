@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, replace
+from typing import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,18 @@ def extra_train_notes(extra, held) -> list:
     return [n for n in extra if (n.instrument_id, n.pitch) not in keys]
 
 
+def only_instruments(notes, names: Sequence[str], instruments: Sequence[str]) -> list:
+    """The notes whose instrument is one of ``names`` (all of them when ``names`` is empty); ValueError naming
+    ``--instruments`` for a name the dataset does not have."""
+    unknown = [n for n in names if n not in instruments]
+    if unknown:
+        raise ValueError(f"--instruments: {', '.join(unknown)} not in the dataset's {list(instruments)}")
+    if not names:
+        return list(notes)
+    ids = {instruments.index(n) for n in names}
+    return [n for n in notes if n.instrument_id in ids]
+
+
 def weight_average(model: WaveNet, decay: float, state: dict | None = None):
     """The exponential moving average of ``model``'s weights (torch's AveragedModel; update it after each
     optimiser step), restored from a checkpoint's ``weight_ema`` entry when there is one; None if decay is 0."""
@@ -234,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
                          "note joins the training set but those sharing an (instrument, pitch) with an eval note")
     ap.add_argument("--out", required=True, help="output folder, e.g. models/default")
     ap.add_argument("--config", help="JSON file with WaveNetConfig fields (default R32/S64/L20)")
+    ap.add_argument("--instruments", default="", metavar="NAMES",
+                    help="train and evaluate on these instruments only, comma-separated (e.g. guitar: a "
+                         "specialist fine-tuned from a resumed checkpoint); the split into training and eval "
+                         "notes stays the whole dataset's")
     ap.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
@@ -303,6 +320,12 @@ def train(a) -> int:
         extra = load_dataset(extra_dir)
         extra.check_fits(ds.instruments, ds.sample_rate, extra_dir, a.data)
         train_notes += extra_train_notes(extra.notes, eval_notes)
+    names = [n.strip() for n in a.instruments.split(",") if n.strip()]
+    train_notes, eval_notes, seen_notes = (only_instruments(n, names, ds.instruments)
+                                           for n in (train_notes, eval_notes, seen_notes))
+    if names and not (train_notes and eval_notes):
+        raise ValueError(f"--instruments {a.instruments}: {len(train_notes)} training / {len(eval_notes)} held-out "
+                         f"notes in {a.data}; both must be at least 1")
     ckpt_path = out / "ckpt.pt"
     state = None
     if a.resume and ckpt_path.is_file():
@@ -374,6 +397,7 @@ def train(a) -> int:
                                     "weight_ema": a.weight_ema, "level_gain_db": a.level_gain_db, "detune": a.detune,
                                     "pitch_interp": cfg.conditioning.pitch_interp,
                                     **({"data_extra": a.data_extra} if a.data_extra else {}),
+                                    **({"instruments": names} if names else {}),
                                     "train_notes": len(train_notes), "eval_notes": len(eval_notes)}})
         with open(out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(history[-1]) + "\n")

@@ -210,8 +210,10 @@ def _derived(cfg, samples_per_s: float, steps_per_s: float, weight_bytes: int, p
 
 
 def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak: float = 0.0,
-                 dot_peaks: dict[str, float] | None = None) -> tuple[list[Result], dict[str, str]]:
-    """Single-voice rows of config ``name`` for each engine; also ``{engine: why}`` for those skipped."""
+                 dot_peaks: dict[str, float] | None = None,
+                 loop_lowpass: float = 0.0) -> tuple[list[Result], dict[str, str]]:
+    """Single-voice rows of config ``name`` for each engine (the Numba and TorchScript engines with the
+    loop low-pass ``loop_lowpass``); also ``{engine: why}`` for those skipped."""
     import torch
 
     from models.config import WaveNetConfig
@@ -236,6 +238,7 @@ def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak:
         if engine in PRECISION_ENGINES:
             e = NumbaEngine(model, seed=0, precision=PRECISION_ENGINES[engine])
             e.set_note(gate=1.0, pitch=60)
+            e.set_loop_lowpass(loop_lowpass)
             n = int(16000 * seconds)
             fn = e.generate
             wbytes = e.weight_bytes_per_sample
@@ -244,6 +247,7 @@ def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak:
                 extra["max_logit_err"], extra["rel_logit_err"] = round(err.max_abs, 4), round(err.relative, 5)
         elif engine == "torchscript":
             e = TorchScriptEngine(model, seed=0, device="cpu")
+            e.set_loop_lowpass(loop_lowpass)
             n = 400
             fn = e.generate
             wbytes = None
@@ -381,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallel", default="threads,prange",
                     help="how threads=2 runs the two voice groups: threads (a worker thread), prange (Numba)")
     ap.add_argument("--no-auto", action="store_true", help="skip choose_engine() per config")
+    ap.add_argument("--loop-lowpass", type=float, default=0.0, metavar="A",
+                    help="single-voice engines with this loop low-pass (realtime/loop_lowpass.py; 0 = off)")
     ap.add_argument("--model", default="models/default/model.npz",
                     help="a trained model to check int8/bf16 logit errors and choose_engine() on ('' to skip)")
     a = ap.parse_args(argv)
@@ -401,12 +407,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in a.configs.split(","):
         if name not in CONFIGS:
             raise SystemExit(f"unknown config {name!r} (known: {', '.join(CONFIGS)})")
-        results, skipped = bench_config(name, a.runs, engines, a.seconds, peak, peaks)
+        results, skipped = bench_config(name, a.runs, engines, a.seconds, peak, peaks, a.loop_lowpass)
         res = {x.engine: x for x in results}
         rows += [x.row() for x in res.values()]
         skips += [{"config": name, "engine": e, "skipped": why} for e, why in skipped.items()]
         if "numba" in res:
-            ratio = {"config": name, "training_running": busy}
+            ratio = {"config": name, "training_running": busy, "loop_lowpass": a.loop_lowpass}
             best = max((e for e in res if e in PRECISION_ENGINES), key=lambda e: res[e].samples_per_s)
             for other in ("eager", "torchscript"):
                 if other in res:

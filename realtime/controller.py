@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import period_noise
+from . import loop_lowpass, period_noise
 from .engine import Engine
 from .midi_parse import _CHANNEL_LEN, MidiParser
 from .output_stage import OutputStage
@@ -36,6 +36,7 @@ class ControlState:
     glide_s: float = 0.04
     expression: float = 1.0                          # 0..1: the level input, 1 = as recorded
     period_noise: float = 0.0                        # the sampler's noise correlation one f0 period back
+    loop_lowpass: float = 0.0                        # the low-pass inside the feedback loop (0..0.5)
     reprimes: int = 0
 
 
@@ -48,7 +49,8 @@ class Controller:
         preset.check_instruments(self.instruments)
         snd = preset.sound
         self.state = ControlState(temperature=preset.model.temperature, gain_db=snd.gain_db,
-                                  glide_s=snd.glide_ms / 1000.0, period_noise=preset.model.period_noise)
+                                  glide_s=snd.glide_ms / 1000.0, period_noise=preset.model.period_noise,
+                                  loop_lowpass=preset.model.loop_lowpass)
         self.morph_to = self.instruments.index(snd.morph_to) if snd.morph_to else None
         self.parser = MidiParser()
         self.learn: str | None = None                  # parameter waiting for MIDI learn
@@ -67,11 +69,12 @@ class Controller:
         return [self.engine]
 
     def _set_period_noise(self) -> None:
-        """The period-noise correlation (the preset's, or its CC's) for a pitched instrument, none for an
-        unpitched one."""
+        """The period-noise correlation and the loop low-pass (the preset's, or their CCs') for a pitched
+        instrument, neither for an unpitched one."""
         pitched = self.instruments[self.state.instrument] not in self.unpitched
         for e in self._voice_engines():
             e.set_period_noise(self.state.period_noise if pitched else 0.0)
+            e.set_loop_lowpass(self.state.loop_lowpass if pitched else 0.0)
 
     # ---------------------------------------------------------------- audio
     def generate(self, out: np.ndarray) -> np.ndarray:
@@ -248,6 +251,10 @@ class Controller:
             s.period_noise = x * period_noise.RHO_MAX
             self._set_period_noise()
             return {"param": "period_noise", "value": round(s.period_noise, 6)}
+        if param == "loop_lowpass":  # 0 = off, up = the upper harmonics die faster (a damped string)
+            s.loop_lowpass = x * loop_lowpass.A_MAX
+            self._set_period_noise()
+            return {"param": "loop_lowpass", "value": round(s.loop_lowpass, 6)}
         raise ValueError(f"unknown parameter {param!r}")
 
 

@@ -22,7 +22,7 @@ from models import level, local_cond, mulaw
 from models.config import LOCAL_CHANNELS, WaveNetConfig
 from models.model_file import ModelFile
 
-from . import aligned, period_noise, priming
+from . import aligned, loop_lowpass, period_noise, priming
 
 #: ints[] layout: next input class, glide samples left, non-finite logit count, lag ring position
 INT_NEXT, INT_GLIDE, INT_BAD, INT_HPOS = 0, 1, 2, 3
@@ -216,6 +216,13 @@ class Engine(ABC):
         independent uniforms, the PCG64 stream as it is); from the next block. Thread: generator."""
         self.period_noise = period_noise.check_rho(rho)
 
+    def set_loop_lowpass(self, a: float) -> None:
+        """The low-pass inside the feedback loop (realtime/loop_lowpass.py), amount ``a`` in 0..A_MAX,
+        0 = off; from the next sample, and kept across :meth:`reset`. Thread: generator."""
+        loop_lowpass.set_amount(self.ctrl, a, self.sample_rate)
+        for i in (local_cond.LOOP_A, local_cond.LOOP_REL):
+            self._ctrl_rest[i] = self.ctrl[i]
+
     def draw_uniforms(self, u: np.ndarray) -> None:
         """Fill ``u`` with the sampler's uniforms for the next ``len(u)`` samples (generator thread):
         the PCG64 stream, or with :attr:`period_noise` its normals correlated one period back, the
@@ -279,6 +286,7 @@ class Engine(ABC):
         self.q_pos[:] = 0
         self.ints[INT_NEXT] = hit[1]
         self.hist[:], self.ints[INT_HPOS] = hit[2], hit[3]
+        loop_lowpass.start(self.ctrl, float(mulaw.DECODE_TABLE[hit[1]]))
         self._state_changed()
 
     def reprime(self, classes: np.ndarray, crossfade: int, key: Any = None) -> None:

@@ -31,10 +31,11 @@ from numba import njit, prange, types
 from numba.core.errors import NumbaIRAssumptionWarning
 from numba.extending import intrinsic, overload
 
-from models.local_cond import LAG, LAG2, LAGAVG, PERIOD, push_lag
+from models.local_cond import LAG, LAG2, LAGAVG, LOOP_A, PERIOD, push_lag
 from models.local_cond import fill as fill_local
 
 from . import int8dot
+from .loop_lowpass import step as loop_step
 from .bf16dot import LANES, bf16_pair, bf16_to_float32, dot_acc, float32_to_bf16  # noqa: F401 (re-exported)
 from .float_bits import f32_bits as _f32_bits, f32_from_bits as _f32_from_bits
 from .int8dot import ZP_RELU, ZP_SIGNED, quantize_int8  # noqa: F401 (re-exported)
@@ -581,7 +582,12 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
                 bad += 1
                 ints[v, 2] += 1
                 k = ints[v, 0]  # hold the last value; the watchdog sees the count
-            out[v, t] = decode[k]
+                out[v, t] = decode[k]
+            elif ctrl[v, LOOP_A] > 0.0:  # the loop low-pass: heard and fed back filtered
+                f, k = loop_step(ctrl[v], np.float64(decode[k]))
+                out[v, t] = f
+            else:
+                out[v, t] = decode[k]
             ints[v, 0] = k
     return bad
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from . import period_noise
+from . import loop_lowpass, period_noise
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,7 +22,7 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 DEFAULT_PRESET = PRESET_DIR / "default.toml"
 
 #: parameters a CC can drive
-CC_PARAMS = ("temperature", "morph", "gain", "glide", "expression", "period_noise")
+CC_PARAMS = ("temperature", "morph", "gain", "glide", "expression", "period_noise", "loop_lowpass")
 ENGINES = ("numba", "numba-bf16", "numba-bf16dot", "numba-int8", "numba-int8dot", "torchscript", "auto")
 REPRIME_MODES = ("off", "note_on", "note_on_program")
 
@@ -47,7 +47,8 @@ class ModelSection:
     reprime: str = "note_on"
     reprime_crossfade_ms: float = 5.0
     period_noise: float = 0.0  # sampler noise correlated one f0 period back (0..0.95; realtime/period_noise.py)
-    unpitched: str = "drums"   # comma-separated instrument names without an f0: their noise stays independent
+    loop_lowpass: float = 0.0  # low-pass inside the feedback loop, pitched instruments (0..0.5; realtime/loop_lowpass.py)
+    unpitched: str = "drums"   # comma-separated instrument names without an f0: independent noise, no loop low-pass
 
 
 @dataclass
@@ -229,6 +230,8 @@ def _validate(where, p: Preset) -> None:
         bad("model.reprime_crossfade_ms", "must be within 0-100")
     if not 0 <= p.model.period_noise <= period_noise.RHO_MAX:
         bad("model.period_noise", f"must be within 0-{period_noise.RHO_MAX}")
+    if not 0 <= p.model.loop_lowpass <= loop_lowpass.A_MAX:
+        bad("model.loop_lowpass", f"must be within 0-{loop_lowpass.A_MAX}")
     s = p.sound
     if not 0 <= s.velocity_to_level <= 1:
         bad("sound.velocity_to_level", "must be within 0-1")

@@ -15,6 +15,7 @@ import torch
 from models import local_cond, mulaw
 from models.model_file import ModelFile
 
+from . import loop_lowpass
 from .engine import Engine
 from .kernel import EXP2_POLY, LOG2E, POW2_NEG
 
@@ -36,6 +37,9 @@ class IncrementalStep(torch.nn.Module):
         self.register_buffer("w_out2", t("w_out2"))
         self.register_buffer("b_out2", t("b_out2"))
         self.register_buffer("decode", torch.from_numpy(mulaw.DECODE_TABLE.copy()))
+        self.register_buffer("loop_thr", torch.from_numpy(loop_lowpass.THRESHOLDS.copy()))
+        self.fade_lo: float = loop_lowpass.FADE_LO
+        self.fade_span: float = loop_lowpass.FADE_HI - loop_lowpass.FADE_LO
         self.register_buffer("loc_idx", torch.tensor(loc_idx, dtype=torch.long))
         self.register_buffer("pow2", torch.from_numpy(POW2_NEG.copy()))
         self.register_buffer("poly", torch.tensor(EXP2_POLY, dtype=torch.float32))
@@ -81,8 +85,10 @@ class IncrementalStep(torch.nn.Module):
     def forward(self, n: int, queues: torch.Tensor, q_pos: torch.Tensor, bias: torch.Tensor,
                 bias_target: torch.Tensor, bias_step: torch.Tensor, ints: torch.Tensor, temperature: float,
                 feats: torch.Tensor, uniforms: torch.Tensor, forced: torch.Tensor, out: torch.Tensor,
-                logits_out: torch.Tensor, hist: torch.Tensor) -> int:
+                logits_out: torch.Tensor, hist: torch.Tensor, loop: torch.Tensor) -> int:
         r = self.r
+        # the loop low-pass (realtime.loop_lowpass.step, operation for operation in float64)
+        loop_a, loop_y, loop_env, loop_rel = float(loop[0]), float(loop[1]), float(loop[2]), float(loop[3])
         forcing = forced.shape[0] > 0
         keep = logits_out.shape[0] > 0
         loc = feats.index_select(1, self.loc_idx) if self.loc_idx.shape[0] > 0 else feats[:, :0]
@@ -136,21 +142,40 @@ class IncrementalStep(torch.nn.Module):
             if keep:
                 logits_out[t] = logits
             m = logits.max()
+            held = False
             if not bool(torch.isfinite(m)):
-                bad += 1
+                held = True
                 k = inp
             elif temperature <= 0.0:
                 k = int(torch.argmax(logits))
             else:
                 cdf = self.cdf(logits, m, temperature)
                 if not bool(torch.isfinite(cdf[-1])):
-                    bad += 1
+                    held = True
                     k = inp
                 else:
                     target = uniforms[t] * cdf[-1].to(torch.float64)
                     k = min(int(torch.searchsorted(cdf.to(torch.float64), target.reshape(1), right=True)[0]), 255)
-            out[t] = self.decode[k]
+            if held:
+                bad += 1
+                out[t] = self.decode[k]
+            elif loop_a > 0.0:
+                y = float(self.decode[k])
+                fade = (loop_env - self.fade_lo) / self.fade_span
+                fade = 0.0 if fade < 0.0 else (1.0 if fade > 1.0 else fade)
+                ae = loop_a * fade
+                f = (1.0 - ae) * y + ae * loop_y
+                loop_y = f
+                af = abs(f)
+                rel = loop_env * loop_rel
+                loop_env = af if af > rel else rel
+                k = int(torch.searchsorted(self.loop_thr, torch.tensor([f], dtype=torch.float64), right=True)[0])
+                out[t] = f
+            else:
+                out[t] = self.decode[k]
             inp = k
+        loop[1] = loop_y
+        loop[2] = loop_env
         ints[0] = inp
         ints[1] = glide
         ints[2] += bad
@@ -187,12 +212,15 @@ class TorchScriptEngine(Engine):
         d, dev = self._dev, self.device
         out_t = torch.from_numpy(out).to(dev)
         logits_t = torch.from_numpy(logits).to(dev)
+        loop_np = self.ctrl[local_cond.LOOP_A:local_cond.LOOP_A + 4]
+        loop_t = torch.from_numpy(loop_np).to(dev)  # on the CPU: the control state itself
         with torch.no_grad():
             self.step(n, d["queues"], d["q_pos"], d["bias"], d["bias_target"], d["bias_step"], d["ints"],
                       float(self.temperature[0]), torch.from_numpy(feats).to(dev),
                       torch.from_numpy(uniforms).to(dev), torch.from_numpy(forced).to(dev), out_t, logits_t,
-                      d["hist"])
+                      d["hist"], loop_t)
         if dev.type != "cpu":
+            loop_np[:] = loop_t.cpu().numpy()
             out[:] = out_t.cpu().numpy()
             if logits.shape[0]:
                 logits[:] = logits_t.cpu().numpy()

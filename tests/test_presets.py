@@ -44,6 +44,7 @@ BAD = {
     "unknown-cc-param": ("[midi.cc]\n1 = \"wobble\"\n", "midi.cc.1"),
     "bad-value": ("[audio]\nlead_ms = 0.0\n", "audio.lead_ms"),
     "period-noise-too-high": ("[model]\nperiod_noise = 1.0\n", "model.period_noise"),
+    "loop-lowpass-too-high": ("[model]\nloop_lowpass = 0.6\n", "model.loop_lowpass"),
     "malformed": ("[audio\nblocksize = 256\n", "TOML"),
 }
 

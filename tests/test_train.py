@@ -242,6 +242,35 @@ def test_data_extra_adds_training_notes_and_is_logged(tiny_data, extra_velocity_
     assert f"also trained on {extra_velocity_data} (--data-extra); the latest run's split: 46 training / 1 held-out notes." in card
 
 
+def test_instruments_restricts_training_and_eval_to_them_and_the_card_says_so(tiny_data, tmp_path):
+    out = tmp_path / "o"
+    r = train("--data", str(tiny_data), "--out", str(out), "--config", str(tiny_data / "config.json"),
+              "--max-steps", "2", "--instruments", "sine")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "11 train / 1 eval notes" in r.stdout  # the sine's 12 notes, split as the whole set is (eval: sine 65)
+    hist = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert hist[-1]["options"]["instruments"] == ["sine"]
+    assert "11 training / 1 held-out notes, sine only (--instruments)." in (out / "MODEL.md").read_text()
+
+
+def test_only_instruments_keeps_those_notes():
+    from models.train import only_instruments
+
+    notes = [Note(np.zeros(8), i, p, 80, 0, 4, True, "") for i in (0, 1, 2) for p in (60, 61)]
+    kept = only_instruments(notes, ["c", "a"], ["a", "b", "c"])
+    assert [(n.instrument_id, n.pitch) for n in kept] == [(0, 60), (0, 61), (2, 60), (2, 61)]
+    assert only_instruments(notes, [], ["a", "b", "c"]) == notes
+
+
+@pytest.mark.parametrize("names, words", [("square", ["--instruments", "square", "'saw'"]),
+                                          ("saw", ["--instruments saw", "12 training / 0 held-out"])])
+def test_instruments_unknown_or_without_eval_notes_is_refused(tiny_data, tmp_path, names, words):
+    r = train("--data", str(tiny_data), "--out", str(tmp_path / "o"), "--config", str(tiny_data / "config.json"),
+              "--max-steps", "1", "--instruments", names)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert all(w in r.stderr for w in words), r.stderr
+
+
 def test_data_extra_with_other_instruments_is_refused_naming_its_folder(tiny_data, tmp_path):
     other = tmp_path / "other"
     write_dataset(Dataset(SR, ["sine", "square"], [Note(tone("sine", 60), 0, 60, 60, 800, 6400, True, "")],
