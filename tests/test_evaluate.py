@@ -177,7 +177,7 @@ def test_teacher_forced_nll_is_deterministic_and_sees_precision():
 
 @pytest.mark.slow
 def test_evaluator_generates_every_note_at_the_given_temperature(tmp_path, monkeypatch):
-    """--temperature and --period-noise replace the preset's (0.9, 0) for the pitch, timbre and
+    """--temperature, --period-noise and --loop-lowpass replace the preset's for the pitch, timbre and
     stability notes alike."""
     from models import evaluate as ev
     from realtime.engine import Engine
@@ -190,10 +190,14 @@ def test_evaluator_generates_every_note_at_the_given_temperature(tmp_path, monke
     seen_rho: list[float] = []
     orig_rho = Engine.set_period_noise
     monkeypatch.setattr(Engine, "set_period_noise", lambda self, r: (seen_rho.append(r), orig_rho(self, r))[1])
+    seen_loop: list[float] = []
+    orig_loop = Engine.set_loop_lowpass
+    monkeypatch.setattr(Engine, "set_loop_lowpass", lambda self, a: (seen_loop.append(a), orig_loop(self, a))[1])
     res = ev.evaluate(str(path), None, quick=True, png=str(tmp_path / "s.png"), log=lambda *a: None,
-                      temperature=0.55, period_noise=0.3)
+                      temperature=0.55, period_noise=0.3, loop_lowpass=0.2)
     assert res["temperature"] == 0.55 and len(seen) > 10 and set(seen) == {0.55}
     assert res["period_noise"] == 0.3 and len(seen_rho) > 10 and set(seen_rho) == {0.3}  # no instrument is unpitched
+    assert res["loop_lowpass"] == 0.2 and len(seen_loop) > 10 and set(seen_loop) == {0.2}
     st = res["stability"]
     assert 0.0 <= st["silent_fraction"] <= 1.0 and st["nan_count"] == 0
     # silence judged before the output stage's gain (-3 dB and the velocity level: below 0 dB), so at
@@ -212,6 +216,8 @@ def test_evaluator_generates_every_note_at_the_given_temperature(tmp_path, monke
             ev.evaluate(str(path), None, quick=True, temperature=bad)
         with pytest.raises(ValueError, match="period noise"):
             ev.evaluate(str(path), None, quick=True, period_noise=bad)
+        with pytest.raises(ValueError, match="loop low-pass must be within 0-0.5"):
+            ev.evaluate(str(path), None, quick=True, loop_lowpass=bad)
 
 
 def test_bend_figures_measure_each_move_against_the_intended_bend():
