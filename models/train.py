@@ -22,8 +22,8 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Sequence
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch

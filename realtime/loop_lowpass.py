@@ -66,17 +66,9 @@ def start(state: np.ndarray, y: float) -> None:
 
 @njit(nogil=True)
 def code(f: float) -> int:
-    """The mu-law class of ``f``: how many thresholds lie at or below it (a binary search; 0.0 is
-    class 128, as models.mulaw codes it)."""
-    thr = THRESHOLDS  # a compile-time constant
-    lo, hi = 0, thr.shape[0]
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if thr[mid] <= f:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    """The mu-law class of ``f``: how many thresholds lie at or below it (0.0 is class 128, as
+    models.mulaw codes it)."""
+    return np.searchsorted(THRESHOLDS, f, side="right")  # THRESHOLDS: a compile-time constant
 
 
 # Compiled here, at import, for its one signature, without fast-math: a function first compiled inside
