@@ -22,7 +22,10 @@
   too, which also counts the codec's noise floor against the network); and a noise-robust
   figure: the same classifier with each reference note also at white noise 30, 25, 20 and 15 dB
   below it, which names the real notes (another velocity) with such noise too, so it tells
-  a wrong spectral shape from a broadband noise floor;
+  a wrong spectral shape from a broadband noise floor; and both classifiers on the real notes of
+  another velocity re-drawn one sample at a time from the network's distribution given the real
+  samples before it (teacher-forced, the preset's temperature: ``timbre.resynthesis``), which
+  splits what the per-sample noise costs from what the free-running trajectory's drift costs;
 - stability: 60 s per instrument of 1.5 s held notes with 0.5 s gaps; fraction
   of 100 ms windows while a note is held that are silent (< -50 dBFS at the network's
   own scale, as the real notes are: before the output stage's gain; ``_at_output``: after it) or
@@ -69,6 +72,7 @@ ENVELOPE_FLOOR_DB = -60.0
 QUICK_GRID = (48, 60, 72)
 PLAY_BLOCK = 1024            # the preset's notes play in render's blocks (samples), the watchdog between them
 STAB_VELOCITY = 90           # the stability run's notes (MIDI velocity)
+REF_VELOCITY = 80            # the timbre classifiers' reference notes (dataset velocity)
 BEND_PITCHES = (60, 70, 80)  # the pitch-wheel bends on these notes (where the model holds pitch best)
 BEND_AT_S = 0.5             # the wheel moves this long after key-down; the move is measured over 1.0-2.0 s
 BEND_SEMITONES = (1.0, -1.0, 0.5)  # a whole step to the neighbouring notes, and halfway (between two embeddings)
@@ -241,9 +245,11 @@ def tonal_instruments(model, data) -> list[int]:
     return [i for i, n in enumerate(names) if n != "drums"]
 
 
-def real_note(data, instrument: int, pitch: int, velocity: int = 90):
-    """The real note of this instrument and pitch with the velocity nearest ``velocity``; None without one."""
-    notes = [n for n in data.notes if n.instrument_id == instrument and n.pitch == pitch] if data is not None else []
+def real_note(data, instrument: int, pitch: int, velocity: int = 90, exclude: int | None = None):
+    """The real note of this instrument and pitch with the velocity nearest ``velocity`` (not of velocity
+    ``exclude``); None without one."""
+    notes = [n for n in data.notes if n.instrument_id == instrument and n.pitch == pitch
+             and n.velocity != exclude] if data is not None else []
     return min(notes, key=lambda n: abs(n.velocity - velocity)) if notes else None
 
 
@@ -281,13 +287,19 @@ def noisy_logmel(notes, sr: int, snrs_db, seed: int, clean_too: bool = True) -> 
     return np.stack(x), np.asarray(y)
 
 
+def noise_robust_classifier(ref_notes, sr: int) -> NearestNeighbour:
+    """The 1-NN whose references are ``ref_notes`` (dataset notes) clean and at white noise
+    ``NOISE_SNRS_DB`` below them (:func:`noisy_logmel`, fixed seed)."""
+    return NearestNeighbour().fit(*noisy_logmel(ref_notes, sr, NOISE_SNRS_DB, seed=0))
+
+
 def noise_robust_timbre(ref_notes, other_notes, xg: np.ndarray, yg: np.ndarray, names: list[str], sr: int,
-                        plain: NearestNeighbour) -> dict:
+                        plain: NearestNeighbour, robust: NearestNeighbour | None = None) -> dict:
     """Is it the broadband noise floor the timbre classifier hears, or the spectral shape? A classifier
-    whose references are ``ref_notes`` (dataset notes) clean and at white noise ``NOISE_SNRS_DB`` below
-    them names the generated notes (features ``xg``, instrument ids ``yg``); ``other_notes`` (unseen
+    whose references are ``ref_notes`` clean and over noise (``robust``, or :func:`noise_robust_classifier`)
+    names the generated notes (features ``xg``, instrument ids ``yg``); ``other_notes`` (unseen
     velocities) at ``NOISY_TEST_SNR_DB`` show what noise does to it and to the ``plain`` classifier."""
-    robust = NearestNeighbour().fit(*noisy_logmel(ref_notes, sr, NOISE_SNRS_DB, seed=0))
+    robust = robust or noise_robust_classifier(ref_notes, sr)
     pred = robust.predict(xg)
     out = {"accuracy_generated_noise_robust": round(float(np.mean(pred == yg)), 4),
            "confusion_noise_robust": confusion([names[i] for i in yg], [names[i] for i in pred])}
@@ -296,6 +308,34 @@ def noise_robust_timbre(ref_notes, other_notes, xg: np.ndarray, yg: np.ndarray, 
         out["real_over_noise"] = {"snr_db": NOISY_TEST_SNR_DB, "n": int(len(yo)),
                                   "accuracy": round(float(np.mean(plain.predict(xo) == yo)), 4),
                                   "accuracy_noise_robust": round(float(np.mean(robust.predict(xo) == yo)), 4)}
+    return out
+
+
+def resynthesis_timbre(model, data, engine: str, keys, temperature: float, seed: int,
+                       classifiers: dict[str, NearestNeighbour], seconds: float = 2.0) -> dict | None:
+    """The timbre figure without exposure bias: for each (instrument, pitch) of ``keys``, the real note of
+    the velocity nearest ``STAB_VELOCITY`` that is not a classifier reference (``REF_VELOCITY``),
+    :func:`resynthesized` at ``temperature`` (uniforms from ``seed``; independent, no period noise), named
+    by each of ``classifiers``: {"n", "temperature", "notes": {instrument: count}, "accuracy_<name>",
+    "right_<name>": {instrument: count}}. What this misses, the per-sample noise alone costs; what the
+    free-running figure loses beyond it, the trajectory's drift. None when ``data`` has no such notes."""
+    from realtime.render import make_engine
+
+    names = model.config.conditioning.instruments
+    sr = model.config.sample_rate
+    notes = [n for i, p in keys if (n := real_note(data, i, p, exclude=REF_VELOCITY)) is not None]
+    if not notes:
+        return None
+    e = make_engine(engine, model)
+    rng = np.random.default_rng(seed)
+    x = np.stack([logmel_stats(resynthesized(e, n, temperature, rng, seconds, sr), sr) for n in notes])
+    y = np.asarray([n.instrument_id for n in notes])
+    out: dict = {"n": len(notes), "temperature": temperature,
+                 "notes": {names[i]: int(np.sum(y == i)) for i in sorted(set(y.tolist()))}}
+    for label, clf in classifiers.items():
+        pred = clf.predict(x)
+        out[f"accuracy_{label}"] = round(float(np.mean(pred == y)), 4)
+        out[f"right_{label}"] = {names[i]: int(np.sum((pred == i) & (y == i))) for i in sorted(set(y.tolist()))}
     return out
 
 
@@ -333,21 +373,55 @@ def spectral_profile(generated: dict, data, names: list[str], sr: int) -> dict:
             "per_instrument": {k: profile_excess_db(v, sr) for k, v in by.items()}}
 
 
-def teacher_forced_logits(model, data, engine: str, every: int = 15, seconds: float = 0.75):
-    """Yield (note, classes, logits (n, 256) float64) for every ``every``-th note of ``data``: its first
-    ``seconds`` after key-down (mu-law classes) run teacher-forced through ``engine``, from a reset
-    engine conditioned on the note (no seed-bank priming). Deterministic."""
+def note_logits(e, note, seconds: float, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(classes, logits (n, 256) float32): the first ``seconds`` after key-down of dataset ``note``
+    (mu-law classes) run teacher-forced through engine ``e``, reset and conditioned on the note (no
+    seed-bank priming). Deterministic."""
     from models import mulaw
+
+    e.reset()
+    e.set_conditioning(pitch=note.pitch, instrument=note.instrument_id, velocity=note.velocity)
+    e.set_note(gate=1.0, pitch=float(note.pitch))
+    e.play_level(note.instrument_id, note.pitch, note.velocity)
+    x = mulaw.encode(note.audio[note.onset:note.onset + int(seconds * sample_rate)])
+    return x, e.teacher_force(np.concatenate(([mulaw.SILENCE], x[:-1])))
+
+
+def teacher_forced_logits(model, data, engine: str, every: int = 15, seconds: float = 0.75):
+    """Yield (note, classes, logits (n, 256) float64) for every ``every``-th note of ``data``
+    (:func:`note_logits`). Deterministic."""
     from realtime.render import make_engine
 
     e = make_engine(engine, model)  # one engine, reset per note: as good as a fresh one, without the packing
     for note in data.notes[::every]:
-        e.reset()
-        e.set_conditioning(pitch=note.pitch, instrument=note.instrument_id, velocity=note.velocity)
-        e.set_note(gate=1.0, pitch=float(note.pitch))
-        e.play_level(note.instrument_id, note.pitch, note.velocity)
-        x = mulaw.encode(note.audio[note.onset:note.onset + int(seconds * model.config.sample_rate)])
-        yield note, x, e.teacher_force(np.concatenate(([mulaw.SILENCE], x[:-1]))).astype(np.float64)
+        x, logits = note_logits(e, note, seconds, model.config.sample_rate)
+        yield note, x, logits.astype(np.float64)
+
+
+def draw_classes(logits: np.ndarray, temperature: float, uniforms: np.ndarray) -> np.ndarray:
+    """One class per row of ``logits`` (n, 256) float32, drawn by the engines' own sampler
+    (realtime.kernel.sample_from_logits: softmax(logits / temperature), inverse CDF at ``uniforms``;
+    argmax at 0; -1 where a row is not finite). int64 (n,)."""
+    from realtime.kernel import POW2_NEG, sample_from_logits
+
+    lg = np.ascontiguousarray(logits, np.float32)
+    probs = np.empty(lg.shape[1], np.float32)
+    return np.asarray([sample_from_logits(lg[t], np.float32(temperature), np.float32(uniforms[t]), probs, POW2_NEG)
+                       for t in range(len(lg))], np.int64)
+
+
+def resynthesized(e, note, temperature: float, rng: np.random.Generator, seconds: float,
+                  sample_rate: int) -> np.ndarray:
+    """Dataset ``note`` re-drawn one sample at a time: each sample drawn (:func:`draw_classes`, at
+    ``temperature``) from the network's distribution given the *real* samples before it
+    (:func:`note_logits`), so its errors never feed back. Decoded float32, from key-down. Set against
+    the free-running notes, it splits what the per-sample noise costs from what the drifting trajectory
+    costs."""
+    from models import mulaw
+
+    x, logits = note_logits(e, note, seconds, sample_rate)
+    k = draw_classes(logits, temperature, rng.random(len(x)))
+    return mulaw.decode(np.where(k < 0, mulaw.SILENCE, k))  # a non-finite row: silence
 
 
 def sampling_spread(logits: np.ndarray, targets: np.ndarray, temperature: float) -> tuple[float, float]:
@@ -477,7 +551,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     res["bend"] = bend_figures(moves)
     log(f"bend: {res['bend']}")
     if data is not None:  # the estimator on the real notes, for reference
-        real = [n for n in data.notes if n.tonal and n.pitch in grid and n.velocity == 80]
+        real = [n for n in data.notes if n.tonal and n.pitch in grid and n.velocity == REF_VELOCITY]
         if real:  # (a user's dataset may have no velocity-80 notes)
             res["pitch_real_notes"] = pitch_figures([cents_error(estimate_f0(n.audio[held], sr), n.pitch) for n in real])
         # level against time: does a held note rise and decay like the real one (velocity 90, as generated)?
@@ -493,7 +567,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     # clean-reference figure is kept for the curve. Without a dataset: the seed bank (already mu-law).
     from models import mulaw
 
-    ref_notes = [n for n in data.notes if n.velocity == 80] if data is not None else []
+    ref_notes = [n for n in data.notes if n.velocity == REF_VELOCITY] if data is not None else []
     if data is not None:
         clean_ref = [(n.instrument_id, n.audio[: int(2.0 * sr)]) for n in ref_notes]
         ref = [(i, mulaw.roundtrip(a)) for i, a in clean_ref]
@@ -517,8 +591,12 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         if clean_ref:
             clean = NearestNeighbour().fit(np.stack([logmel_stats(a, sr) for _, a in clean_ref]), y)
             res["timbre"]["accuracy_generated_clean_reference"] = round(float(np.mean(clean.predict(xg) == yg)), 4)
-            res["timbre"] |= noise_robust_timbre(ref_notes, [n for n in data.notes if n.velocity != 80],
-                                                 xg, yg, names, sr, clf)
+            robust = noise_robust_classifier(ref_notes, sr)
+            res["timbre"] |= noise_robust_timbre(ref_notes, [n for n in data.notes if n.velocity != REF_VELOCITY],
+                                                 xg, yg, names, sr, clf, robust)
+            res["timbre"]["resynthesis"] = resynthesis_timbre(
+                model, data, preset.model.engine, [k for k, _ in gen_items], preset.model.temperature, seed,
+                {"generated": clf, "generated_noise_robust": robust})
             res["timbre"]["profile_excess_db"] = spectral_profile(dict(gen_items), data, names, sr)
         log(f"timbre: {res['timbre']}")
 

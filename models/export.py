@@ -174,6 +174,32 @@ def profile_table(prof: dict) -> list[str]:
     return lines
 
 
+def resynthesis_table(timbre: dict) -> list[str]:
+    """Markdown lines: per instrument, how many notes the timbre classifiers named right free-running and
+    re-drawn one sample at a time from the real note (``timbre["resynthesis"]``: the per-sample noise
+    without its feedback); empty before the figure existed (2026-12-06)."""
+    rs = timbre.get("resynthesis") or {}
+    if not rs:
+        return []
+    conf, robust = timbre.get("confusion") or {}, timbre.get("confusion_noise_robust") or {}
+    lines = ["", "## Free-running against one sample at a time", "",
+             f"Notes named right (of each instrument's timbre notes) by the timbre classifier / its noise-robust "
+             f"twin: generated free-running (the timbre figure), and each real note of another velocity re-drawn "
+             f"one sample at a time from the network's distribution given the real samples before it "
+             f"(temperature {rs.get('temperature')}, teacher-forced: the per-sample noise alone, its errors never "
+             f"fed back). What the second misses is the sampler's noise; what the first misses beyond it, the "
+             f"free-running trajectory's drift. Last full evaluation: "
+             f"{timbre.get('accuracy_generated')} / {timbre.get('accuracy_generated_noise_robust')} free-running, "
+             f"{rs.get('accuracy_generated')} / {rs.get('accuracy_generated_noise_robust')} one sample at a time.", "",
+             "| instrument | free-running | one sample at a time |", "|---|---|---|"]
+    for name, right in (rs.get("right_generated") or {}).items():
+        n = sum((conf.get(name) or {}).values())
+        lines.append(f"| {name} | {(conf.get(name) or {}).get(name, 0)} / {(robust.get(name) or {}).get(name, 0)} of {n} "
+                     f"| {right} / {(rs.get('right_generated_noise_robust') or {}).get(name, 0)} of "
+                     f"{(rs.get('notes') or {}).get(name, '-')} |")
+    return lines
+
+
 def envelope_table(env: dict) -> list[str]:
     """Markdown lines: each instrument's median level (dBFS) per window of a held note, real against generated,
     and the median shape error; empty without envelope curves."""
@@ -268,6 +294,7 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
         lines += timbre_table(ev.get("timbre", {}).get("confusion_noise_robust") or {},
                               "What the noise-robust timbre classifier heard",
                               "the real instrument whose note, clean or with white noise 15-30 dB below it, was nearest")
+        lines += resynthesis_table(ev.get("timbre", {}))
         lines += profile_table(ev.get("timbre", {}).get("profile_excess_db") or {})
         lines += envelope_table(ev.get("envelope") or {})
         lines += ["", "## Last full evaluation", "", "```json", json.dumps(without_notes(ev), indent=2), "```"]

@@ -84,6 +84,17 @@ def test_timbre_confusion_counts_what_each_instrument_was_heard_as_and_the_card_
     robust_part = card.split("## What the noise-robust timbre classifier heard")[1]
     assert "| conditioned on | piano | bass | lead |" in robust_part
     assert "| piano | 2 |  | 1 |" in robust_part and "| bass |  | 2 |  |" in robust_part
+    assert "## Free-running against one sample at a time" not in card  # before the figure existed
+    rs = {"n": 5, "temperature": 0.5, "notes": {"piano": 3, "bass": 2}, "accuracy_generated": 0.8,
+          "right_generated": {"piano": 2, "bass": 2}, "accuracy_generated_noise_robust": 1.0,
+          "right_generated_noise_robust": {"piano": 3, "bass": 2}}
+    (tmp_path / "eval.json").write_text(json.dumps({"timbre": {
+        "accuracy_generated": 0.4, "accuracy_generated_noise_robust": 0.8, "confusion": conf,
+        "confusion_noise_robust": robust, "resynthesis": rs}}))
+    write_card(tmp_path, small_model().config, {"training": {"steps": 5, "hours": 0.1}})
+    part = (tmp_path / "MODEL.md").read_text().split("## Free-running against one sample at a time")[1]
+    assert "0.4 / 0.8 free-running, 0.8 / 1.0 one sample at a time" in part and "temperature 0.5" in part
+    assert "| piano | 1 / 2 of 3 | 2 / 3 of 3 |" in part and "| bass | 1 / 2 of 2 | 2 / 2 of 2 |" in part
 
 
 def test_card_history_shows_timbre_against_mulaw_and_clean_references(tmp_path):
@@ -511,3 +522,72 @@ def test_spectral_profile_pairs_each_generated_note_with_its_real_note_from_key_
     card = (tmp_path / "MODEL.md").read_text()
     assert "## Spectral shape against the real notes" in card and "| 0-0.5 kHz | 0.5-1 kHz |" in card
     assert "| piano | +0.0 | +0.0 | +0.0 | +0.0 | +0.0 |" in card
+
+
+def test_draw_classes_is_the_engines_inverse_cdf_sampler():
+    """Two classes at 1/4 and 3/4: a uniform below 1/4 draws the first; argmax at temperature 0; a
+    lower temperature draws the likelier class more often."""
+    from models.evaluate import draw_classes
+
+    logits = np.full((2000, 256), -1e4, np.float32)
+    logits[:, 10], logits[:, 200] = np.log(0.25), np.log(0.75)
+    u = np.random.default_rng(0).random(2000)
+    k = draw_classes(logits, 1.0, u)
+    away = np.abs(u - 0.25) > 1e-4  # float32 rounding at the boundary
+    np.testing.assert_array_equal(k[away], np.where(u < 0.25, 10, 200)[away])
+    assert set(draw_classes(logits, 0.0, u).tolist()) == {200}
+    assert np.mean(draw_classes(logits, 0.5, u) == 10) == pytest.approx(0.1, abs=0.02)  # 1 : 9 at T 0.5
+
+
+def test_resynthesis_redraws_the_real_note_one_sample_at_a_time():
+    """At temperature 0 it is the argmax of the teacher-forced logits; a given seed repeats it; a lower
+    temperature draws the argmax more often."""
+    from models import mulaw
+    from models.dataset import Note
+    from models.evaluate import note_logits, resynthesized
+    from realtime.render import make_engine
+
+    model = small_model(seed=2)
+    note = Note(tone("saw", 220.0, 0.5), instrument_id=1, pitch=57, velocity=100, onset=0, release=SR // 2,
+                tonal=True, file="x.wav")
+    e = make_engine("numba", model)
+    x, logits = note_logits(e, note, 0.25, SR)
+    rng = np.random.default_rng
+    np.testing.assert_array_equal(resynthesized(e, note, 0.0, rng(0), 0.25, SR), mulaw.decode(logits.argmax(axis=1)))
+    hot = resynthesized(e, note, 1.0, rng(1), 0.25, SR)
+    np.testing.assert_array_equal(hot, resynthesized(e, note, 1.0, rng(1), 0.25, SR))
+    mode = mulaw.decode(logits.argmax(axis=1))
+    at_mode = [float(np.mean(resynthesized(e, note, t, rng(1), 0.25, SR) == mode)) for t in (0.3, 1.0)]
+    assert at_mode[0] > at_mode[1] + 0.1
+
+
+def test_resynthesis_timbre_names_other_velocity_notes_with_each_classifier(monkeypatch):
+    """The notes re-drawn are the real notes nearest velocity 90 that the classifiers were not fitted on
+    (velocity 80 is their reference); a perfect re-draw is named right, a re-draw as the other
+    instrument is named wrong, per instrument."""
+    from types import SimpleNamespace
+
+    from models import evaluate
+    from models.dataset import Note
+
+    model = small_model(seed=2)
+    names = model.config.conditioning.instruments
+
+    def note(kind, inst, vel):  # level-free features: the same tone at another velocity is named alike
+        return Note(tone(kind, 220.0, 2.0) * vel / 127, instrument_id=inst, pitch=57, velocity=vel, onset=0,
+                    release=SR, tonal=True, file=f"{kind}{vel}.wav")
+
+    data = SimpleNamespace(notes=[note("sine", 0, 80), note("saw", 1, 80), note("sine", 0, 110),
+                                  note("saw", 1, 50), note("saw", 1, 110)])
+    refs = [n for n in data.notes if n.velocity == evaluate.REF_VELOCITY]
+    clf = NearestNeighbour().fit(np.stack([logmel_stats(n.audio, SR) for n in refs]), np.asarray([0, 1]))
+    used = []
+    monkeypatch.setattr(evaluate, "resynthesized", lambda e, n, t, rng, s, sr: (used.append(n), n.audio)[1])
+    r = evaluate.resynthesis_timbre(model, data, "numba", [(0, 57), (1, 57)], 0.5, 0, {"plain": clf})
+    assert [(n.instrument_id, n.velocity) for n in used] == [(0, 110), (1, 110)]
+    assert r["n"] == 2 and r["accuracy_plain"] == 1.0 and r["right_plain"] == {names[0]: 1, names[1]: 1}
+    assert r["notes"] == {names[0]: 1, names[1]: 1} and r["temperature"] == 0.5
+    swap = {0: data.notes[1].audio, 1: data.notes[0].audio}
+    monkeypatch.setattr(evaluate, "resynthesized", lambda e, n, t, rng, s, sr: swap[n.instrument_id])
+    assert evaluate.resynthesis_timbre(model, data, "numba", [(0, 57), (1, 57)], 0.5, 0, {"p": clf})["accuracy_p"] == 0.0
+    assert evaluate.resynthesis_timbre(model, data, "numba", [(0, 60)], 0.5, 0, {"p": clf}) is None
