@@ -43,6 +43,7 @@ class TrainOptions:
     level_gain_db: float = 0.0  # random gain (+- dB) per crop, level input moved with it (level models)
     splice_prob: float = 0.35  # share of crops that start at a note change (teaches reading the pitch input)
     self_feed: float = 0.0     # share of inputs replaced by the network's own one-step samples (exposure bias)
+    input_tilt: float = 0.0    # max b of the high shelf on each crop's inputs only (exposure bias; crops.tilt)
     detune: float = 0.0        # crops resampled up to +-this many semitones off their note, f0 input and embedding following
     weight_ema: float = 0.0    # decay per step of the exported weights' moving average (0: export the raw weights)
     eval_every_s: float = 600.0
@@ -270,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
                          "pitch_interp, so bends move its embedding when it plays)")
     ap.add_argument("--self-feed", type=float, default=TrainOptions.self_feed,
                     help="share of input samples replaced by the network's own one-step samples (0..1)")
+    ap.add_argument("--input-tilt", type=float, default=TrainOptions.input_tilt,
+                    help="each crop's inputs (not its targets) brightened by a high shelf with b uniform in "
+                         "0..this (0..3; 1: +7 dB at 4 kHz): a too-bright history, as a free-running note "
+                         "drifts, answered by the real note's continuation")
     ap.add_argument("--weight-ema", type=float, default=None,
                     help="export a moving average of the weights, this decay per step (e.g. 0.9995; 0 = off; "
                          "default: the resumed checkpoint's, else off)")
@@ -299,6 +304,8 @@ def train(a) -> int:
         raise ValueError(f"--level-gain-db {a.level_gain_db}: must be between 0 and 30")
     if not 0.0 <= a.detune <= 2.0:
         raise ValueError(f"--detune {a.detune}: must be between 0 and 2 semitones")
+    if not 0.0 <= a.input_tilt <= 3.0:
+        raise ValueError(f"--input-tilt {a.input_tilt}: must be between 0 and 3")
     if not 0.0 <= a.self_feed <= 1.0:
         raise ValueError(f"--self-feed {a.self_feed}: must be between 0 and 1")
     if a.weight_ema is not None and not 0.0 <= a.weight_ema < 1.0:
@@ -394,7 +401,7 @@ def train(a) -> int:
                                            probes_too=False)["eval_loss"]
         history.append({"step": step, "hours": elapsed / 3600, "core_hours": core_s / 3600, **ev,
                         "options": {"lr": a.lr, "input_noise": a.input_noise, "self_feed": a.self_feed,
-                                    "weight_ema": a.weight_ema, "level_gain_db": a.level_gain_db, "detune": a.detune,
+                                    "input_tilt": a.input_tilt, "weight_ema": a.weight_ema, "level_gain_db": a.level_gain_db, "detune": a.detune,
                                     "pitch_interp": cfg.conditioning.pitch_interp,
                                     **({"data_extra": a.data_extra} if a.data_extra else {}),
                                     **({"instruments": names} if names else {}),
@@ -431,7 +438,7 @@ def train(a) -> int:
         b = make_batch(train_notes, idx, cfg.sample_rate, context, a.window, rng, a.input_noise,
                        splice_prob=a.splice_prob, local=cfg.conditioning.local,
                        level_gain_db=a.level_gain_db, detune=a.detune,
-                       pitch_interp=cfg.conditioning.pitch_interp)
+                       pitch_interp=cfg.conditioning.pitch_interp, input_tilt=a.input_tilt)
         t0 = time.monotonic()
         loss = batch_loss(model, b, device, net, a.self_feed, gen)
         opt.zero_grad(set_to_none=True)

@@ -56,7 +56,8 @@ def test_train_checkpoint_resume_and_learning(tiny_data, tmp_path):
     # and it predicts more sharply: the sampler's own noise (temperature 0.5, fed the real crops) fell
     assert hist[-1]["eval_spread_db"] > hist[0]["eval_spread_db"] + 3.0, hist
     assert hist[-1]["train_notes_spread_db"] > hist[0]["train_notes_spread_db"] + 3.0, hist
-    assert hist[-1]["options"] == {"lr": 3e-3, "input_noise": 1.5, "self_feed": 0.25, "weight_ema": 0.0,
+    assert hist[-1]["options"] == {"lr": 3e-3, "input_noise": 1.5, "self_feed": 0.25, "input_tilt": 0.0,
+                                   "weight_ema": 0.0,
                                    "level_gain_db": 0.0, "detune": 0.0, "pitch_interp": False, "train_notes": 23,
                                    "eval_notes": 1}
     ckpt = torch.load(out / "ckpt.pt", weights_only=False)
@@ -148,6 +149,11 @@ def test_weight_ema_is_the_moving_average_across_a_resume_and_is_what_ships(tiny
 def test_weight_ema_out_of_range_is_refused(tiny_data, tmp_path, bad):
     r = train("--data", str(tiny_data), "--out", str(tmp_path / "o"), "--weight-ema", bad, "--max-steps", "1")
     assert r.returncode == 2 and f"--weight-ema {float(bad)}" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_input_tilt_out_of_range_is_refused(tiny_data, tmp_path):
+    r = train("--data", str(tiny_data), "--out", str(tmp_path / "o"), "--input-tilt", "3.5", "--max-steps", "1")
+    assert r.returncode == 2 and "--input-tilt 3.5" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_self_feed_out_of_range_is_refused(tiny_data, tmp_path):
