@@ -401,7 +401,8 @@ def train(a) -> int:
                                            probes_too=False)["eval_loss"]
         history.append({"step": step, "hours": elapsed / 3600, "core_hours": core_s / 3600, **ev,
                         "options": {"lr": a.lr, "input_noise": a.input_noise, "self_feed": a.self_feed,
-                                    "input_tilt": a.input_tilt, "weight_ema": a.weight_ema, "level_gain_db": a.level_gain_db, "detune": a.detune,
+                                    "input_tilt": a.input_tilt, "weight_ema": a.weight_ema,
+                                    "level_gain_db": a.level_gain_db, "detune": a.detune,
                                     "pitch_interp": cfg.conditioning.pitch_interp,
                                     **({"data_extra": a.data_extra} if a.data_extra else {}),
                                     **({"instruments": names} if names else {}),

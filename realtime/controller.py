@@ -60,7 +60,7 @@ class Controller:
         self.smooth = max(1, int(0.01 * engine.sample_rate))  # 10 ms for morph changes
         engine.set_temperature(self.state.temperature)
         self.unpitched = instrument_names(preset.model.unpitched)
-        self._set_period_noise()
+        self._set_pitched_loop()
         stage.set_targets(env=0.0, level=1.0, gain=10 ** (snd.gain_db / 20.0))
         stage.set_release(snd.release_ms / 1000.0)
 
@@ -68,7 +68,7 @@ class Controller:
         """The engines whose sampler settings follow this controller (one here; every voice when polyphonic)."""
         return [self.engine]
 
-    def _set_period_noise(self) -> None:
+    def _set_pitched_loop(self) -> None:
         """The period-noise correlation and the loop low-pass (the preset's, or their CCs') for a pitched
         instrument, neither for an unpitched one."""
         pitched = self.instruments[self.state.instrument] not in self.unpitched
@@ -196,7 +196,7 @@ class Controller:
             inst = program % len(self.instruments)
         self.state.instrument = inst
         self.engine.set_conditioning(instrument=inst, glide_samples=self.smooth)
-        self._set_period_noise()
+        self._set_pitched_loop()
         if self.state.note is not None:  # the sounding note heads for the new instrument's level
             self.engine.play_level(inst, self.state.note, self.state.velocity, attack=False)
         if self.preset.model.reprime == "note_on_program" and self.state.note is not None:
@@ -249,11 +249,11 @@ class Controller:
             return {"param": "expression", "value": round(x, 6)}
         if param == "period_noise":  # 0 = independent noise (breathier), up = the noise follows the pitch
             s.period_noise = x * period_noise.RHO_MAX
-            self._set_period_noise()
+            self._set_pitched_loop()
             return {"param": "period_noise", "value": round(s.period_noise, 6)}
         if param == "loop_lowpass":  # 0 = off, up = the upper harmonics die faster (a damped string)
             s.loop_lowpass = x * loop_lowpass.A_MAX
-            self._set_period_noise()
+            self._set_pitched_loop()
             return {"param": "loop_lowpass", "value": round(s.loop_lowpass, 6)}
         raise ValueError(f"unknown parameter {param!r}")
 
