@@ -28,6 +28,7 @@ class Batch:
     velocity: np.ndarray    # float32 0..1 (B,)
     local: np.ndarray       # float32 (B, C, T): the model's local channels
     score_from: int         # first scored time index
+    rollout: np.ndarray | None = None  # bool (B,): the crops whose inputs are a rollout (make_batch's overlays)
 
 
 def sounding_range(audio: np.ndarray, onset: int, release: int, floor_db: float = -50.0) -> tuple[int, int]:
@@ -73,7 +74,8 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
               context: int, window: int, rng: np.random.Generator, input_noise: float = 0.0,
               start: int | None = None, prev=None, level_params: np.ndarray | None = None,
               level_gain_db: float = 0.0, f0_offset: float = 0.0,
-              input_tilt: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              input_tilt: float = 0.0, input_audio: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One crop of a note: (inputs (T,), targets (T,), local (N_LOCAL, T)), T = context + window:
     every feature column of models.local_cond, the lag read from the crop's own inputs.
 
@@ -93,6 +95,9 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
     ``input_tilt``: the inputs only are brightened by :func:`tilt` with this b, the targets stay the real
     note (exposure bias: a free-running note drifts brighter than the real one; the network should
     answer a too-bright history with the real, darker continuation).
+    ``input_audio`` (as long as ``audio``): the inputs are read from it instead, the targets from ``audio``
+    (a rollout crop: the network's own free-running samples in, the real note aligned to them out;
+    models.rollouts); not with ``prev``.
     """
     t_len = context + window
     if prev is not None:
@@ -102,6 +107,7 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
         start = int(rng.integers(lo - window // 2, max(lo - window // 2 + 1, hi - window // 2)))
     begin = start - context  # crop covers [begin, start + window)
     seg = _segment(audio, begin - 1, t_len + 1)  # one extra sample in front for the shifted input
+    seg_in = seg if input_audio is None else _segment(input_audio, begin - 1, t_len + 1)
     phase = float(rng.random())
     if level_params is None:
         level_params = fit_level(audio, onset, release, sample_rate)
@@ -120,8 +126,9 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
                                                        level_params=shift_level(note_level(prev, sample_rate), gain_u))
     if gain_db:
         seg = np.clip(seg * np.float32(10.0 ** (gain_db / 20.0)), -1.0, 1.0)
+        seg_in = seg if input_audio is None else np.clip(seg_in * np.float32(10.0 ** (gain_db / 20.0)), -1.0, 1.0)
     targets = mulaw.encode(seg[1:])
-    inputs = mulaw.encode(tilt(seg[:-1], input_tilt) if input_tilt else seg[:-1])
+    inputs = mulaw.encode(tilt(seg_in[:-1], input_tilt) if input_tilt else seg_in[:-1])
     if input_noise > 0:  # noise in the companded domain: the same few classes at every level
         jitter = np.rint(rng.normal(0.0, input_noise, size=inputs.shape)).astype(np.int64)
         inputs = np.clip(inputs + jitter, 0, mulaw.MU)
@@ -133,7 +140,8 @@ def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng:
                input_noise: float = 0.0, pitch_shift: int = 0, instrument_map=None,
                starts=None, splice_prob: float = 0.0, local: tuple[str, ...] = DEFAULT_LOCAL,
                level_shift: float = 0.0, level_gain_db: float = 0.0, detune: float = 0.0,
-               f0_shift: float = 0.0, pitch_interp: bool = False, input_tilt: float = 0.0) -> Batch:
+               f0_shift: float = 0.0, pitch_interp: bool = False, input_tilt: float = 0.0,
+               overlays=None) -> Batch:
     """Stack crops of ``notes[indices]``. ``pitch_shift``/``instrument_map`` falsify conditioning (for probes);
     ``splice_prob`` is the share of crops that start at a note change (see :func:`make_crop`);
     ``local`` names the local channels the model reads (its ``conditioning.local``); ``level_shift``
@@ -143,7 +151,9 @@ def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng:
     ``pitch_interp`` the batch's pitches are the bent ones (float32, for the two nearest embeddings
     interpolated), else the MIDI notes. ``f0_shift`` (semitones, a probe) falsifies the f0 input alone (its
     phase, and the period the lag channel reads at). ``input_tilt``: each crop's inputs brightened by
-    :func:`tilt` with b uniform in 0..this (see :func:`make_crop`)."""
+    :func:`tilt` with b uniform in 0..this (see :func:`make_crop`). ``overlays``: per crop None or
+    (target audio, input audio, scored window start): a rollout crop of that note (see
+    :func:`make_crop`'s ``input_audio``; not spliced, detuned or tilted)."""
     pick = [LOCAL_CHANNELS.index(c) for c in local]
     ins, tgs, locs, p, ins_id, vel = [], [], [], [], [], []
     by_inst: dict[int, list[int]] = {}
@@ -155,16 +165,22 @@ def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng:
         pitch = int(np.clip(n.pitch + pitch_shift, 0, 127))
         noise = input_noise * float(rng.random()) if input_noise else 0.0
         b_tilt = input_tilt * float(rng.random()) if input_tilt else 0.0
-        prev = None
-        if splice_prob > 0 and starts is None and rng.random() < splice_prob:
-            prev = notes[int(rng.choice(by_inst[n.instrument_id]))]
-        bend = float(rng.uniform(-detune, detune)) if detune > 0 else 0.0
         level_params = shift_level(note_level(n, sample_rate), level_shift)
-        n = detuned(n, bend, sample_rate)
-        prev = None if prev is None else detuned(prev, bend, sample_rate)
-        a, b, loc = make_crop(n.audio, n.onset, n.release, pitch, sample_rate, context, window, rng, noise,
-                              None if starts is None else int(starts[k]), prev, level_params, level_gain_db,
-                              bend + f0_shift, b_tilt)
+        ov = overlays[k] if overlays is not None else None
+        if ov is not None:  # a rollout crop of the note as recorded: not spliced, detuned or tilted
+            bend = 0.0
+            a, b, loc = make_crop(ov[0], n.onset, n.release, pitch, sample_rate, context, window, rng, noise,
+                                  int(ov[2]), None, level_params, level_gain_db, f0_shift, 0.0, ov[1])
+        else:
+            prev = None
+            if splice_prob > 0 and starts is None and rng.random() < splice_prob:
+                prev = notes[int(rng.choice(by_inst[n.instrument_id]))]
+            bend = float(rng.uniform(-detune, detune)) if detune > 0 else 0.0
+            n = detuned(n, bend, sample_rate)
+            prev = None if prev is None else detuned(prev, bend, sample_rate)
+            a, b, loc = make_crop(n.audio, n.onset, n.release, pitch, sample_rate, context, window, rng, noise,
+                                  None if starts is None else int(starts[k]), prev, level_params, level_gain_db,
+                                  bend + f0_shift, b_tilt)
         ins.append(a)
         tgs.append(b)
         locs.append(loc[pick])
@@ -173,4 +189,5 @@ def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng:
         ins_id.append(iid)
         vel.append(n.velocity / 127.0)
     return Batch(np.stack(ins), np.stack(tgs), np.asarray(p, np.float32 if pitch_interp else np.int64),
-                 np.asarray(ins_id, np.int64), np.asarray(vel, np.float32), np.stack(locs), context)
+                 np.asarray(ins_id, np.int64), np.asarray(vel, np.float32), np.stack(locs), context,
+                 None if overlays is None else np.array([o is not None for o in overlays]))

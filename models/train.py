@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import mulaw
 from .config import ConditioningSpec, WaveNetConfig
 from .crops import Batch, make_batch
 from .wavenet import WaveNet
@@ -105,6 +106,65 @@ def batch_loss(model: WaveNet, b: Batch, device: torch.device, net=None, self_fe
     return F.cross_entropy(logits, targets)
 
 
+#: the temperature of the mean a rollout crop's spectral loss compares (the presets sample at 0.5)
+ROLLOUT_TEMPERATURE = 0.5
+#: its spectra: n_fft, hop (samples), mel bands
+SPEC_FFT, SPEC_HOP, SPEC_MELS = 512, 128, 40
+
+
+def expected_samples(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(B, 256, T) logits -> (B, T): the mean decoded sample under softmax(logits / temperature)."""
+    amp = torch.from_numpy(mulaw.decode(np.arange(logits.shape[1])).astype(np.float32)).to(logits.device)
+    return torch.einsum("bqt,q->bt", torch.softmax(logits.float() / temperature, dim=1), amp)
+
+
+#: the spectral loss's floor below each target frame's loudest band (power ratio; -40 dB): finer detail, such
+#: as the mu-law coding noise between a real note's harmonics, is not asked of the expected samples
+SPEC_FLOOR = 1e-4
+
+
+def mel_power(x: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    """(B, T) -> (B, frames, mels): mel power spectra (Hann, SPEC_FFT / SPEC_HOP)."""
+    win = torch.hann_window(SPEC_FFT, periodic=False, device=x.device)
+    spec = torch.stft(x, SPEC_FFT, SPEC_HOP, window=win, center=False, return_complex=True)
+    return (spec.real ** 2 + spec.imag ** 2).transpose(1, 2) @ fb.T
+
+
+def spectral_loss(logits: torch.Tensor, targets: torch.Tensor, fb: torch.Tensor,
+                  temperature: float = ROLLOUT_TEMPERATURE) -> torch.Tensor:
+    """Mean |log-mel difference| between the network's expected next samples (one step each, given the
+    crop's inputs) and the target samples, each frame floored SPEC_FLOOR below the target's loudest band.
+    Phase-blind: a rollout crop teaches the real note's level and spectral shape at the phase the network
+    has reached without asking for its waveform (cross-entropy against the aligned real samples costs
+    ~22 nats there, and the network learns to hedge: README "Training on its own rollouts")."""
+    amp = torch.from_numpy(mulaw.decode(np.arange(logits.shape[1])).astype(np.float32)).to(logits.device)
+    real = mel_power(amp[targets], fb)
+    floor = SPEC_FLOOR * real.amax(dim=2, keepdim=True) + 1e-7
+    return (torch.log(mel_power(expected_samples(logits, temperature), fb) + floor) - torch.log(real + floor)).abs().mean()
+
+
+def mel_matrix(sample_rate: int, device: torch.device) -> torch.Tensor:
+    """(SPEC_MELS, SPEC_FFT // 2 + 1) float32 triangular mel filters for :func:`spectral_loss`."""
+    from .audio_features import mel_filterbank
+
+    return torch.from_numpy(mel_filterbank(sample_rate, SPEC_FFT, SPEC_MELS).astype(np.float32)).to(device)
+
+
+def rollout_batch_loss(model: WaveNet, b: Batch, device: torch.device, net, fb: torch.Tensor,
+                       weight: float) -> tuple[torch.Tensor, float]:
+    """Cross-entropy over the plain crops plus ``weight`` x :func:`spectral_loss` over the rollout crops
+    (b.rollout); returns (loss, the spectral term)."""
+    logits, targets = batch_logits(model, b, device, net)
+    mask = torch.from_numpy(b.rollout).to(device)
+    loss = F.cross_entropy(logits[~mask], targets[~mask]) if (~mask).any() else logits.sum() * 0.0
+    spec = 0.0
+    if mask.any():
+        sl = spectral_loss(logits[mask], targets[mask], fb)
+        loss = loss + weight * sl
+        spec = float(sl.detach())
+    return loss, spec
+
+
 def batch_logits(model: WaveNet, b: Batch, device: torch.device, net=None, self_feed: float = 0.0,
                  gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (batch, classes, samples) of a batch's scored window and its targets (batch, samples)."""
@@ -142,6 +202,39 @@ def only_instruments(notes, names: Sequence[str], instruments: Sequence[str]) ->
         return list(notes)
     ids = {instruments.index(n) for n in names}
     return [n for n in notes if n.instrument_id in ids]
+
+
+class RolloutSource:
+    """Rollout crops for training: the rows of a models.rollouts bank whose note is a training note."""
+
+    def __init__(self, bank, notes) -> None:
+        by_file = {n.file: i for i, n in enumerate(notes)}
+        self.bank = bank
+        self.notes = notes
+        self.rows = [(j, by_file[f]) for j, f in enumerate(bank.file) if f in by_file]
+
+    def crop(self, rng: np.random.Generator, window: int):
+        """(note index, overlay for crops.make_batch): a random rollout, the scored window within it."""
+        j, i = self.rows[int(rng.integers(len(self.rows)))]
+        n = self.notes[i]
+        t0 = n.onset + int(self.bank.t0[j])
+        length = self.bank.rollout.shape[1]
+        tgt, inp = n.audio.copy(), n.audio.copy()
+        tgt[t0:t0 + length] = self.bank.aligned[j]
+        inp[t0:t0 + length] = self.bank.rollout[j]
+        start = t0 + int(rng.integers(0, max(1, length - window + 1)))
+        return i, (tgt, inp, start)
+
+
+def rollout_source(path: str, notes) -> RolloutSource:
+    """The bank at ``path`` matched to the training ``notes`` (by file); ValueError if none matches."""
+    from .rollouts import RolloutBank
+
+    src = RolloutSource(RolloutBank.load(path), notes)
+    if not src.rows:
+        raise ValueError(f"--rollouts {path}: none of its {len(src.bank)} rollouts is of a training note")
+    print(f"rollouts: {len(src.rows)} of {len(src.bank)} in {path} are of training notes", flush=True)
+    return src
 
 
 def weight_average(model: WaveNet, decay: float, state: dict | None = None):
@@ -275,6 +368,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="each crop's inputs (not its targets) brightened by a high shelf with b uniform in "
                          "0..this (0..3; 1: +7 dB at 4 kHz): a too-bright history, as a free-running note "
                          "drifts, answered by the real note's continuation")
+    ap.add_argument("--rollouts", metavar="BANK",
+                    help="a bank of the network's own free-running notes (python -m models.rollouts): a share of "
+                         "the crops take a rollout as their inputs and the real note aligned to it as their targets")
+    ap.add_argument("--rollout-share", type=float, default=0.25, help="share of crops from --rollouts (0..1)")
+    ap.add_argument("--rollout-loss", choices=("spectral", "ce"), default="spectral",
+                    help="a rollout crop's loss: the log-mel distance of the expected next samples to the real "
+                         "note's (phase-blind), or the cross-entropy against the aligned real samples")
+    ap.add_argument("--rollout-weight", type=float, default=0.3, help="weight of the spectral rollout loss")
     ap.add_argument("--weight-ema", type=float, default=None,
                     help="export a moving average of the weights, this decay per step (e.g. 0.9995; 0 = off; "
                          "default: the resumed checkpoint's, else off)")
@@ -308,6 +409,10 @@ def train(a) -> int:
         raise ValueError(f"--input-tilt {a.input_tilt}: must be between 0 and 3")
     if not 0.0 <= a.self_feed <= 1.0:
         raise ValueError(f"--self-feed {a.self_feed}: must be between 0 and 1")
+    if not 0.0 <= a.rollout_share <= 1.0:
+        raise ValueError(f"--rollout-share {a.rollout_share}: must be between 0 and 1")
+    if a.rollouts and a.self_feed > 0:
+        raise ValueError("--rollouts and --self-feed: use one or the other")
     if a.weight_ema is not None and not 0.0 <= a.weight_ema < 1.0:
         raise ValueError(f"--weight-ema {a.weight_ema}: must be at least 0 and below 1")
     torch.set_num_threads(a.threads)
@@ -333,6 +438,7 @@ def train(a) -> int:
     if names and not (train_notes and eval_notes):
         raise ValueError(f"--instruments {a.instruments}: {len(train_notes)} training / {len(eval_notes)} held-out "
                          f"notes in {a.data}; both must be at least 1")
+    rollouts = rollout_source(a.rollouts, train_notes) if a.rollouts else None
     ckpt_path = out / "ckpt.pt"
     state = None
     if a.resume and ckpt_path.is_file():
@@ -386,6 +492,8 @@ def train(a) -> int:
               f"L{cfg.n_layers}, RF {cfg.receptive_field} samples, {len(train_notes)} train / {len(eval_notes)} "
               f"eval notes, world {world}, resuming at step {step}", flush=True)
     loss_avg, samples_done = None, 0
+    spec_avg = None  # the spectral rollout term's running mean
+    mel_fb = mel_matrix(cfg.sample_rate, device) if rollouts is not None else None
 
     def run_eval() -> None:
         ev = evaluate(model, eval_notes, cfg.sample_rate, context, a.window, device,
@@ -402,6 +510,9 @@ def train(a) -> int:
         history.append({"step": step, "hours": elapsed / 3600, "core_hours": core_s / 3600, **ev,
                         "options": {"lr": a.lr, "input_noise": a.input_noise, "self_feed": a.self_feed,
                                     "input_tilt": a.input_tilt, "weight_ema": a.weight_ema,
+                                    **({"rollouts": a.rollouts, "rollout_share": a.rollout_share,
+                                        "rollout_loss": a.rollout_loss, "rollout_weight": a.rollout_weight,
+                                        "rollout_spectral": spec_avg} if a.rollouts else {}),
                                     "level_gain_db": a.level_gain_db, "detune": a.detune,
                                     "pitch_interp": cfg.conditioning.pitch_interp,
                                     **({"data_extra": a.data_extra} if a.data_extra else {}),
@@ -436,12 +547,21 @@ def train(a) -> int:
         if stop:
             break
         idx = rng.integers(0, len(train_notes), size=a.batch)
+        overlays = None
+        if rollouts is not None:
+            overlays = [None] * a.batch
+            for k in np.flatnonzero(rng.random(a.batch) < a.rollout_share):
+                idx[k], overlays[k] = rollouts.crop(rng, a.window)
         b = make_batch(train_notes, idx, cfg.sample_rate, context, a.window, rng, a.input_noise,
                        splice_prob=a.splice_prob, local=cfg.conditioning.local,
                        level_gain_db=a.level_gain_db, detune=a.detune,
-                       pitch_interp=cfg.conditioning.pitch_interp, input_tilt=a.input_tilt)
+                       pitch_interp=cfg.conditioning.pitch_interp, input_tilt=a.input_tilt, overlays=overlays)
         t0 = time.monotonic()
-        loss = batch_loss(model, b, device, net, a.self_feed, gen)
+        if overlays is not None and a.rollout_loss == "spectral":
+            loss, spec_term = rollout_batch_loss(model, b, device, net, mel_fb, a.rollout_weight)
+            spec_avg = spec_term if spec_avg is None else 0.98 * spec_avg + 0.02 * spec_term
+        else:
+            loss = batch_loss(model, b, device, net, a.self_feed, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -305,3 +305,44 @@ def test_eval_spread_rises_when_the_network_predicts_more_sharply(tiny_data):
     after = evaluate(model, *args, probes_too=False)
     assert set(before) == {"eval_loss", "eval_spread_db"}
     assert after["eval_spread_db"] > before["eval_spread_db"] + 6.0, (before, after)
+
+
+def rollout_bank(data_dir, path, files=None) -> str:
+    """A models.rollouts bank for the tiny notes: each note's rollout its own audio reversed (1,024 samples
+    from 1,000 after key-down), the aligned real its audio there."""
+    from models.dataset import load_dataset
+    from models.rollouts import RolloutBank
+
+    notes = load_dataset(data_dir).notes
+    seg = lambda n: n.audio[n.onset + 1000:n.onset + 2024]  # noqa: E731
+    files = [n.file for n in notes] if files is None else files
+    RolloutBank(np.array([str(data_dir)] * len(files)), np.array(files), np.full(len(files), 1000, np.int64),
+                np.stack([seg(notes[i % len(notes)])[::-1] for i in range(len(files))]),
+                np.stack([seg(notes[i % len(notes)]) for i in range(len(files))])).save(path)
+    return str(path)
+
+
+def test_rollouts_train_with_the_spectral_loss_and_log_it(tiny_data, tmp_path):
+    out = tmp_path / "o"
+    bank = rollout_bank(tiny_data, tmp_path / "bank.npz")
+    r = train("--data", str(tiny_data), "--out", str(out), "--config", str(tiny_data / "config.json"),
+              "--max-steps", "3", "--rollouts", bank, "--rollout-share", "0.5")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "rollouts: 23 of 24 in" in r.stdout  # the eval note's rollout is not trained on
+    opts = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()][-1]["options"]
+    assert (opts["rollout_share"], opts["rollout_loss"], opts["rollout_weight"]) == (0.5, "spectral", 0.3)
+    assert np.isfinite(opts["rollout_spectral"]) and opts["rollout_spectral"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rollout-share", "1.5"], "--rollout-share 1.5: must be between 0 and 1"),
+    (["--self-feed", "0.1"], "--rollouts and --self-feed: use one or the other"),
+    (["--unknown-bank"], "none of its 2 rollouts is of a training note"),
+])
+def test_bad_rollout_options_are_refused(tiny_data, tmp_path, args, message):
+    files = ["nowhere.wav", "nothing.wav"] if args == ["--unknown-bank"] else None
+    bank = rollout_bank(tiny_data, tmp_path / "bank.npz", files)
+    args = [] if args == ["--unknown-bank"] else args
+    r = train("--data", str(tiny_data), "--out", str(tmp_path / "o"), "--config", str(tiny_data / "config.json"),
+              "--max-steps", "1", "--rollouts", bank, *args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
