@@ -47,8 +47,17 @@ class RolloutBank:
 
     @classmethod
     def load(cls, path: str | Path) -> "RolloutBank":
-        with np.load(path) as z:
-            return cls(z["source"], z["note_file"], z["t0"], z["rollout"], z["aligned"])
+        """The bank saved at ``path``; FileNotFoundError, or ValueError naming the file if it is no bank."""
+        try:
+            with np.load(path) as z:
+                bank = cls(z["source"], z["note_file"], z["t0"], z["rollout"], z["aligned"])
+        except (KeyError, OSError, ValueError) as e:
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise ValueError(f"{path}: not a rollout bank (python -m models.rollouts): {e}") from None
+        if bank.rollout.shape != bank.aligned.shape or bank.rollout.shape[0] != len(bank.t0):
+            raise ValueError(f"{path}: rollout bank arrays disagree in shape")
+        return bank
 
     def __len__(self) -> int:
         return len(self.t0)
@@ -177,7 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="at most this many notes per dataset (0: all)")
     a = ap.parse_args(argv)
-    bank = build(a.model, a.data, a.seconds, a.per_note, a.seed, a.limit, log=lambda s: print(s, file=sys.stderr))
+    from .dataset import DatasetError
+    from .model_file import ModelFileError
+
+    try:
+        bank = build(a.model, a.data, a.seconds, a.per_note, a.seed, a.limit, log=lambda s: print(s, file=sys.stderr))
+    except (FileNotFoundError, ValueError, DatasetError, ModelFileError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     bank.save(a.out)
     print(f"{len(bank)} rollouts of {bank.rollout.shape[1]} samples -> {a.out}")
     return 0

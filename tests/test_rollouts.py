@@ -194,3 +194,24 @@ def test_rollout_batch_loss_is_cross_entropy_on_plain_crops_plus_the_spectral_te
     grads = torch.autograd.grad(spectral_loss(*[a[[1]] for a in batch_logits(model, b, torch.device("cpu"))], fb),
                                 list(model.parameters()), allow_unused=True)
     assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0  # the spectral term trains the network
+
+
+def test_a_file_that_is_no_bank_is_refused_by_name(tmp_path):
+    p = tmp_path / "other.npz"
+    np.savez(p, x=np.zeros(3))
+    with pytest.raises(ValueError, match="other.npz: not a rollout bank"):
+        RolloutBank.load(p)
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(ValueError, match="text.npz: not a rollout bank"):
+        RolloutBank.load(tmp_path / "text.npz")
+    with pytest.raises(FileNotFoundError):
+        RolloutBank.load(tmp_path / "missing.npz")
+
+
+def test_the_bank_builder_names_a_missing_model_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "models.rollouts", str(tmp_path / "none.npz"), str(tmp_path / "b.npz"),
+                        "--data", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "none.npz" in r.stderr and "Traceback" not in r.stderr
