@@ -125,8 +125,9 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
                                                        sample_rate, phase,
                                                        level_params=shift_level(note_level(prev, sample_rate), gain_u))
     if gain_db:
-        seg = np.clip(seg * np.float32(10.0 ** (gain_db / 20.0)), -1.0, 1.0)
-        seg_in = seg if input_audio is None else np.clip(seg_in * np.float32(10.0 ** (gain_db / 20.0)), -1.0, 1.0)
+        g = np.float32(10.0 ** (gain_db / 20.0))
+        seg = np.clip(seg * g, -1.0, 1.0)
+        seg_in = seg if input_audio is None else np.clip(seg_in * g, -1.0, 1.0)
     targets = mulaw.encode(seg[1:])
     inputs = mulaw.encode(tilt(seg_in[:-1], input_tilt) if input_tilt else seg_in[:-1])
     if input_noise > 0:  # noise in the companded domain: the same few classes at every level

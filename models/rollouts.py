@@ -130,7 +130,7 @@ def rollout(e, note, t0: int, length: int, temperature: float, period_noise: flo
     e.set_loop_lowpass(loop_lowpass)  # the filter starts at the last real sample, as after a seed-bank prime
     lp.start(e.ctrl, float(note.audio[note.onset + t0 - 1]))
     out = np.empty(length, np.float32)
-    out[0] = mulaw.decode(np.array([e.ints[0]]))[0]  # the draw given the real history: position t0
+    out[0] = mulaw.DECODE_TABLE[e.ints[0]]  # the draw given the real history: position t0
     e.generate(length - 1, out[1:])
     return out
 
@@ -142,7 +142,7 @@ def build(model_path: str, data_dirs: list[str], seconds: float, per_note: int, 
     from realtime.numba_engine import NumbaEngine
     from realtime.presets import load_preset
 
-    from .dataset import load_dataset
+    from .dataset import load_dataset, midi_to_hz
     from .model_file import load_model
 
     m = load_model(model_path)
@@ -160,7 +160,7 @@ def build(model_path: str, data_dirs: list[str], seconds: float, per_note: int, 
             notes = [notes[i] for i in sorted(rng.choice(len(notes), min(limit, len(notes)), replace=False))]
         for n in notes:
             _, hi = sounding_range(n.audio, n.onset, n.release)
-            period = sr / (440.0 * 2.0 ** ((n.pitch - 69) / 12.0))
+            period = sr / midi_to_hz(n.pitch)
             t_hi = min(hi - n.onset - length // 2, len(n.audio) - n.onset - length - int(period) - 1)
             for _ in range(per_note):
                 if t_hi <= context:

@@ -112,10 +112,14 @@ ROLLOUT_TEMPERATURE = 0.5
 SPEC_FFT, SPEC_HOP, SPEC_MELS = 512, 128, 40
 
 
+def class_values(device: torch.device) -> torch.Tensor:
+    """(256,) float32: each mu-law class's decoded sample value (mulaw.DECODE_TABLE) on ``device``."""
+    return torch.from_numpy(mulaw.DECODE_TABLE.astype(np.float32)).to(device)
+
+
 def expected_samples(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """(B, 256, T) logits -> (B, T): the mean decoded sample under softmax(logits / temperature)."""
-    amp = torch.from_numpy(mulaw.decode(np.arange(logits.shape[1])).astype(np.float32)).to(logits.device)
-    return torch.einsum("bqt,q->bt", torch.softmax(logits.float() / temperature, dim=1), amp)
+    return torch.einsum("bqt,q->bt", torch.softmax(logits.float() / temperature, dim=1), class_values(logits.device))
 
 
 #: the spectral loss's floor below each target frame's loudest band (power ratio; -40 dB): finer detail, such
@@ -137,8 +141,7 @@ def spectral_loss(logits: torch.Tensor, targets: torch.Tensor, fb: torch.Tensor,
     Phase-blind: a rollout crop teaches the real note's level and spectral shape at the phase the network
     has reached without asking for its waveform (cross-entropy against the aligned real samples costs
     ~22 nats there, and the network learns to hedge: README "Training on its own rollouts")."""
-    amp = torch.from_numpy(mulaw.decode(np.arange(logits.shape[1])).astype(np.float32)).to(logits.device)
-    real = mel_power(amp[targets], fb)
+    real = mel_power(class_values(logits.device)[targets], fb)
     floor = SPEC_FLOOR * real.amax(dim=2, keepdim=True) + 1e-7
     return (torch.log(mel_power(expected_samples(logits, temperature), fb) + floor) - torch.log(real + floor)).abs().mean()
 
