@@ -1,0 +1,293 @@
+"""Training on free-running trajectories: gradients through the network's own sampled feedback.
+
+A step takes one MIDI pitch and every tonal training note of it, teacher-forces each (parallel
+forward, no gradient) up to a start point, lets the network run free for ``n`` samples exactly as an
+engine does (a hard draw by inverse CDF at the temperature; the lag input read from its own output), and
+scores the free run against the real continuation by log-mel spectrum; the usual cross-entropy on
+ordinary crops keeps it anchored. The draws are hard; the gradient is the straight-through one of the
+expected class. It flows from each sample to the loss and, through the lag input (a smooth function
+of the sample: its companded value times LAG_GAIN), on to later periods. Through the input
+embedding it does not: neighbouring classes' embeddings are unrelated vectors, and a gradient along
+their differences grows to 1e9 or more within a few hundred samples (README "Training on its
+trajectories"). Thread: training (one process, one torch thread).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import local_cond, mulaw
+from .audio_features import mel_filterbank
+from .config import LOCAL_CHANNELS
+from .crops import make_batch
+from .dataset import DatasetError, load_dataset
+from .model_file import ModelFileError, load_model
+from .train import extra_train_notes, split_notes
+from .wavenet import WaveNet, export_weights, import_weights
+
+#: teacher-forced samples before a free run (>= the receptive field plus the longest dilation)
+PREFIX = 4096
+
+
+def param_views(m: WaveNet) -> dict[str, torch.Tensor]:
+    """The parameters in the engines' layout (differentiable views): Wd (L, 2R, 2R) rows [x(t-d); x(t)],
+    bd (L, 2R), Wrs (L, R, R+S) [res | skip], br (L, R), bs (S,) summed, Wl (L, C, 2R), the head."""
+    n = range(len(m.dilations))
+    return dict(
+        emb=m.embed.weight,
+        Wd=torch.stack([torch.cat((m.convs[i].weight[:, :, 0].T, m.convs[i].weight[:, :, 1].T), 0) for i in n]),
+        bd=torch.stack([m.convs[i].bias for i in n]),
+        Wrs=torch.stack([torch.cat((m.res[i].weight[:, :, 0].T, m.skip[i].weight[:, :, 0].T), 1) for i in n]),
+        br=torch.stack([m.res[i].bias for i in n]),
+        bs=sum(m.skip[i].bias for i in n),
+        Wl=torch.stack([m.local_proj[i].weight[:, :, 0].T for i in n]),
+        W1=m.out1.weight[:, :, 0].T, b1=m.out1.bias, W2=m.out2.weight[:, :, 0].T, b2=m.out2.bias)
+
+
+def make_step(r: int, n_layers: int, temperature: float):
+    """One incremental step over a batch: (input embedding (B,R), layer inputs one dilation back (L,B,R),
+    conditioning (L,B,2R), uniforms (B,), weights) -> (drawn class (B,), the expected class minus its
+    value (B,; zero, carries the straight-through gradient), this step's layer inputs (L,B,R), logits)."""
+    def step(xin, past, cond, u, Wd, Wrs, br, bs, W1, b1, W2, b2):
+        x, xs, sk = xin, [], bs
+        for i in range(n_layers):
+            xs.append(x)
+            h = torch.cat((past[i], x), 1) @ Wd[i] + cond[i]
+            z = torch.tanh(h[:, :r]) * torch.sigmoid(h[:, r:])
+            rs = z @ Wrs[i]
+            sk = sk + rs[:, r:]
+            x = x + rs[:, :r] + br[i]
+        logits = F.relu(F.relu(sk) @ W1 + b1) @ W2 + b2
+        p = F.softmax(logits / temperature, 1)
+        k = torch.searchsorted(torch.cumsum(p.detach(), 1), u.unsqueeze(1)).clamp(max=255).squeeze(1)
+        q = p @ torch.arange(256, dtype=p.dtype)
+        return k, q - q.detach(), torch.stack(xs), logits
+    return step
+
+
+def prefix_layer_inputs(v: dict, dilations, inputs: torch.Tensor, feats: torch.Tensor,
+                        glob: torch.Tensor) -> list[torch.Tensor]:
+    """Every layer's input over a teacher-forced prefix: inputs (B,P) classes, feats (B,P,C), glob (L,B,2R)
+    -> L tensors (B,P,R) (zeros before the prefix, as an engine's queues start)."""
+    r = v["emb"].shape[1]
+    x = v["emb"][inputs]
+    out = []
+    for i, d in enumerate(dilations):
+        out.append(x)
+        xp = F.pad(x, (0, 0, d, 0))[:, :x.shape[1]]
+        h = torch.cat((xp, x), 2) @ v["Wd"][i] + feats @ v["Wl"][i] + (glob[i] + v["bd"][i])[:, None]
+        z = torch.tanh(h[..., :r]) * torch.sigmoid(h[..., r:])
+        x = x + (z @ v["Wrs"][i])[..., :r] + v["br"][i]
+    return out
+
+
+@dataclasses.dataclass
+class Segments:
+    """Notes of one pitch cut around their free-run start: inputs (B, P+1) classes (input t is sample t-1),
+    feats (B, P+n, N_LOCAL) (the lag filled over the prefix from the real inputs), real (B, n) the real
+    continuation, period (samples)."""
+    inputs: np.ndarray
+    feats: np.ndarray
+    real: np.ndarray
+    period: float
+
+
+def cut_segments(notes, starts, pitch: float, n: int, sample_rate: int, rng: np.random.Generator,
+                 prefix: int = PREFIX) -> Segments:
+    ins, feats, real = [], [], []
+    for note, s in zip(notes, starts):
+        seg = np.zeros(prefix + n + 1, np.float32)
+        b0 = s - prefix - 1
+        lo, hi = max(b0, 0), min(s + n, len(note.audio))
+        seg[lo - b0:hi - b0] = note.audio[lo:hi]
+        f = local_cond.features_for_note(prefix + n, note.onset - (s - prefix), note.release - (s - prefix),
+                                         float(pitch), sample_rate, float(rng.random()))
+        inp = mulaw.encode(seg[:prefix + 1])
+        local_cond.lag_from_reset(inp[:prefix].copy(), f[:prefix])
+        ins.append(inp)
+        feats.append(f)
+        real.append(seg[prefix + 1:])
+    period = float(local_cond.features_for_note(1, 0, 10, float(pitch), sample_rate)[0, local_cond.PERIOD])
+    return Segments(np.stack(ins), np.stack(feats), np.stack(real), period)
+
+
+def free_run(model: WaveNet, seg: Segments, pitch: float, instruments, velocities, temperature: float,
+             gen: torch.Generator | None = None, step_fn=None, forced: np.ndarray | None = None,
+             feedback_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run ``model`` free from the end of ``seg``'s prefix for ``seg.real.shape[1]`` samples; returns the
+    generated audio (B, n) (straight-through differentiable) and, with ``forced`` (B, n) classes fed
+    instead of the draws (a check), the logits (B, 256, n). ``feedback_grad`` False: no gradient into
+    later samples (the lag reads detached values)."""
+    cfg = model.cfg
+    dil = list(model.dilations)
+    n_layers, r = len(dil), cfg.residual_channels
+    prefix = seg.inputs.shape[1] - 1
+    b, n = seg.real.shape
+    local = list(cfg.conditioning.local)
+    pick = [LOCAL_CHANNELS.index(c) for c in local]
+    lag_slot = local.index("lag") if "lag" in local else -1
+    step_fn = step_fn or make_step(r, n_layers, temperature)
+    v = param_views(model)
+    feats = torch.from_numpy(np.ascontiguousarray(seg.feats[:, :, pick]))
+    inputs = torch.from_numpy(seg.inputs)
+    gvec = model.global_vector(torch.full((b,), float(pitch)), torch.as_tensor(instruments),
+                               torch.as_tensor(velocities, dtype=torch.float32))
+    glob = torch.stack([model.global_proj[i](gvec) for i in range(n_layers)])
+    free = feats[:, prefix:].clone()
+    if lag_slot >= 0:
+        free[:, :, lag_slot] = 0.0
+    cond = (torch.einsum("btc,lcr->tlbr", free, v["Wl"]) + (glob + v["bd"][:, None])[None]).unbind(0)
+    wlag = v["Wl"][:, lag_slot] if lag_slot >= 0 else None
+    with torch.no_grad():
+        X = prefix_layer_inputs({k: t.detach() for k, t in v.items()}, dil, inputs[:, :prefix],
+                                feats[:, :prefix], glob.detach())
+    cvals = torch.tensor([local_cond.class_value(k) for k in range(256)], dtype=torch.float32)
+    decode = torch.from_numpy(mulaw.DECODE_TABLE.astype(np.float32))
+    dec_slope = torch.from_numpy(np.append(np.diff(mulaw.DECODE_TABLE), 0.0).astype(np.float32))
+    vals = list(cvals[inputs].unbind(1))  # vals[t]: step t's input (sample t-1), companded
+    n_int = int(min(max(seg.period, 1.0), local_cond.HIST - 3))
+    frac = seg.period - n_int
+    k, dq = inputs[:, prefix], torch.zeros(b)
+    hist, outs, logits = [], [], []
+    for j in range(n):
+        t = prefix + j
+        past = torch.stack([X[i][:, t - d] if j < d else hist[j - d][i] for i, d in enumerate(dil)])
+        c = cond[j]
+        if wlag is not None:  # the ring's samples t - n and t - n - 1 (models.local_cond._tap)
+            a_, b_ = vals[t - n_int + 1], vals[t - n_int]
+            lag = (a_ + frac * (b_ - a_)) * local_cond.LAG_GAIN
+            c = c + lag[None, :, None] * wlag[:, None, :]
+        u = torch.rand(b, generator=gen).clamp(1e-7, 1.0 - 1e-7)
+        k, dq, xs, lg = step_fn(v["emb"][k], past, c, u, v["Wd"], v["Wrs"], v["br"], v["bs"], v["W1"], v["b1"],
+                                v["W2"], v["b2"])
+        hist.append(xs.unbind(0))
+        if forced is not None:
+            logits.append(lg.detach())
+            k, dq = torch.from_numpy(forced[:, j]), torch.zeros(b)
+        outs.append(decode[k] + dq * dec_slope[k])
+        vals.append(cvals[k] + (dq if feedback_grad else dq.detach()) / 127.5)
+    return torch.stack(outs, 1), (torch.stack(logits, 2) if forced is not None else None)
+
+
+class MelLoss:
+    """Mean absolute log-mel difference (units of 10 dB; 40 bands, 512-sample frames, hop 128), each note
+    floored 60 dB below its real loudest band: phase-blind, level and brightness both count."""
+
+    def __init__(self, sample_rate: int, n_fft: int = 512, hop: int = 128, n_mels: int = 40) -> None:
+        self.fb = torch.tensor(mel_filterbank(sample_rate, n_fft, n_mels), dtype=torch.float32)
+        self.win = torch.hann_window(n_fft)
+        self.n_fft, self.hop = n_fft, hop
+
+    def db(self, a: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+        s = torch.stft(a, self.n_fft, self.hop, window=self.win, center=False, return_complex=True)
+        m = torch.einsum("mf,bft->btm", self.fb, s.real ** 2 + s.imag ** 2)
+        return 10.0 * torch.log10(m + floor[:, None, None])
+
+    def __call__(self, gen: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            top = self.db(real, torch.full((real.shape[0],), 1e-10)).amax(dim=(1, 2))
+            floor = 10.0 ** ((top - 60.0) / 10.0)
+        return (self.db(gen, floor) - self.db(real, floor)).abs().mean() / 10.0
+
+
+def train(a: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(a.seed)
+    gen = torch.Generator().manual_seed(a.seed)
+    mf = load_model(a.model)
+    cfg = mf.config
+    model = import_weights(WaveNet(cfg), mf.weights)
+    sr = cfg.sample_rate
+    main_notes = load_dataset(a.data).notes
+    train_notes, held = split_notes(main_notes)
+    extra = extra_train_notes(load_dataset(a.data_extra).notes, held) if a.data_extra else []
+    pool = extra or train_notes  # the free runs' notes: the extra velocities (never a held-out note's key)
+    by_pitch: dict[int, list] = {}
+    for note in pool:
+        if note.tonal:
+            by_pitch.setdefault(note.pitch, []).append(note)
+    pitches = sorted(p for p, ns in by_pitch.items() if len(ns) >= 2)
+    if not pitches:
+        raise ValueError(f"{a.data_extra or a.data}: no pitch with two tonal notes to run free")
+    step_fn = make_step(cfg.residual_channels, len(model.dilations), a.temperature)
+    if a.compile:
+        step_fn = torch.compile(step_fn, dynamic=False)
+    mel = MelLoss(sr)
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    t0 = t_save = time.monotonic()
+    log = open(a.out + ".log.jsonl", "a")
+    it = 0
+    while True:
+        it += 1
+        pitch = int(rng.choice(pitches))
+        notes = by_pitch[pitch]
+        starts = [min(nt.onset + int(a.after_s * sr) + int(rng.integers(0, int(a.spread_s * sr) + 1)),
+                      len(nt.audio) - a.n) for nt in notes]
+        seg = cut_segments(notes, starts, pitch, a.n, sr, rng)
+        out, _ = free_run(model, seg, pitch, [nt.instrument_id for nt in notes],
+                          [nt.velocity / 127.0 for nt in notes], a.temperature, gen, step_fn)
+        lt = mel(out, torch.from_numpy(seg.real))
+        bt = make_batch(train_notes + extra, rng.integers(0, len(train_notes) + len(extra), a.ce_crops), sr,
+                        2047, 2048, rng, 1.5, local=cfg.conditioning.local, detune=1.0, pitch_interp=True)
+        logits = model(torch.from_numpy(bt.inputs), model.global_vector(
+            torch.from_numpy(bt.pitch), torch.from_numpy(bt.instrument), torch.from_numpy(bt.velocity)),
+            torch.from_numpy(bt.local), keep=2048)
+        ce = F.cross_entropy(logits, torch.from_numpy(bt.targets[:, -2048:]))
+        opt.zero_grad()
+        (ce + a.weight * lt).backward()
+        gn = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
+        if math.isfinite(gn):
+            opt.step()
+        el = time.monotonic() - t0
+        rec = dict(it=it, minutes=round(el / 60, 2), pitch=pitch, notes=len(notes), traj=round(float(lt), 4),
+                   ce=round(float(ce), 4), grad_norm=round(gn, 3))
+        print(json.dumps(rec), flush=True)
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        done = el >= a.minutes * 60
+        if done or time.monotonic() - t_save >= a.save_every * 60:
+            t_save = time.monotonic()
+            res = dataclasses.replace(mf, weights=export_weights(model), path=None)
+            res.metadata = dict(mf.metadata, trajectory=dict(steps=it, minutes=round(el / 60, 1), n=a.n, lr=a.lr,
+                                                             weight=a.weight, start=str(a.model)))
+            res.save(a.out)
+        if done:
+            return
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.trajectory", description=__doc__.split("\n")[0])
+    ap.add_argument("model", help="the model file to start from (.npz)")
+    ap.add_argument("out", help="the fine-tuned model file to write (.npz; a .log.jsonl beside it)")
+    ap.add_argument("--data", default="data/gm")
+    ap.add_argument("--data-extra", default=None, help="the free runs' notes (default: the training notes)")
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--n", type=int, default=2048, help="samples run free per step")
+    ap.add_argument("--after-s", type=float, default=0.128, help="free runs start this long after key-down ...")
+    ap.add_argument("--spread-s", type=float, default=0.5, help="... plus up to this much more (uniform)")
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--weight", type=float, default=1.0, help="the trajectory loss's weight beside the cross-entropy")
+    ap.add_argument("--ce-crops", type=int, default=6)
+    ap.add_argument("--temperature", type=float, default=0.5)
+    ap.add_argument("--save-every", type=float, default=20.0, help="minutes")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the step (2x faster after ~30 s)")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    try:
+        train(a)
+    except (ModelFileError, DatasetError, FileNotFoundError, ValueError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
