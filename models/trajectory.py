@@ -247,8 +247,8 @@ def train(a: argparse.Namespace) -> None:
         if math.isfinite(gn):
             opt.step()
         el = time.monotonic() - t0
-        rec = dict(it=it, minutes=round(el / 60, 2), pitch=pitch, notes=len(notes), traj=round(float(lt), 4),
-                   ce=round(float(ce), 4), grad_norm=round(gn, 3))
+        rec = dict(it=it, minutes=round(el / 60, 2), pitch=pitch, notes=len(notes), traj=round(float(lt.detach()), 4),
+                   ce=round(float(ce.detach()), 4), grad_norm=round(gn, 3))
         print(json.dumps(rec), flush=True)
         log.write(json.dumps(rec) + "\n")
         log.flush()

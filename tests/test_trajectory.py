@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models import mulaw
+from models import local_cond, mulaw
 from models.config import ConditioningSpec, WaveNetConfig
 from models.dataset import Note, midi_to_hz
 from models.trajectory import MelLoss, cut_segments, free_run, main
@@ -50,7 +50,6 @@ def test_teacher_forced_steps_give_the_parallel_forwards_logits(start):
         _, got = free_run(m, seg, PITCH, [0, 1], [0.7, 0.5], 0.5, forced=forced)
     full = np.concatenate((seg.inputs, forced[:, :-1]), 1)
     feats = seg.feats.copy()
-    from models import local_cond
     for b in range(2):
         local_cond.lag_from_reset(full[b].copy(), feats[b])
     loc = torch.from_numpy(feats[:, :, [0, 1, 2, local_cond.LAG]]).transpose(1, 2)
