@@ -25,12 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from . import local_cond, mulaw
-from .audio_features import mel_filterbank
 from .config import LOCAL_CHANNELS
 from .crops import make_batch
 from .dataset import DatasetError, load_dataset
 from .model_file import ModelFileError, load_model
-from .train import extra_train_notes, split_notes
+from .train import batch_loss, class_values, extra_train_notes, mel_matrix, mel_power, split_notes
 from .wavenet import WaveNet, export_weights, import_weights
 
 #: teacher-forced samples before a free run (>= the receptive field plus the longest dilation)
@@ -115,8 +114,7 @@ def cut_segments(notes, starts, pitch: float, n: int, sample_rate: int, rng: np.
         ins.append(inp)
         feats.append(f)
         real.append(seg[prefix + 1:])
-    period = float(local_cond.features_for_note(1, 0, 10, float(pitch), sample_rate)[0, local_cond.PERIOD])
-    return Segments(np.stack(ins), np.stack(feats), np.stack(real), period)
+    return Segments(np.stack(ins), np.stack(feats), np.stack(real), float(feats[0][prefix, local_cond.PERIOD]))
 
 
 def free_run(model: WaveNet, seg: Segments, pitch: float, instruments, velocities, temperature: float,
@@ -150,7 +148,7 @@ def free_run(model: WaveNet, seg: Segments, pitch: float, instruments, velocitie
         X = prefix_layer_inputs({k: t.detach() for k, t in v.items()}, dil, inputs[:, :prefix],
                                 feats[:, :prefix], glob.detach())
     cvals = torch.tensor([local_cond.class_value(k) for k in range(256)], dtype=torch.float32)
-    decode = torch.from_numpy(mulaw.DECODE_TABLE.astype(np.float32))
+    decode = class_values(torch.device("cpu"))
     dec_slope = torch.from_numpy(np.append(np.diff(mulaw.DECODE_TABLE), 0.0).astype(np.float32))
     vals = list(cvals[inputs].unbind(1))  # vals[t]: step t's input (sample t-1), companded
     n_int = int(min(max(seg.period, 1.0), local_cond.HIST - 3))
@@ -178,18 +176,15 @@ def free_run(model: WaveNet, seg: Segments, pitch: float, instruments, velocitie
 
 
 class MelLoss:
-    """Mean absolute log-mel difference (units of 10 dB; 40 bands, 512-sample frames, hop 128), each note
-    floored 60 dB below its real loudest band: phase-blind, level and brightness both count."""
+    """Mean absolute log-mel difference (units of 10 dB; train.mel_power's spectra: 40 bands, 512-sample
+    frames, hop 128), each note floored 60 dB below its real loudest band: phase-blind, level and
+    brightness both count."""
 
-    def __init__(self, sample_rate: int, n_fft: int = 512, hop: int = 128, n_mels: int = 40) -> None:
-        self.fb = torch.tensor(mel_filterbank(sample_rate, n_fft, n_mels), dtype=torch.float32)
-        self.win = torch.hann_window(n_fft)
-        self.n_fft, self.hop = n_fft, hop
+    def __init__(self, sample_rate: int) -> None:
+        self.fb = mel_matrix(sample_rate, torch.device("cpu"))
 
     def db(self, a: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
-        s = torch.stft(a, self.n_fft, self.hop, window=self.win, center=False, return_complex=True)
-        m = torch.einsum("mf,bft->btm", self.fb, s.real ** 2 + s.imag ** 2)
-        return 10.0 * torch.log10(m + floor[:, None, None])
+        return 10.0 * torch.log10(mel_power(a, self.fb) + floor[:, None, None])
 
     def __call__(self, gen: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -236,11 +231,9 @@ def train(a: argparse.Namespace) -> None:
                           [nt.velocity / 127.0 for nt in notes], a.temperature, gen, step_fn)
         lt = mel(out, torch.from_numpy(seg.real))
         bt = make_batch(train_notes + extra, rng.integers(0, len(train_notes) + len(extra), a.ce_crops), sr,
-                        2047, 2048, rng, 1.5, local=cfg.conditioning.local, detune=1.0, pitch_interp=True)
-        logits = model(torch.from_numpy(bt.inputs), model.global_vector(
-            torch.from_numpy(bt.pitch), torch.from_numpy(bt.instrument), torch.from_numpy(bt.velocity)),
-            torch.from_numpy(bt.local), keep=2048)
-        ce = F.cross_entropy(logits, torch.from_numpy(bt.targets[:, -2048:]))
+                        cfg.receptive_field - 1, 2048, rng, 1.5, local=cfg.conditioning.local, detune=1.0,
+                        pitch_interp=cfg.conditioning.pitch_interp)
+        ce = batch_loss(model, bt, torch.device("cpu"))
         opt.zero_grad()
         (ce + a.weight * lt).backward()
         gn = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
