@@ -9,7 +9,9 @@ expected class. It flows from each sample to the loss and, through the lag input
 of the sample: its companded value times LAG_GAIN), on to later periods. Through the input
 embedding it does not: neighbouring classes' embeddings are unrelated vectors, and a gradient along
 their differences grows to 1e9 or more within a few hundred samples (README "Training on its
-trajectories"). Thread: training (one process, one torch thread).
+trajectories"). :func:`free_run` is the autograd graph of it, one sample at a time (``--kernel torch``,
+and the reference models.trajectory_kernel's Numba kernels are tested against; they are the default,
+about 5x faster a note-sample all told). Thread: training (one process, one torch thread).
 """
 from __future__ import annotations
 
@@ -119,11 +121,12 @@ def cut_segments(notes, starts, pitch: float, n: int, sample_rate: int, rng: np.
 
 def free_run(model: WaveNet, seg: Segments, pitch: float, instruments, velocities, temperature: float,
              gen: torch.Generator | None = None, step_fn=None, forced: np.ndarray | None = None,
-             feedback_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+             feedback_grad: bool = True, uniforms: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run ``model`` free from the end of ``seg``'s prefix for ``seg.real.shape[1]`` samples; returns the
     generated audio (B, n) (straight-through differentiable) and, with ``forced`` (B, n) classes fed
     instead of the draws (a check), the logits (B, 256, n). ``feedback_grad`` False: no gradient into
-    later samples (the lag reads detached values)."""
+    later samples (the lag reads detached values). ``uniforms`` (B, n): the draws' uniforms (default: from
+    ``gen``)."""
     cfg = model.cfg
     dil = list(model.dilations)
     n_layers, r = len(dil), cfg.residual_channels
@@ -163,7 +166,8 @@ def free_run(model: WaveNet, seg: Segments, pitch: float, instruments, velocitie
             a_, b_ = vals[t - n_int + 1], vals[t - n_int]
             lag = (a_ + frac * (b_ - a_)) * local_cond.LAG_GAIN
             c = c + lag[None, :, None] * wlag[:, None, :]
-        u = torch.rand(b, generator=gen).clamp(1e-7, 1.0 - 1e-7)
+        u = (torch.rand(b, generator=gen) if uniforms is None else torch.from_numpy(uniforms[:, j])
+             ).clamp(1e-7, 1.0 - 1e-7)
         k, dq, xs, lg = step_fn(v["emb"][k], past, c, u, v["Wd"], v["Wrs"], v["br"], v["bs"], v["W1"], v["b1"],
                                 v["W2"], v["b2"])
         hist.append(xs.unbind(0))
@@ -213,7 +217,7 @@ def train(a: argparse.Namespace) -> None:
     if not pitches:
         raise ValueError(f"{a.data_extra or a.data}: no pitch with two tonal notes to run free")
     step_fn = make_step(cfg.residual_channels, len(model.dilations), a.temperature)
-    if a.compile:
+    if a.compile and a.kernel == "torch":
         step_fn = torch.compile(step_fn, dynamic=False)
     mel = MelLoss(sr)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
@@ -224,18 +228,29 @@ def train(a: argparse.Namespace) -> None:
         it += 1
         pitch = int(rng.choice(pitches))
         notes = by_pitch[pitch]
+        if a.notes and len(notes) > a.notes:
+            notes = [notes[i] for i in sorted(rng.choice(len(notes), a.notes, replace=False))]
         starts = [min(nt.onset + int(a.after_s * sr) + int(rng.integers(0, int(a.spread_s * sr) + 1)),
                       len(nt.audio) - a.n) for nt in notes]
         seg = cut_segments(notes, starts, pitch, a.n, sr, rng)
-        out, _ = free_run(model, seg, pitch, [nt.instrument_id for nt in notes],
-                          [nt.velocity / 127.0 for nt in notes], a.temperature, gen, step_fn)
-        lt = mel(out, torch.from_numpy(seg.real))
+        inst, vel = [nt.instrument_id for nt in notes], [nt.velocity / 127.0 for nt in notes]
+        real = torch.from_numpy(seg.real)
+        opt.zero_grad()
+        if a.kernel == "numba":  # the free run's gradient goes into .grad here; the same as the graph below
+            from .trajectory_kernel import note_grads
+
+            u = rng.uniform(1e-7, 1.0 - 1e-7, seg.real.shape).astype(np.float32)
+            _, lt = note_grads(model, seg, pitch, inst, vel, a.temperature, u, lambda o: mel(o, real), a.weight)
+            lt = torch.tensor(lt)
+        else:
+            out, _ = free_run(model, seg, pitch, inst, vel, a.temperature, gen, step_fn)
+            lt = mel(out, real)
+            (a.weight * lt).backward()
         bt = make_batch(train_notes + extra, rng.integers(0, len(train_notes) + len(extra), a.ce_crops), sr,
                         cfg.receptive_field - 1, 2048, rng, 1.5, local=cfg.conditioning.local, detune=1.0,
                         pitch_interp=cfg.conditioning.pitch_interp)
         ce = batch_loss(model, bt, torch.device("cpu"))
-        opt.zero_grad()
-        (ce + a.weight * lt).backward()
+        ce.backward()
         gn = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
         if math.isfinite(gn):
             opt.step()
@@ -249,7 +264,7 @@ def train(a: argparse.Namespace) -> None:
         if done or time.monotonic() - t_save >= a.save_every * 60:
             t_save = time.monotonic()
             res = dataclasses.replace(mf, weights=export_weights(model), path=None)
-            res.metadata = dict(mf.metadata, trajectory=dict(steps=it, minutes=round(el / 60, 1), n=a.n, lr=a.lr,
+            res.metadata = dict(mf.metadata, trajectory=dict(steps=it, minutes=round(el / 60, 1), n=a.n, notes=a.notes, lr=a.lr,
                                                              weight=a.weight, start=str(a.model)))
             res.save(a.out)
         if done:
@@ -264,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-extra", default=None, help="the free runs' notes (default: the training notes)")
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--n", type=int, default=2048, help="samples run free per step")
+    ap.add_argument("--notes", type=int, default=0, help="at most this many of the pitch's notes a step (0: all)")
     ap.add_argument("--after-s", type=float, default=0.128, help="free runs start this long after key-down ...")
     ap.add_argument("--spread-s", type=float, default=0.5, help="... plus up to this much more (uniform)")
     ap.add_argument("--lr", type=float, default=2e-4)
@@ -271,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ce-crops", type=int, default=6)
     ap.add_argument("--temperature", type=float, default=0.5)
     ap.add_argument("--save-every", type=float, default=20.0, help="minutes")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the step (2x faster after ~30 s)")
+    ap.add_argument("--kernel", choices=("numba", "torch"), default="numba",
+                    help="the free run and its gradient: Numba kernels (models.trajectory_kernel) or the autograd graph")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the torch kernel's step (2x faster after ~30 s)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     try:

@@ -591,3 +591,18 @@ def test_resynthesis_timbre_names_other_velocity_notes_with_each_classifier(monk
     monkeypatch.setattr(evaluate, "resynthesized", lambda e, n, t, rng, s, sr: swap[n.instrument_id])
     assert evaluate.resynthesis_timbre(model, data, "numba", [(0, 57), (1, 57)], 0.5, 0, {"p": clf})["accuracy_p"] == 0.0
     assert evaluate.resynthesis_timbre(model, data, "numba", [(0, 60)], 0.5, 0, {"p": clf}) is None
+
+
+def test_half_accuracies_name_notes_by_each_half_of_the_descriptor_alone():
+    """Notes whose spectral shape (first half) matches their instrument's references but whose course over
+    time (second half) matches the other instrument's: named right by the mean half, wrong by the std half."""
+    from models.evaluate import half_accuracies
+
+    rng = np.random.default_rng(0)
+    y_ref = np.repeat([0, 1], 20)
+    x_ref = np.concatenate([y_ref[:, None] * 10.0 + rng.normal(0, 1, (40, 4)),
+                            y_ref[:, None] * 10.0 + rng.normal(0, 1, (40, 4))], axis=1)
+    y = np.array([0, 1, 0, 1])
+    x = np.concatenate([y[:, None] * 10.0 + rng.normal(0, 1, (4, 4)),
+                        (1 - y[:, None]) * 10.0 + rng.normal(0, 1, (4, 4))], axis=1)
+    assert half_accuracies(x_ref, y_ref, x, y) == {"mean": 1.0, "std": 0.0}
