@@ -30,6 +30,7 @@ from . import local_cond, mulaw
 from .config import LOCAL_CHANNELS
 from .crops import make_batch
 from .dataset import DatasetError, load_dataset
+from .level import note_level
 from .model_file import ModelFileError, load_model
 from .train import batch_loss, class_values, extra_train_notes, mel_matrix, mel_power, split_notes
 from .wavenet import WaveNet, export_weights, import_weights
@@ -102,7 +103,9 @@ class Segments:
 
 
 def cut_segments(notes, starts, pitch: float, n: int, sample_rate: int, rng: np.random.Generator,
-                 prefix: int = PREFIX) -> Segments:
+                 prefix: int = PREFIX, levels: bool = False) -> Segments:
+    """``levels``: the level channel follows each note's own envelope (models.level.note_level), as
+    training crops' do; else the default envelope (models without a level input ignore it)."""
     ins, feats, real = [], [], []
     for note, s in zip(notes, starts):
         seg = np.zeros(prefix + n + 1, np.float32)
@@ -110,7 +113,8 @@ def cut_segments(notes, starts, pitch: float, n: int, sample_rate: int, rng: np.
         lo, hi = max(b0, 0), min(s + n, len(note.audio))
         seg[lo - b0:hi - b0] = note.audio[lo:hi]
         f = local_cond.features_for_note(prefix + n, note.onset - (s - prefix), note.release - (s - prefix),
-                                         float(pitch), sample_rate, float(rng.random()))
+                                         float(pitch), sample_rate, float(rng.random()),
+                                         level_params=note_level(note, sample_rate) if levels else None)
         inp = mulaw.encode(seg[:prefix + 1])
         local_cond.lag_from_reset(inp[:prefix].copy(), f[:prefix])
         ins.append(inp)
@@ -232,7 +236,7 @@ def train(a: argparse.Namespace) -> None:
             notes = [notes[i] for i in sorted(rng.choice(len(notes), a.notes, replace=False))]
         starts = [min(nt.onset + int(a.after_s * sr) + int(rng.integers(0, int(a.spread_s * sr) + 1)),
                       len(nt.audio) - a.n) for nt in notes]
-        seg = cut_segments(notes, starts, pitch, a.n, sr, rng)
+        seg = cut_segments(notes, starts, pitch, a.n, sr, rng, levels="level" in cfg.conditioning.local)
         inst, vel = [nt.instrument_id for nt in notes], [nt.velocity / 127.0 for nt in notes]
         real = torch.from_numpy(seg.real)
         opt.zero_grad()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models import local_cond, mulaw
-from models.config import ConditioningSpec, WaveNetConfig
+from models.config import LOCAL_CHANNELS, ConditioningSpec, WaveNetConfig
 from models.dataset import Note, midi_to_hz
 from models.trajectory import MelLoss, cut_segments, free_run, main
 from models.wavenet import WaveNet
@@ -91,3 +91,16 @@ def test_a_missing_model_is_one_line(tmp_path, capsys):
     assert main([str(tmp_path / "none.npz"), str(tmp_path / "out.npz")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "none.npz" in err and "\n" not in err
+
+
+def test_the_level_channel_follows_each_notes_own_decay_when_asked():
+    """levels=True: the level input over a free run follows the note's fitted envelope (the test notes' amplitude
+    falls as exp(-t / 0.4 s): 5.4 dB over these 0.25 s), not the default one (which holds here)."""
+    seg = cut_segments(notes(), [3000, 3000], PITCH, 4000, SR, np.random.default_rng(0), levels=True)
+    plain = cut_segments(notes(), [3000, 3000], PITCH, 4000, SR, np.random.default_rng(0))
+    col = LOCAL_CHANNELS.index("level")
+    lv, lv0 = seg.feats[:, :, col], plain.feats[:, :, col]
+    p = seg.inputs.shape[1] - 1
+    fall_db = (lv[:, p] - lv[:, -1]) * 60.0  # level units are 60 dB
+    assert ((fall_db > 4.4) & (fall_db < 6.4)).all(), fall_db
+    assert (np.abs(lv0[:, p] - lv0[:, -1]) * 60.0 < 1.0).all()
