@@ -183,6 +183,50 @@ def free_run(model: WaveNet, seg: Segments, pitch: float, instruments, velocitie
     return torch.stack(outs, 1), (torch.stack(logits, 2) if forced is not None else None)
 
 
+class InputGain(torch.nn.Module):
+    """A local projection's weight as its stored value times a gain per input column: Adam moves each
+    weight by about the learning rate a step, so a column with gain G learns G times faster. What a new
+    input's zero weights need (the lag input's LAG_GAIN, in the trainer instead of the feature); the
+    weights the model file gets are the products, so playing is unchanged."""
+
+    def __init__(self, gain: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("g", gain.view(1, -1, 1))
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * self.g
+
+    def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
+        return w / self.g
+
+
+def parse_gains(specs: list[str], local: tuple[str, ...]) -> dict[str, float]:
+    """``["level=16"]`` -> {"level": 16.0}; a name the model does not read, or a gain <= 0, is refused."""
+    out = {}
+    for spec in specs:
+        name, _, value = spec.partition("=")
+        try:
+            g = float(value)
+        except ValueError:
+            g = float("nan")
+        if name not in local or not g > 0:
+            raise ValueError(f"--input-gain {spec}: must be NAME=G with G > 0 and NAME one of the model's local "
+                             f"inputs ({', '.join(local)})")
+        out[name] = g
+    return out
+
+
+def apply_input_gains(model: WaveNet, gains: dict[str, float]) -> None:
+    """Give ``model``'s local projections the per-column :class:`InputGain` of ``gains`` (same function)."""
+    if not gains:
+        return
+    from torch.nn.utils import parametrize
+
+    g = torch.tensor([gains.get(c, 1.0) for c in model.cfg.conditioning.local], dtype=torch.float32)
+    for proj in model.local_proj:
+        parametrize.register_parametrization(proj, "weight", InputGain(g))
+
+
 class MelLoss:
     """Mean absolute log-mel difference (units of 10 dB; train.mel_power's spectra: 40 bands, 512-sample
     frames, hop 128), each note floored 60 dB below its real loudest band: phase-blind, level and
@@ -224,6 +268,7 @@ def train(a: argparse.Namespace) -> None:
     if a.compile and a.kernel == "torch":
         step_fn = torch.compile(step_fn, dynamic=False)
     mel = MelLoss(sr)
+    apply_input_gains(model, parse_gains(a.input_gain, cfg.conditioning.local))
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     t0 = t_save = time.monotonic()
     log = open(a.out + ".log.jsonl", "a")
@@ -268,8 +313,9 @@ def train(a: argparse.Namespace) -> None:
         if done or time.monotonic() - t_save >= a.save_every * 60:
             t_save = time.monotonic()
             res = dataclasses.replace(mf, weights=export_weights(model), path=None)
-            res.metadata = dict(mf.metadata, trajectory=dict(steps=it, minutes=round(el / 60, 1), n=a.n, notes=a.notes, lr=a.lr,
-                                                             weight=a.weight, start=str(a.model)))
+            res.metadata = dict(mf.metadata, trajectory=dict(
+                steps=it, minutes=round(el / 60, 1), n=a.n, notes=a.notes, lr=a.lr, input_gain=a.input_gain,
+                weight=a.weight, start=str(a.model)))
             res.save(a.out)
         if done:
             return
@@ -289,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--weight", type=float, default=1.0, help="the trajectory loss's weight beside the cross-entropy")
     ap.add_argument("--ce-crops", type=int, default=6)
+    ap.add_argument("--input-gain", action="append", default=[], metavar="NAME=G",
+                    help="a local input's weights learn G times faster (e.g. level=16 for a new input)")
     ap.add_argument("--temperature", type=float, default=0.5)
     ap.add_argument("--save-every", type=float, default=20.0, help="minutes")
     ap.add_argument("--kernel", choices=("numba", "torch"), default="numba",

@@ -104,3 +104,37 @@ def test_the_level_channel_follows_each_notes_own_decay_when_asked():
     fall_db = (lv[:, p] - lv[:, -1]) * 60.0  # level units are 60 dB
     assert ((fall_db > 4.4) & (fall_db < 6.4)).all(), fall_db
     assert (np.abs(lv0[:, p] - lv0[:, -1]) * 60.0 < 1.0).all()
+
+
+def test_an_input_gain_keeps_the_function_and_makes_its_column_learn_that_much_faster():
+    from models.trajectory import apply_input_gains, parse_gains
+    from models.wavenet import export_weights
+
+    x = torch.from_numpy(mulaw.encode(notes()[0].audio[:600]))[None]
+    g = torch.zeros(1, 4 + 4 + 1)
+    g[0, 4] = 1.0
+    loc = torch.rand(1, 4, 600, generator=torch.Generator().manual_seed(0))
+    moved = {}
+    for gain in (1.0, 8.0):
+        m = tiny_model()
+        before = m(x, m.global_vector(torch.tensor([62.0]), torch.tensor([0]), torch.tensor([0.7])), loc).detach()
+        w0 = export_weights(m)["w_loc"].copy()
+        apply_input_gains(m, parse_gains([f"lag={gain}"], m.cfg.conditioning.local))
+        gv = m.global_vector(torch.tensor([62.0]), torch.tensor([0]), torch.tensor([0.7]))
+        out = m(x, gv, loc)
+        torch.testing.assert_close(out, before)  # the same function
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+        out[0, :, -1].logsumexp(0).backward()
+        opt.step()
+        w1 = export_weights(m)["w_loc"]  # the products: what a model file gets
+        moved[gain] = np.abs(w1 - w0).max(axis=(0, 2))  # per input column
+    np.testing.assert_allclose(moved[8.0][3], 8 * moved[1.0][3], rtol=1e-3)  # the lag column (Adam's first step)
+    np.testing.assert_allclose(moved[8.0][:3], moved[1.0][:3], rtol=1e-3)    # the others as before
+
+
+@pytest.mark.parametrize("spec", ["level=4", "lag=0", "lag=x", "lag"])
+def test_a_bad_input_gain_is_refused(spec):
+    from models.trajectory import parse_gains
+
+    with pytest.raises(ValueError, match="--input-gain"):
+        parse_gains([spec], ("gate", "f0_sin", "f0_cos", "lag"))
