@@ -37,6 +37,22 @@ from .wavenet import WaveNet, export_weights, import_weights
 
 #: teacher-forced samples before a free run (>= the receptive field plus the longest dilation)
 PREFIX = 4096
+#: d(decoded sample) / d(class) at each class (the last: 0): the straight-through slope of the audio
+DECODE_SLOPE = np.append(np.diff(mulaw.DECODE_TABLE), 0.0).astype(np.float32)
+
+
+def local_slots(local) -> tuple[list[int], int]:
+    """A model's local inputs (names, in its order) as columns of local_cond's feature rows, and the
+    lag's place among them (-1: no lag input)."""
+    local = list(local)
+    return [LOCAL_CHANNELS.index(c) for c in local], (local.index("lag") if "lag" in local else -1)
+
+
+def lag_taps(period: float) -> tuple[int, float]:
+    """The lag's two taps for a period (samples): it reads the samples ``n`` and ``n + 1`` back, mixed
+    ``1 - frac`` / ``frac`` (models.local_cond._tap)."""
+    n = int(min(max(period, 1.0), local_cond.HIST - 3))
+    return n, float(period - n)
 
 
 def param_views(m: WaveNet) -> dict[str, torch.Tensor]:
@@ -136,9 +152,7 @@ def free_run(model: WaveNet, seg: Segments, pitch: float, instruments, velocitie
     n_layers, r = len(dil), cfg.residual_channels
     prefix = seg.inputs.shape[1] - 1
     b, n = seg.real.shape
-    local = list(cfg.conditioning.local)
-    pick = [LOCAL_CHANNELS.index(c) for c in local]
-    lag_slot = local.index("lag") if "lag" in local else -1
+    pick, lag_slot = local_slots(cfg.conditioning.local)
     step_fn = step_fn or make_step(r, n_layers, temperature)
     v = param_views(model)
     feats = torch.from_numpy(np.ascontiguousarray(seg.feats[:, :, pick]))
@@ -156,10 +170,9 @@ def free_run(model: WaveNet, seg: Segments, pitch: float, instruments, velocitie
                                 feats[:, :prefix], glob.detach())
     cvals = torch.tensor([local_cond.class_value(k) for k in range(256)], dtype=torch.float32)
     decode = class_values(torch.device("cpu"))
-    dec_slope = torch.from_numpy(np.append(np.diff(mulaw.DECODE_TABLE), 0.0).astype(np.float32))
+    dec_slope = torch.from_numpy(DECODE_SLOPE)
     vals = list(cvals[inputs].unbind(1))  # vals[t]: step t's input (sample t-1), companded
-    n_int = int(min(max(seg.period, 1.0), local_cond.HIST - 3))
-    frac = seg.period - n_int
+    n_int, frac = lag_taps(seg.period)
     k, dq = inputs[:, prefix], torch.zeros(b)
     hist, outs, logits = [], [], []
     for j in range(n):

@@ -4,10 +4,11 @@ autograd one sample at a time, without the per-sample Python and autograd graph.
 :func:`run_free` plays one note free from a teacher-forced prefix, exactly as ``free_run`` does (a hard
 draw by inverse CDF at the temperature, the lag input read from its own output), and keeps every
 activation the way back needs. :func:`run_back` walks the note backwards in time: from the loss's
-gradient on each generated sample it accumulates every weight's gradient, the conditioning's gradient
-per sample and layer, and, through the lag input, the straight-through gradient of the expected class
-one period earlier (the same paths as ``free_run``'s graph: not through the input embedding).
-:func:`note_grads` wires both to a WaveNet's parameters. Pure arithmetic on arrays; thread: training.
+gradient on each generated sample it finds the gradient on every layer's activations, sample by sample,
+carrying it through the lag input to the straight-through expected class one period earlier (the same
+paths as ``free_run``'s graph: not through the input embedding); :func:`weight_grads` turns those into
+the weights' gradients, one matrix product each. :func:`note_grads` wires them to a WaveNet's
+parameters. Pure arithmetic on arrays; thread: training.
 """
 from __future__ import annotations
 
@@ -18,8 +19,7 @@ from numba import njit
 from realtime.kernel import JIT, fast_tanh
 
 from . import local_cond, mulaw
-from .config import LOCAL_CHANNELS
-from .trajectory import param_views, prefix_layer_inputs
+from .trajectory import DECODE_SLOPE, lag_taps, local_slots, param_views, prefix_layer_inputs
 
 
 @njit(inline="always", **JIT)
@@ -29,25 +29,6 @@ def _vm_add(x, W, row0, out):
         xi = x[i]
         for j in range(out.shape[0]):
             out[j] += xi * W[row0 + i, j]
-
-
-@njit(inline="always", **JIT)
-def _mv(W, g, out):
-    """out = W @ g."""
-    for i in range(out.shape[0]):
-        acc = 0.0
-        for j in range(g.shape[0]):
-            acc += W[i, j] * g[j]
-        out[i] = acc
-
-
-@njit(inline="always", **JIT)
-def _outer_add(D, row0, a, b):
-    """D[row0:row0 + len(a)] += outer(a, b)."""
-    for i in range(a.shape[0]):
-        ai = a[i]
-        for j in range(b.shape[0]):
-            D[row0 + i, j] += ai * b[j]
 
 
 @njit(**JIT)
@@ -250,9 +231,7 @@ def note_grads(model, seg, pitch: float, instruments, velocities, temperature: f
     L, R = len(dil), cfg.residual_channels
     prefix = seg.inputs.shape[1] - 1
     B, n = seg.real.shape
-    local = list(cfg.conditioning.local)
-    pick = [LOCAL_CHANNELS.index(c) for c in local]
-    lag_slot = local.index("lag") if "lag" in local else -1
+    pick, lag_slot = local_slots(cfg.conditioning.local)
     v = param_views(model)
     feats = torch.from_numpy(np.ascontiguousarray(seg.feats[:, :, pick]))
     gvec = model.global_vector(torch.full((B,), float(pitch)), torch.as_tensor(instruments),
@@ -270,10 +249,8 @@ def note_grads(model, seg, pitch: float, instruments, velocities, temperature: f
         pre = prefix_layer_inputs({k: t.detach() for k, t in v.items()}, list(dil), inputs[:, :prefix],
                                   feats[:, :prefix], glob.detach())
     dmax = int(dil.max())
-    n_int = int(min(max(seg.period, 1.0), local_cond.HIST - 3))
-    frac = float(seg.period - n_int)
+    n_int, frac = lag_taps(seg.period)
     cvals = ((seg.inputs.astype(np.float32) - np.float32(127.5)) / np.float32(127.5))
-    slope = np.append(np.diff(mulaw.DECODE_TABLE), 0.0).astype(np.float32)
     runs = []
     for b in range(B):
         X = np.zeros((L, dmax + n, R), np.float32)
@@ -303,7 +280,7 @@ def note_grads(model, seg, pitch: float, instruments, velocities, temperature: f
         GRS = np.empty((n, L, w["Wrs"].shape[2]), np.float32)
         GH1, GLG = np.empty((n, w["b1"].shape[0]), np.float32), np.empty((n, 256), np.float32)
         run_back(tr["Wd"], tr["Wrs"], tr["W1"], tr["W2"], dil, wlag, X, a["A"], a["S"], a["SK"], a["H1"], a["P"],
-                 a["kin"], a["kout"], d_out[b], slope, n_int, frac, local_cond.LAG_GAIN, temperature, grads["emb"],
+                 a["kin"], a["kout"], d_out[b], DECODE_SLOPE, n_int, frac, local_cond.LAG_GAIN, temperature, grads["emb"],
                  G, GRS, GH1, GLG)
         weight_grads(grads, dil, X, a["A"], a["S"], a["SK"], a["H1"], G, GRS, GH1, GLG)
         grads["Wl"] += np.einsum("tc,tlr->lcr", free[b], G)
