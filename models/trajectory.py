@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -41,6 +42,12 @@ PREFIX = 4096
 DECODE_SLOPE = np.append(np.diff(mulaw.DECODE_TABLE), 0.0).astype(np.float32)
 
 
+@functools.cache
+def class_value_table() -> np.ndarray:
+    """local_cond.class_value of every class (256,): a sample as the lag input reads it (float32)."""
+    return np.array([local_cond.class_value(k) for k in range(256)], np.float32)
+
+
 def local_slots(local) -> tuple[list[int], int]:
     """A model's local inputs (names, in its order) as columns of local_cond's feature rows, and the
     lag's place among them (-1: no lag input)."""
@@ -53,6 +60,24 @@ def lag_taps(period: float) -> tuple[int, float]:
     ``1 - frac`` / ``frac`` (models.local_cond._tap)."""
     n = int(min(max(period, 1.0), local_cond.HIST - 3))
     return n, float(period - n)
+
+
+def layer_globals(model: WaveNet, pitch: float, instruments, velocities) -> torch.Tensor:
+    """Every layer's global conditioning for notes of one ``pitch`` (MIDI) and these instruments and
+    velocities (0..1): (L, B, 2R), differentiable."""
+    b = len(instruments)
+    gvec = model.global_vector(torch.full((b,), float(pitch)), torch.as_tensor(instruments),
+                               torch.as_tensor(velocities, dtype=torch.float32))
+    return torch.stack([proj(gvec) for proj in model.global_proj])
+
+
+def free_features(feats: torch.Tensor, prefix: int, lag_slot: int) -> torch.Tensor:
+    """The local features (B, P+n, C) over the free run, the lag's column zeroed (the run computes it
+    from its own samples): (B, n, C), a copy."""
+    free = feats[:, prefix:].clone()
+    if lag_slot >= 0:
+        free[:, :, lag_slot] = 0.0
+    return free
 
 
 def param_views(m: WaveNet) -> dict[str, torch.Tensor]:
@@ -141,7 +166,8 @@ def cut_segments(notes, starts, pitch: float, n: int, sample_rate: int, rng: np.
 
 def free_run(model: WaveNet, seg: Segments, pitch: float, instruments, velocities, temperature: float,
              gen: torch.Generator | None = None, step_fn=None, forced: np.ndarray | None = None,
-             feedback_grad: bool = True, uniforms: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+             feedback_grad: bool = True,
+             uniforms: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run ``model`` free from the end of ``seg``'s prefix for ``seg.real.shape[1]`` samples; returns the
     generated audio (B, n) (straight-through differentiable) and, with ``forced`` (B, n) classes fed
     instead of the draws (a check), the logits (B, 256, n). ``feedback_grad`` False: no gradient into
@@ -157,18 +183,14 @@ def free_run(model: WaveNet, seg: Segments, pitch: float, instruments, velocitie
     v = param_views(model)
     feats = torch.from_numpy(np.ascontiguousarray(seg.feats[:, :, pick]))
     inputs = torch.from_numpy(seg.inputs)
-    gvec = model.global_vector(torch.full((b,), float(pitch)), torch.as_tensor(instruments),
-                               torch.as_tensor(velocities, dtype=torch.float32))
-    glob = torch.stack([model.global_proj[i](gvec) for i in range(n_layers)])
-    free = feats[:, prefix:].clone()
-    if lag_slot >= 0:
-        free[:, :, lag_slot] = 0.0
+    glob = layer_globals(model, pitch, instruments, velocities)
+    free = free_features(feats, prefix, lag_slot)
     cond = (torch.einsum("btc,lcr->tlbr", free, v["Wl"]) + (glob + v["bd"][:, None])[None]).unbind(0)
     wlag = v["Wl"][:, lag_slot] if lag_slot >= 0 else None
     with torch.no_grad():
         X = prefix_layer_inputs({k: t.detach() for k, t in v.items()}, dil, inputs[:, :prefix],
                                 feats[:, :prefix], glob.detach())
-    cvals = torch.tensor([local_cond.class_value(k) for k in range(256)], dtype=torch.float32)
+    cvals = torch.from_numpy(class_value_table())
     decode = class_values(torch.device("cpu"))
     dec_slope = torch.from_numpy(DECODE_SLOPE)
     vals = list(cvals[inputs].unbind(1))  # vals[t]: step t's input (sample t-1), companded
@@ -265,6 +287,7 @@ def train(a: argparse.Namespace) -> None:
     mf = load_model(a.model)
     cfg = mf.config
     model = import_weights(WaveNet(cfg), mf.weights)
+    gains = parse_gains(a.input_gain, cfg.conditioning.local)
     sr = cfg.sample_rate
     main_notes = load_dataset(a.data).notes
     train_notes, held = split_notes(main_notes)
@@ -281,7 +304,7 @@ def train(a: argparse.Namespace) -> None:
     if a.compile and a.kernel == "torch":
         step_fn = torch.compile(step_fn, dynamic=False)
     mel = MelLoss(sr)
-    apply_input_gains(model, parse_gains(a.input_gain, cfg.conditioning.local))
+    apply_input_gains(model, gains)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     t0 = t_save = time.monotonic()
     log = open(a.out + ".log.jsonl", "a")
@@ -353,8 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--temperature", type=float, default=0.5)
     ap.add_argument("--save-every", type=float, default=20.0, help="minutes")
     ap.add_argument("--kernel", choices=("numba", "torch"), default="numba",
-                    help="the free run and its gradient: Numba kernels (models.trajectory_kernel) or the autograd graph")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the torch kernel's step (2x faster after ~30 s)")
+                    help="the free run and its gradient: Numba kernels (models.trajectory_kernel) "
+                         "or the autograd graph")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the torch kernel's step (2x faster after ~30 s)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     try:

@@ -19,7 +19,8 @@ from numba import njit
 from realtime.kernel import JIT, fast_tanh
 
 from . import local_cond, mulaw
-from .trajectory import DECODE_SLOPE, lag_taps, local_slots, param_views, prefix_layer_inputs
+from .trajectory import (DECODE_SLOPE, class_value_table, free_features, lag_taps, layer_globals, local_slots,
+                         param_views, prefix_layer_inputs)
 
 
 @njit(inline="always", **JIT)
@@ -118,7 +119,7 @@ def run_free(emb, Wd, Wrs, br, bs, W1, b1, W2, b2, dil, cond, wlag, X, vals, k0,
                     k = i
                     found = True
         kout[j] = k
-        vals[t + 1] = (np.float32(k) - np.float32(127.5)) / np.float32(127.5)
+        vals[t + 1] = local_cond.class_value(k)
 
 
 @njit(**JIT)
@@ -234,12 +235,8 @@ def note_grads(model, seg, pitch: float, instruments, velocities, temperature: f
     pick, lag_slot = local_slots(cfg.conditioning.local)
     v = param_views(model)
     feats = torch.from_numpy(np.ascontiguousarray(seg.feats[:, :, pick]))
-    gvec = model.global_vector(torch.full((B,), float(pitch)), torch.as_tensor(instruments),
-                               torch.as_tensor(velocities, dtype=torch.float32))
-    glob = torch.stack([model.global_proj[i](gvec) for i in range(L)])  # (L, B, 2R)
-    free = feats[:, prefix:].clone().numpy()
-    if lag_slot >= 0:
-        free[:, :, lag_slot] = 0.0
+    glob = layer_globals(model, pitch, instruments, velocities)  # (L, B, 2R)
+    free = free_features(feats, prefix, lag_slot).numpy()
     w = {k: _np(t) for k, t in v.items()}
     cond = (np.einsum("btc,lcr->btlr", free, w["Wl"]) + (_np(glob) + w["bd"][:, None]).transpose(1, 0, 2)[:, None]
             ).astype(np.float32)
@@ -250,7 +247,7 @@ def note_grads(model, seg, pitch: float, instruments, velocities, temperature: f
                                   feats[:, :prefix], glob.detach())
     dmax = int(dil.max())
     n_int, frac = lag_taps(seg.period)
-    cvals = ((seg.inputs.astype(np.float32) - np.float32(127.5)) / np.float32(127.5))
+    cvals = class_value_table()[seg.inputs]
     runs = []
     for b in range(B):
         X = np.zeros((L, dmax + n, R), np.float32)
@@ -280,8 +277,8 @@ def note_grads(model, seg, pitch: float, instruments, velocities, temperature: f
         GRS = np.empty((n, L, w["Wrs"].shape[2]), np.float32)
         GH1, GLG = np.empty((n, w["b1"].shape[0]), np.float32), np.empty((n, 256), np.float32)
         run_back(tr["Wd"], tr["Wrs"], tr["W1"], tr["W2"], dil, wlag, X, a["A"], a["S"], a["SK"], a["H1"], a["P"],
-                 a["kin"], a["kout"], d_out[b], DECODE_SLOPE, n_int, frac, local_cond.LAG_GAIN, temperature, grads["emb"],
-                 G, GRS, GH1, GLG)
+                 a["kin"], a["kout"], d_out[b], DECODE_SLOPE, n_int, frac, local_cond.LAG_GAIN, temperature,
+                 grads["emb"], G, GRS, GH1, GLG)
         weight_grads(grads, dil, X, a["A"], a["S"], a["SK"], a["H1"], G, GRS, GH1, GLG)
         grads["Wl"] += np.einsum("tc,tlr->lcr", free[b], G)
         dwlag += np.einsum("t,tlr->lr", a["lagv"], G)
