@@ -280,6 +280,29 @@ class MelLoss:
         return (self.db(gen, floor) - self.db(real, floor)).abs().mean() / 10.0
 
 
+class StatsLoss(MelLoss):
+    """Mean absolute difference of the timbre descriptor's two halves (units of 10 dB): each frame's log-mel
+    spectrum less its loudest band (level-free, as audio_features.logmel_stats), then its mean and its
+    standard deviation over the frames, per band. Blind to when a frame comes: a vibrato or a wobble counts
+    by its depth, not its phase (MelLoss asks a frame to match the real frame at the same time)."""
+
+    def stats(self, a: torch.Tensor, floor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.db(a, floor)
+        m = m - m.amax(dim=2, keepdim=True)
+        return m.mean(dim=1), torch.sqrt(m.var(dim=1, correction=0) + 1e-6)  # finite gradient at no spread
+
+    def __call__(self, gen: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            top = self.db(real, torch.full((real.shape[0],), 1e-10)).amax(dim=(1, 2))
+            floor = 10.0 ** ((top - 60.0) / 10.0)
+            rm, rs = self.stats(real, floor)
+        gm, gs = self.stats(gen, floor)
+        return ((gm - rm).abs().mean() + (gs - rs).abs().mean()) / 10.0
+
+
+LOSSES = {"mel": MelLoss, "stats": StatsLoss}
+
+
 def train(a: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     rng = np.random.default_rng(a.seed)
@@ -303,7 +326,7 @@ def train(a: argparse.Namespace) -> None:
     step_fn = make_step(cfg.residual_channels, len(model.dilations), a.temperature)
     if a.compile and a.kernel == "torch":
         step_fn = torch.compile(step_fn, dynamic=False)
-    mel = MelLoss(sr)
+    score = LOSSES[a.loss](sr)
     apply_input_gains(model, gains)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     t0 = t_save = time.monotonic()
@@ -325,11 +348,11 @@ def train(a: argparse.Namespace) -> None:
             from .trajectory_kernel import note_grads
 
             u = rng.uniform(1e-7, 1.0 - 1e-7, seg.real.shape).astype(np.float32)
-            _, lt = note_grads(model, seg, pitch, inst, vel, a.temperature, u, lambda o: mel(o, real), a.weight)
+            _, lt = note_grads(model, seg, pitch, inst, vel, a.temperature, u, lambda o: score(o, real), a.weight)
             lt = torch.tensor(lt)
         else:
             out, _ = free_run(model, seg, pitch, inst, vel, a.temperature, gen, step_fn)
-            lt = mel(out, real)
+            lt = score(out, real)
             (a.weight * lt).backward()
         bt = make_batch(train_notes + extra, rng.integers(0, len(train_notes) + len(extra), a.ce_crops), sr,
                         cfg.receptive_field - 1, 2048, rng, 1.5, local=cfg.conditioning.local, detune=1.0,
@@ -351,7 +374,7 @@ def train(a: argparse.Namespace) -> None:
             res = dataclasses.replace(mf, weights=export_weights(model), path=None)
             res.metadata = dict(mf.metadata, trajectory=dict(
                 steps=it, minutes=round(el / 60, 1), n=a.n, notes=a.notes, lr=a.lr, input_gain=a.input_gain,
-                weight=a.weight, start=str(a.model)))
+                weight=a.weight, loss=a.loss, start=str(a.model)))
             res.save(a.out)
         if done:
             return
@@ -370,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spread-s", type=float, default=0.5, help="... plus up to this much more (uniform)")
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--weight", type=float, default=1.0, help="the trajectory loss's weight beside the cross-entropy")
+    ap.add_argument("--loss", choices=sorted(LOSSES), default="mel",
+                    help="the free run's score: mel = log-mel frame by frame; stats = the mean and spread over "
+                         "the frames of the level-free log-mel (the timbre descriptor's halves)")
     ap.add_argument("--ce-crops", type=int, default=6)
     ap.add_argument("--input-gain", action="append", default=[], metavar="NAME=G",
                     help="a local input's weights learn G times faster (e.g. level=16 for a new input)")

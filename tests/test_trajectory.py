@@ -9,7 +9,7 @@ import torch
 from models import local_cond, mulaw
 from models.config import LOCAL_CHANNELS, ConditioningSpec, WaveNetConfig
 from models.dataset import Note, midi_to_hz
-from models.trajectory import MelLoss, cut_segments, free_run, main
+from models.trajectory import MelLoss, StatsLoss, cut_segments, free_run, main
 from models.wavenet import WaveNet
 
 SR = 16000
@@ -85,6 +85,46 @@ def test_the_mel_loss_is_level_and_brightness_aware_and_zero_on_the_real_note():
     assert float(loss(0.1 * x, x)) > 2.5 * float(loss(0.5 * x, x)) > 0.05  # 20 dB quieter costs more than 6 dB
     bright = x + torch.tensor(0.05 * np.sin(2 * np.pi * 3000 * t), dtype=torch.float32)[None]
     assert float(loss(bright, x)) > 0.1
+
+
+def vibrato_tone(depth_cents: float, phase: float, seconds: float = 0.5) -> torch.Tensor:
+    """A 220 Hz tone with a 6 Hz vibrato of ``depth_cents``; its partials darken as the pitch rises."""
+    t = np.arange(int(seconds * SR)) / SR
+    cents = depth_cents * np.sin(2 * np.pi * 6.0 * t + phase)
+    ph = 2 * np.pi * np.cumsum(220.0 * 2.0 ** (cents / 1200.0)) / SR
+    x = sum(0.3 / k * np.sin(k * ph) for k in range(1, 12))
+    return torch.tensor(x, dtype=torch.float32)[None]
+
+
+def test_the_stats_loss_weighs_the_spread_over_time_not_its_phase_nor_the_level():
+    stats, mel = StatsLoss(SR), MelLoss(SR)
+    x = vibrato_tone(60.0, 0.0)
+    later = vibrato_tone(60.0, np.pi)  # the same vibrato half a cycle later
+    assert float(stats(x, x)) == pytest.approx(0.0, abs=1e-6)
+    # level-free: 20 dB quieter changes little where every band sounds above the floor (a breathy tone)
+    breathy = x + 0.03 * torch.from_numpy(np.random.default_rng(0).standard_normal(x.shape[1]).astype(np.float32))
+    assert float(stats(0.1 * breathy, breathy)) < 0.1 * float(mel(0.1 * breathy, breathy))
+    # phase-blind where the frame-by-frame loss is not
+    assert float(stats(later, x)) < 0.25 * float(mel(later, x))
+    # a steady tone against a vibrato: the spread half sees it
+    steady = vibrato_tone(0.0, 0.0)
+    gm, gs = stats.stats(steady, torch.tensor([1e-8]))
+    rm, rs = stats.stats(x, torch.tensor([1e-8]))
+    assert float((gs - rs).abs().mean()) > 5.0 * float((stats.stats(later, torch.tensor([1e-8]))[1] - rs).abs().mean())
+    assert float(stats(steady, x)) > 2.0 * float(stats(later, x))
+
+
+def test_the_stats_halves_are_the_timbre_descriptors():
+    """StatsLoss.stats is audio_features.logmel_stats up to its framing (hop 128 against 256) and floor."""
+    from models.audio_features import logmel_stats
+
+    x = vibrato_tone(60.0, 0.0, seconds=1.0)
+    m, s = StatsLoss(SR).stats(x, torch.tensor([1e-10]))
+    ref = logmel_stats(x[0].numpy().astype(np.float64), SR)
+    sounding = ref[:40] > -60.0  # the bands above the floor: the empty ones are round-off
+    assert sounding.sum() >= 20
+    np.testing.assert_allclose(m[0].numpy()[sounding], ref[:40][sounding], atol=0.6)
+    np.testing.assert_allclose(s[0].numpy()[sounding], ref[40:][sounding], atol=0.6)
 
 
 def test_a_missing_model_is_one_line(tmp_path, capsys):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.trajectory import MelLoss, cut_segments, free_run
+from models.trajectory import MelLoss, StatsLoss, cut_segments, free_run
 from models.trajectory_kernel import note_grads
 from tests.test_trajectory import PITCH, SR, notes, tiny_model
 
@@ -15,16 +15,16 @@ def grads_of(m) -> dict[str, np.ndarray]:
     return {k: p.grad.detach().numpy().copy() for k, p in m.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("loss_kind", ["weighted", "mel"])
+@pytest.mark.parametrize("loss_kind", ["weighted", "mel", "stats"])
 @pytest.mark.parametrize("start", [1500, 4000])
 def test_kernel_matches_the_autograd_free_run(loss_kind, start):
     n, temperature = 700, 0.5
     seg = cut_segments(notes(), [start, start], PITCH, n, SR, np.random.default_rng(1))
     u = np.random.default_rng(2).uniform(1e-6, 1 - 1e-6, (2, n)).astype(np.float32)
     wts = torch.from_numpy(np.random.default_rng(3).standard_normal((2, n)).astype(np.float32))
-    mel = MelLoss(SR)
+    score = {"mel": MelLoss, "stats": StatsLoss}.get(loss_kind, MelLoss)(SR)
     loss_fn = (lambda a: (a * wts).sum()) if loss_kind == "weighted" else (
-        lambda a: mel(a, torch.from_numpy(seg.real)))
+        lambda a: score(a, torch.from_numpy(seg.real)))
     ref_m, m = tiny_model(), tiny_model()
     out, _ = free_run(ref_m, seg, PITCH, [0, 1], [0.7, 0.5], temperature, uniforms=u)
     ref_loss = loss_fn(out)
@@ -55,10 +55,11 @@ def test_the_lag_carries_gradient_to_earlier_samples():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kernel", ["numba", "torch"])
-def test_one_training_step_from_the_command_line(tiny_data, tmp_path, kernel):
+@pytest.mark.parametrize("kernel,loss", [("numba", "mel"), ("torch", "stats")])
+def test_one_training_step_from_the_command_line(tiny_data, tmp_path, kernel, loss):
     """``python -m models.trajectory`` takes a model file a training run wrote, runs one step with either kernel
-    and writes a model file whose weights moved (a model without the lag input: the kernel's other path)."""
+    (and either loss) and writes a model file whose weights moved (a model without the lag input: the kernel's
+    other path)."""
     import json
     import os
     import subprocess
@@ -77,11 +78,11 @@ def test_one_training_step_from_the_command_line(tiny_data, tmp_path, kernel):
     out = tmp_path / "traj.npz"
     r = subprocess.run([sys.executable, "-m", "models.trajectory", str(run / "model.npz"), str(out), "--data",
                         str(tiny_data), "--minutes", "0", "--n", "600", "--notes", "1", "--ce-crops", "1",
-                        "--kernel", kernel], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+                        "--kernel", kernel, "--loss", loss], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     rec = json.loads(r.stdout.strip().splitlines()[-1])
     assert rec["it"] == 1 and rec["notes"] == 1 and np.isfinite(rec["traj"]) and rec["traj"] > 0
     before, after = load_model(run / "model.npz"), load_model(out)
-    assert after.metadata["trajectory"]["steps"] == 1
+    assert after.metadata["trajectory"]["steps"] == 1 and after.metadata["trajectory"]["loss"] == loss
     moved = [k for k in before.weights if not np.array_equal(before.weights[k], after.weights[k])]
     assert {"embed", "w_dil", "w_rs", "w_loc", "w_glob", "w_out1", "w_out2"} <= set(moved), moved
