@@ -273,10 +273,14 @@ class MelLoss:
     def db(self, a: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
         return 10.0 * torch.log10(mel_power(a, self.fb) + floor[:, None, None])
 
-    def __call__(self, gen: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    def floor(self, real: torch.Tensor) -> torch.Tensor:
+        """(B,) mel powers 60 dB below each real note's loudest band."""
         with torch.no_grad():
             top = self.db(real, torch.full((real.shape[0],), 1e-10)).amax(dim=(1, 2))
-            floor = 10.0 ** ((top - 60.0) / 10.0)
+            return 10.0 ** ((top - 60.0) / 10.0)
+
+    def __call__(self, gen: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        floor = self.floor(real)
         return (self.db(gen, floor) - self.db(real, floor)).abs().mean() / 10.0
 
 
@@ -292,9 +296,8 @@ class StatsLoss(MelLoss):
         return m.mean(dim=1), torch.sqrt(m.var(dim=1, correction=0) + 1e-6)  # finite gradient at no spread
 
     def __call__(self, gen: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        floor = self.floor(real)
         with torch.no_grad():
-            top = self.db(real, torch.full((real.shape[0],), 1e-10)).amax(dim=(1, 2))
-            floor = 10.0 ** ((top - 60.0) / 10.0)
             rm, rs = self.stats(real, floor)
         gm, gs = self.stats(gen, floor)
         return ((gm - rm).abs().mean() + (gs - rs).abs().mean()) / 10.0
