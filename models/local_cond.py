@@ -193,12 +193,15 @@ def fill(state: np.ndarray, sample_rate: float, out: np.ndarray) -> None:
 
 def features_for_note(n: int, onset: int, release: int, pitch: float, sample_rate: float,
                       phase: float = 0.0, attack_s: float = 0.002, release_s: float = 0.02,
-                      level_params: np.ndarray | None = None) -> np.ndarray:
+                      level_params: np.ndarray | None = None, loop_lowpass: float = 0.0) -> np.ndarray:
     """Local features (n, N_LOCAL) float32 for a note whose gate opens at ``onset`` and closes at
     ``release`` (samples, either may be negative); its level follows ``level_params`` (default:
-    models.level.DEFAULT) from the onset. The f0 phase is ``phase`` at sample 0 only when onset >= 0."""
+    models.level.DEFAULT) from the onset. The f0 phase is ``phase`` at sample 0 only when onset >= 0.
+    ``loop_lowpass``: the amount of a low-pass in the feedback loop (realtime/loop_lowpass.py), whose
+    phase delay shortens the period and f0 phase the engines play with (:func:`advance`)."""
     lead = max(0, -onset)  # a window starting after key-down: run the envelope from key-down on
     state = new_state(pitch, sample_rate, attack_s, release_s, phase)
+    state[LOOP_A] = loop_lowpass
     out = np.empty((lead + n, N_LOCAL), dtype=np.float32)
     onset, release, n = onset + lead, release + lead, n + lead
     bounds = [0, max(0, min(onset, n)), max(0, min(max(release, onset), n)), n]

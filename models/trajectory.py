@@ -144,9 +144,10 @@ class Segments:
 
 
 def cut_segments(notes, starts, pitch: float, n: int, sample_rate: int, rng: np.random.Generator,
-                 prefix: int = PREFIX, levels: bool = False) -> Segments:
+                 prefix: int = PREFIX, levels: bool = False, loop_lowpass: float = 0.0) -> Segments:
     """``levels``: the level channel follows each note's own envelope (models.level.note_level), as
-    training crops' do; else the default envelope (models without a level input ignore it)."""
+    training crops' do; else the default envelope (models without a level input ignore it).
+    ``loop_lowpass``: the features (period, f0 phase) an engine plays with that loop low-pass on."""
     ins, feats, real = [], [], []
     for note, s in zip(notes, starts):
         seg = np.zeros(prefix + n + 1, np.float32)
@@ -155,7 +156,8 @@ def cut_segments(notes, starts, pitch: float, n: int, sample_rate: int, rng: np.
         seg[lo - b0:hi - b0] = note.audio[lo:hi]
         f = local_cond.features_for_note(prefix + n, note.onset - (s - prefix), note.release - (s - prefix),
                                          float(pitch), sample_rate, float(rng.random()),
-                                         level_params=note_level(note, sample_rate) if levels else None)
+                                         level_params=note_level(note, sample_rate) if levels else None,
+                                         loop_lowpass=loop_lowpass)
         inp = mulaw.encode(seg[:prefix + 1])
         local_cond.lag_from_reset(inp[:prefix].copy(), f[:prefix])
         ins.append(inp)
@@ -166,13 +168,18 @@ def cut_segments(notes, starts, pitch: float, n: int, sample_rate: int, rng: np.
 
 def free_run(model: WaveNet, seg: Segments, pitch: float, instruments, velocities, temperature: float,
              gen: torch.Generator | None = None, step_fn=None, forced: np.ndarray | None = None,
-             feedback_grad: bool = True,
-             uniforms: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+             feedback_grad: bool = True, uniforms: np.ndarray | None = None,
+             loop_lowpass: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run ``model`` free from the end of ``seg``'s prefix for ``seg.real.shape[1]`` samples; returns the
     generated audio (B, n) (straight-through differentiable) and, with ``forced`` (B, n) classes fed
     instead of the draws (a check), the logits (B, 256, n). ``feedback_grad`` False: no gradient into
     later samples (the lag reads detached values). ``uniforms`` (B, n): the draws' uniforms (default: from
-    ``gen``)."""
+    ``gen``). ``loop_lowpass`` > 0: each draw passes the engines' low-pass in the loop
+    (realtime.loop_lowpass.step, started at the prefix's last sample) before it is heard and fed back; the
+    gradient goes through the filter (its fade held constant) and, to the lag, through the coded value's
+    straight-through slope."""
+    if loop_lowpass > 0 and forced is not None:
+        raise ValueError("forced classes and a loop low-pass do not go together")
     cfg = model.cfg
     dil = list(model.dilations)
     n_layers, r = len(dil), cfg.residual_channels
@@ -197,6 +204,9 @@ def free_run(model: WaveNet, seg: Segments, pitch: float, instruments, velocitie
     n_int, frac = lag_taps(seg.period)
     k, dq = inputs[:, prefix], torch.zeros(b)
     hist, outs, logits = [], [], []
+    if loop_lowpass > 0:
+        loops = loop_states(loop_lowpass, decode[k].double().numpy(), cfg.sample_rate)
+        f_prev = decode[k].clone()
     for j in range(n):
         t = prefix + j
         past = torch.stack([X[i][:, t - d] if j < d else hist[j - d][i] for i, d in enumerate(dil)])
@@ -213,9 +223,65 @@ def free_run(model: WaveNet, seg: Segments, pitch: float, instruments, velocitie
         if forced is not None:
             logits.append(lg.detach())
             k, dq = torch.from_numpy(forced[:, j]), torch.zeros(b)
-        outs.append(decode[k] + dq * dec_slope[k])
+        y = decode[k] + dq * dec_slope[k]
+        if loop_lowpass > 0:  # the engines' filter in float64 for the values; its linear map for the gradient
+            ae = torch.tensor([loop_amount(st) for st in loops], dtype=torch.float32)
+            fk = [lp_step(st, float(decode[kk])) for st, kk in zip(loops, k.tolist())]
+            k = torch.tensor([kk for _, kk in fk])
+            f = (1.0 - ae) * y + ae * f_prev
+            d = f - f.detach()
+            outs.append(torch.tensor([ff for ff, _ in fk], dtype=torch.float64).float() + d)
+            f_prev = f
+            dq = d / dec_slope[k.clamp(max=254)]  # the coded value's straight-through class
+        else:
+            outs.append(y)
         vals.append(cvals[k] + (dq if feedback_grad else dq.detach()) / 127.5)
     return torch.stack(outs, 1), (torch.stack(logits, 2) if forced is not None else None)
+
+
+def period_uniforms(rng: np.random.Generator, shape: tuple[int, int], period: float, rho: float) -> np.ndarray:
+    """(B, n) float32 uniforms for the free runs' draws: independent (``rho`` 0), or correlated ``rho`` one
+    ``period`` (samples) back as the engines' period noise makes them (realtime.period_noise)."""
+    if rho == 0:
+        return rng.uniform(1e-7, 1.0 - 1e-7, shape).astype(np.float32)
+    from realtime import period_noise
+
+    out = np.empty(shape, np.float64)
+    for b in range(shape[0]):
+        ring, ints, acc = period_noise.new_state()
+        period_noise.correlate(rng.standard_normal(shape[1]), np.full(shape[1], period), rho, ring, ints, acc,
+                               out[b])
+    return np.clip(out, 1e-7, 1.0 - 1e-7).astype(np.float32)
+
+
+def loop_states(a: float, starts: np.ndarray, sample_rate: int) -> list[np.ndarray]:
+    """One control state per note for realtime.loop_lowpass.step: amount ``a``, started at ``starts``
+    (each note's last prefix sample, as an engine's filter starts at a prime's last sample)."""
+    from realtime import loop_lowpass as lp
+
+    out = []
+    for y in starts:
+        st = np.zeros(local_cond.STATE_SIZE, np.float64)
+        lp.set_amount(st, a, sample_rate)
+        lp.start(st, float(y))
+        out.append(st)
+    return out
+
+
+def loop_amount(state: np.ndarray) -> float:
+    """The loop low-pass's amount a_t for the next sample: its amount faded by its envelope
+    (realtime.loop_lowpass.step's arithmetic)."""
+    from realtime import loop_lowpass as lp
+
+    fade = (state[local_cond.LOOP_ENV] - lp.FADE_LO) / (lp.FADE_HI - lp.FADE_LO)
+    return float(state[local_cond.LOOP_A] * min(max(fade, 0.0), 1.0))
+
+
+def lp_step(state: np.ndarray, y: float) -> tuple[float, int]:
+    from realtime.loop_lowpass import step
+
+    f, k = step(state, y)
+    return float(f), int(k)
 
 
 class InputGain(torch.nn.Module):
@@ -309,11 +375,14 @@ LOSSES = {"mel": MelLoss, "stats": StatsLoss}
 def train(a: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     rng = np.random.default_rng(a.seed)
-    gen = torch.Generator().manual_seed(a.seed)
     mf = load_model(a.model)
     cfg = mf.config
     model = import_weights(WaveNet(cfg), mf.weights)
     gains = parse_gains(a.input_gain, cfg.conditioning.local)
+    from realtime import loop_lowpass, period_noise
+
+    loop_lowpass.check_amount(a.loop_lowpass)
+    period_noise.check_rho(a.period_noise)
     sr = cfg.sample_rate
     main_notes = load_dataset(a.data).notes
     train_notes, held = split_notes(main_notes)
@@ -343,18 +412,21 @@ def train(a: argparse.Namespace) -> None:
             notes = [notes[i] for i in sorted(rng.choice(len(notes), a.notes, replace=False))]
         starts = [min(nt.onset + int(a.after_s * sr) + int(rng.integers(0, int(a.spread_s * sr) + 1)),
                       len(nt.audio) - a.n) for nt in notes]
-        seg = cut_segments(notes, starts, pitch, a.n, sr, rng, levels="level" in cfg.conditioning.local)
+        seg = cut_segments(notes, starts, pitch, a.n, sr, rng, levels="level" in cfg.conditioning.local,
+                           loop_lowpass=a.loop_lowpass)
         inst, vel = [nt.instrument_id for nt in notes], [nt.velocity / 127.0 for nt in notes]
         real = torch.from_numpy(seg.real)
+        u = period_uniforms(rng, seg.real.shape, seg.period, a.period_noise)
         opt.zero_grad()
         if a.kernel == "numba":  # the free run's gradient goes into .grad here; the same as the graph below
             from .trajectory_kernel import note_grads
 
-            u = rng.uniform(1e-7, 1.0 - 1e-7, seg.real.shape).astype(np.float32)
-            _, lt = note_grads(model, seg, pitch, inst, vel, a.temperature, u, lambda o: score(o, real), a.weight)
+            _, lt = note_grads(model, seg, pitch, inst, vel, a.temperature, u, lambda o: score(o, real), a.weight,
+                               loop_lowpass=a.loop_lowpass)
             lt = torch.tensor(lt)
         else:
-            out, _ = free_run(model, seg, pitch, inst, vel, a.temperature, gen, step_fn)
+            out, _ = free_run(model, seg, pitch, inst, vel, a.temperature, uniforms=u, step_fn=step_fn,
+                              loop_lowpass=a.loop_lowpass)
             lt = score(out, real)
             (a.weight * lt).backward()
         bt = make_batch(train_notes + extra, rng.integers(0, len(train_notes) + len(extra), a.ce_crops), sr,
@@ -377,7 +449,8 @@ def train(a: argparse.Namespace) -> None:
             res = dataclasses.replace(mf, weights=export_weights(model), path=None)
             res.metadata = dict(mf.metadata, trajectory=dict(
                 steps=it, minutes=round(el / 60, 1), n=a.n, notes=a.notes, lr=a.lr, input_gain=a.input_gain,
-                weight=a.weight, loss=a.loss, start=str(a.model)))
+                weight=a.weight, loss=a.loss, loop_lowpass=a.loop_lowpass,
+                period_noise=a.period_noise, start=str(a.model)))
             res.save(a.out)
         if done:
             return
@@ -403,6 +476,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--input-gain", action="append", default=[], metavar="NAME=G",
                     help="a local input's weights learn G times faster (e.g. level=16 for a new input)")
     ap.add_argument("--temperature", type=float, default=0.5)
+    ap.add_argument("--loop-lowpass", type=float, default=0.0, metavar="A",
+                    help="the free runs pass the engines' low-pass in the loop (realtime/loop_lowpass.py; the "
+                         "presets play 0.15)")
+    ap.add_argument("--period-noise", type=float, default=0.0, metavar="RHO",
+                    help="the free runs' draws correlated one period back, as the engines' (the presets: 0.5)")
     ap.add_argument("--save-every", type=float, default=20.0, help="minutes")
     ap.add_argument("--kernel", choices=("numba", "torch"), default="numba",
                     help="the free run and its gradient: Numba kernels (models.trajectory_kernel) "

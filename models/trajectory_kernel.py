@@ -17,10 +17,16 @@ import torch
 from numba import njit
 
 from realtime.kernel import JIT, fast_tanh
+from realtime.loop_lowpass import FADE_HI, FADE_LO
+from realtime.loop_lowpass import step as loop_step
 
 from . import local_cond, mulaw
+from .local_cond import LOOP_A, LOOP_ENV
 from .trajectory import (DECODE_SLOPE, class_value_table, free_features, lag_taps, layer_globals, local_slots,
-                         param_views, prefix_layer_inputs)
+                         loop_states, param_views, prefix_layer_inputs)
+
+#: class -> sample value (float64), the draws' decoding
+DECODE = mulaw.DECODE_TABLE.astype(np.float64)
 
 
 @njit(inline="always", **JIT)
@@ -34,13 +40,15 @@ def _vm_add(x, W, row0, out):
 
 @njit(**JIT)
 def run_free(emb, Wd, Wrs, br, bs, W1, b1, W2, b2, dil, cond, wlag, X, vals, k0, u, n_int, frac, lag_gain,
-             temperature, A, S, SK, H1, P, lagv, kin, kout):
+             temperature, A, S, SK, H1, P, lagv, kin, kout, loop, AE, FO):
     """Play ``len(u)`` samples free. cond (n, L, 2R): every layer's conditioning but the lag (biases and
     global included); X (L, dmax + n, R): rows < dmax the prefix's last layer inputs, the rest written
     here; vals (prefix + 1 + n,): companded inputs (lag taps), the prefix's filled, the rest written here;
     k0: the first free step's input class. Writes the gates A / S (n, L, R), skip sums SK (n, Sk), the
     head's hidden layer H1 (n, Sk) before its ReLU, probabilities P (n, 256), lag inputs lagv (n,),
-    input and drawn classes kin / kout (n,)."""
+    input and drawn classes kin / kout (n,). loop: a control state (models.local_cond) whose loop low-pass
+    (LOOP_A > 0) each draw passes before it is heard and fed back (realtime.loop_lowpass.step); writes the
+    heard samples FO (n,) and the filter's faded amount before each sample AE (n,; 0 without the filter)."""
     n, L = u.shape[0], dil.shape[0]
     R, Sk = emb.shape[1], bs.shape[0]
     dmax = X.shape[1] - n
@@ -119,26 +127,39 @@ def run_free(emb, Wd, Wrs, br, bs, W1, b1, W2, b2, dil, cond, wlag, X, vals, k0,
                     k = i
                     found = True
         kout[j] = k
+        if loop[LOOP_A] > 0.0:
+            fade = (loop[LOOP_ENV] - FADE_LO) / (FADE_HI - FADE_LO)
+            AE[j] = loop[LOOP_A] * min(max(fade, 0.0), 1.0)
+            FO[j], k = loop_step(loop, np.float64(DECODE[k]))
+        else:
+            AE[j] = 0.0
+            FO[j] = DECODE[k]
         vals[t + 1] = local_cond.class_value(k)
 
 
 @njit(**JIT)
 def run_back(WdT, WrsT, W1T, W2T, dil, wlag, X, A, S, SK, H1, P, kin, kout, d_out, slope, n_int, frac, lag_gain,
-             temperature, demb, G, GRS, GH1, GLG):
+             temperature, demb, G, GRS, GH1, GLG, AE, filtered):
     """The way back over one free run (arrays as :func:`run_free` left them; the weights transposed, each
     layer's (out, in)). d_out (n,): the loss's gradient on each generated sample. Writes the gradient on
     every layer's pre-activation G (n, L, 2R) (its conditioning's too), on its residual and skip outputs
     GRS (n, L, R + Sk), on the head's hidden layer GH1 (n, Sk) and logits GLG (n, 256), and adds the
     input embedding's into demb: the weight gradients are these against the stored inputs
-    (:func:`weight_grads`, one matrix product each)."""
+    (:func:`weight_grads`, one matrix product each). ``filtered``: the run had the loop low-pass (AE its
+    faded amounts): d_out is on the heard (filtered) samples; the gradient runs back through the filter's
+    recursion, and a lag's reaches the filtered sample it read through the coded value's slope."""
     n, L = d_out.shape[0], dil.shape[0]
     R = WdT.shape[1] // 2
     dmax = X.shape[1] - n
     has_lag = wlag.shape[0] > 0
     adjX = np.zeros((L, dmax + n, R), np.float32)
     a_q = np.zeros(n, np.float64)  # the gradient on each sample's expected class (straight-through)
+    g_f = np.zeros(n, np.float64)  # with the filter: the gradient on each heard (filtered) sample
     for j in range(n):
-        a_q[j] = d_out[j] * slope[kout[j]]
+        if filtered:
+            g_f[j] = d_out[j]
+        else:
+            a_q[j] = d_out[j] * slope[kout[j]]
     cls = np.arange(256).astype(np.float32)
     g_h = np.empty(2 * R, np.float32)
     g_rs = np.empty(WrsT.shape[1], np.float32)
@@ -149,6 +170,10 @@ def run_back(WdT, WrsT, W1T, W2T, dil, wlag, X, A, S, SK, H1, P, kin, kout, d_ou
     gx = np.empty(R, np.float32)
     one = np.float32(1.0)
     for j in range(n - 1, -1, -1):
+        if filtered:  # f_j = (1 - ae_j) y_j + ae_j f_(j-1): g_f[j] is complete (later samples came first)
+            a_q[j] = g_f[j] * (1.0 - AE[j]) * slope[kout[j]]
+            if j > 0:
+                g_f[j - 1] += AE[j] * g_f[j]
         q = np.float32(0.0)
         for i in range(256):
             q += P[j, i] * cls[i]
@@ -193,10 +218,12 @@ def run_back(WdT, WrsT, W1T, W2T, dil, wlag, X, A, S, SK, H1, P, kin, kout, d_ou
         demb[kin[j]] += gx
         if has_lag:  # lag_j = gain ((1 - frac) value(j - n_int) + frac value(j - n_int - 1)); value = class / 127.5
             g = g_lag * lag_gain / 127.5
-            if j - n_int >= 0:
-                a_q[j - n_int] += g * (1.0 - frac)
-            if j - n_int - 1 >= 0:
-                a_q[j - n_int - 1] += g * frac
+            for m, wm in ((j - n_int, 1.0 - frac), (j - n_int - 1, frac)):
+                if m >= 0:
+                    if filtered:  # the lag read f_m's class: its straight-through slope back to f_m
+                        g_f[m] += g * wm / slope[min(kin[m + 1], 254)]  # m < j: kin[m + 1] is f_m's class
+                    else:
+                        a_q[m] += g * wm
 
 
 def weight_grads(grads: dict[str, np.ndarray], dil: np.ndarray, X, A, S, SK, H1, G, GRS, GH1, GLG) -> None:
@@ -222,11 +249,12 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def note_grads(model, seg, pitch: float, instruments, velocities, temperature: float, uniforms: np.ndarray,
-               loss_fn, weight: float = 1.0) -> tuple[np.ndarray, float]:
+               loss_fn, weight: float = 1.0, loop_lowpass: float = 0.0) -> tuple[np.ndarray, float]:
     """Run every note of ``seg`` (models.trajectory.Segments) free with ``uniforms`` (B, n), score the
     generated audio with ``loss_fn`` (a torch function of (B, n) audio), and add ``weight`` times the
     loss's gradient (through the samples and the lag, as ``free_run``'s graph) to the model's ``.grad``.
-    Returns the generated audio (B, n) and the loss."""
+    ``loop_lowpass``: the engines' low-pass in the loop, as ``free_run``'s. Returns the generated audio
+    (B, n) and the loss."""
     cfg = model.cfg
     dil = np.asarray(model.dilations, np.int64)
     L, R = len(dil), cfg.residual_channels
@@ -249,6 +277,7 @@ def note_grads(model, seg, pitch: float, instruments, velocities, temperature: f
     n_int, frac = lag_taps(seg.period)
     cvals = class_value_table()[seg.inputs]
     runs = []
+    loops = loop_states(loop_lowpass, DECODE[seg.inputs[:, prefix]], cfg.sample_rate)
     for b in range(B):
         X = np.zeros((L, dmax + n, R), np.float32)
         X[:, :dmax] = np.stack([_np(p[b, prefix - dmax:]) for p in pre])
@@ -256,13 +285,13 @@ def note_grads(model, seg, pitch: float, instruments, velocities, temperature: f
         arr = dict(A=np.empty((n, L, R), np.float32), S=np.empty((n, L, R), np.float32),
                    SK=np.empty((n, w["bs"].shape[0]), np.float32), H1=np.empty((n, w["b1"].shape[0]), np.float32),
                    P=np.empty((n, 256), np.float32), lagv=np.empty(n, np.float32), kin=np.empty(n, np.int64),
-                   kout=np.empty(n, np.int64))
+                   kout=np.empty(n, np.int64), AE=np.empty(n, np.float64), FO=np.empty(n, np.float64))
         run_free(w["emb"], w["Wd"], w["Wrs"], w["br"], w["bs"], w["W1"], w["b1"], w["W2"], w["b2"], dil, cond[b],
                  wlag, X, vals, int(seg.inputs[b, prefix]), np.ascontiguousarray(uniforms[b], np.float32), n_int,
                  frac, local_cond.LAG_GAIN, temperature, arr["A"], arr["S"], arr["SK"], arr["H1"], arr["P"],
-                 arr["lagv"], arr["kin"], arr["kout"])
+                 arr["lagv"], arr["kin"], arr["kout"], loops[b], arr["AE"], arr["FO"])
         runs.append((X, arr))
-    audio = np.stack([mulaw.DECODE_TABLE[a["kout"]] for _, a in runs]).astype(np.float32)
+    audio = np.stack([a["FO"] for _, a in runs]).astype(np.float32)
     out = torch.from_numpy(audio).requires_grad_(True)
     loss = loss_fn(out)
     loss.backward()
@@ -278,7 +307,7 @@ def note_grads(model, seg, pitch: float, instruments, velocities, temperature: f
         GH1, GLG = np.empty((n, w["b1"].shape[0]), np.float32), np.empty((n, 256), np.float32)
         run_back(tr["Wd"], tr["Wrs"], tr["W1"], tr["W2"], dil, wlag, X, a["A"], a["S"], a["SK"], a["H1"], a["P"],
                  a["kin"], a["kout"], d_out[b], DECODE_SLOPE, n_int, frac, local_cond.LAG_GAIN, temperature,
-                 grads["emb"], G, GRS, GH1, GLG)
+                 grads["emb"], G, GRS, GH1, GLG, a["AE"], loop_lowpass > 0)
         weight_grads(grads, dil, X, a["A"], a["S"], a["SK"], a["H1"], G, GRS, GH1, GLG)
         grads["Wl"] += np.einsum("tc,tlr->lcr", free[b], G)
         dwlag += np.einsum("t,tlr->lr", a["lagv"], G)

@@ -127,6 +127,19 @@ def test_the_stats_halves_are_the_timbre_descriptors():
     np.testing.assert_allclose(s[0].numpy()[sounding], ref[40:][sounding], atol=0.6)
 
 
+@pytest.mark.parametrize("flag,value", [("--loop-lowpass", "0.7"), ("--period-noise", "1.0")])
+def test_an_out_of_range_engine_setting_is_one_line(tiny_data, tmp_path, capsys, flag, value):
+    from models.model_file import ModelFile
+    from models.wavenet import export_weights
+
+    model = tmp_path / "m.npz"  # the model file is read first
+    m = tiny_model(0)
+    ModelFile(config=m.cfg, weights=export_weights(m)).save(model)
+    assert main([str(model), str(tmp_path / "out.npz"), "--data", str(tiny_data), flag, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and value in err and "\n" not in err
+
+
 def test_a_missing_model_is_one_line(tmp_path, capsys):
     assert main([str(tmp_path / "none.npz"), str(tmp_path / "out.npz")]) == 2
     err = capsys.readouterr().err.strip()

@@ -15,9 +15,10 @@ def grads_of(m) -> dict[str, np.ndarray]:
     return {k: p.grad.detach().numpy().copy() for k, p in m.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("loss_kind", ["weighted", "mel", "stats"])
+@pytest.mark.parametrize("loss_kind,loop", [("weighted", 0.0), ("mel", 0.0), ("stats", 0.0), ("weighted", 0.3),
+                                            ("stats", 0.3)])
 @pytest.mark.parametrize("start", [1500, 4000])
-def test_kernel_matches_the_autograd_free_run(loss_kind, start):
+def test_kernel_matches_the_autograd_free_run(loss_kind, loop, start):
     n, temperature = 700, 0.5
     seg = cut_segments(notes(), [start, start], PITCH, n, SR, np.random.default_rng(1))
     u = np.random.default_rng(2).uniform(1e-6, 1 - 1e-6, (2, n)).astype(np.float32)
@@ -26,10 +27,10 @@ def test_kernel_matches_the_autograd_free_run(loss_kind, start):
     loss_fn = (lambda a: (a * wts).sum()) if loss_kind == "weighted" else (
         lambda a: score(a, torch.from_numpy(seg.real)))
     ref_m, m = tiny_model(), tiny_model()
-    out, _ = free_run(ref_m, seg, PITCH, [0, 1], [0.7, 0.5], temperature, uniforms=u)
+    out, _ = free_run(ref_m, seg, PITCH, [0, 1], [0.7, 0.5], temperature, uniforms=u, loop_lowpass=loop)
     ref_loss = loss_fn(out)
     ref_loss.backward()
-    audio, loss = note_grads(m, seg, PITCH, [0, 1], [0.7, 0.5], temperature, u, loss_fn)
+    audio, loss = note_grads(m, seg, PITCH, [0, 1], [0.7, 0.5], temperature, u, loss_fn, loop_lowpass=loop)
     np.testing.assert_array_equal(audio, out.detach().numpy())  # the same draws, so the same samples
     assert loss == pytest.approx(float(ref_loss.detach()), rel=1e-5)
     want, got = grads_of(ref_m), grads_of(m)
@@ -55,8 +56,9 @@ def test_the_lag_carries_gradient_to_earlier_samples():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kernel,loss", [("numba", "mel"), ("torch", "stats")])
-def test_one_training_step_from_the_command_line(tiny_data, tmp_path, kernel, loss):
+@pytest.mark.parametrize("kernel,loss,engine_like", [("numba", "mel", False), ("torch", "stats", False),
+                                                     ("numba", "stats", True)])
+def test_one_training_step_from_the_command_line(tiny_data, tmp_path, kernel, loss, engine_like):
     """``python -m models.trajectory`` takes a model file a training run wrote, runs one step with either kernel
     (and either loss) and writes a model file whose weights moved (a model without the lag input: the kernel's
     other path)."""
@@ -78,11 +80,14 @@ def test_one_training_step_from_the_command_line(tiny_data, tmp_path, kernel, lo
     out = tmp_path / "traj.npz"
     r = subprocess.run([sys.executable, "-m", "models.trajectory", str(run / "model.npz"), str(out), "--data",
                         str(tiny_data), "--minutes", "0", "--n", "600", "--notes", "1", "--ce-crops", "1",
-                        "--kernel", kernel, "--loss", loss], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+                        "--kernel", kernel, "--loss", loss]
+                       + (["--loop-lowpass", "0.15", "--period-noise", "0.5"] if engine_like else []), capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     rec = json.loads(r.stdout.strip().splitlines()[-1])
     assert rec["it"] == 1 and rec["notes"] == 1 and np.isfinite(rec["traj"]) and rec["traj"] > 0
     before, after = load_model(run / "model.npz"), load_model(out)
-    assert after.metadata["trajectory"]["steps"] == 1 and after.metadata["trajectory"]["loss"] == loss
+    meta = after.metadata["trajectory"]
+    assert meta["steps"] == 1 and meta["loss"] == loss
+    assert (meta["loop_lowpass"], meta["period_noise"]) == ((0.15, 0.5) if engine_like else (0.0, 0.0))
     moved = [k for k in before.weights if not np.array_equal(before.weights[k], after.weights[k])]
     assert {"embed", "w_dil", "w_rs", "w_loc", "w_glob", "w_out1", "w_out2"} <= set(moved), moved
