@@ -27,6 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from realtime import loop_lowpass as lp
+from realtime import period_noise
+
 from . import local_cond, mulaw
 from .config import LOCAL_CHANNELS
 from .crops import make_batch
@@ -244,8 +247,6 @@ def period_uniforms(rng: np.random.Generator, shape: tuple[int, int], period: fl
     ``period`` (samples) back as the engines' period noise makes them (realtime.period_noise)."""
     if rho == 0:
         return rng.uniform(1e-7, 1.0 - 1e-7, shape).astype(np.float32)
-    from realtime import period_noise
-
     out = np.empty(shape, np.float64)
     for b in range(shape[0]):
         ring, ints, acc = period_noise.new_state()
@@ -257,8 +258,6 @@ def period_uniforms(rng: np.random.Generator, shape: tuple[int, int], period: fl
 def loop_states(a: float, starts: np.ndarray, sample_rate: int) -> list[np.ndarray]:
     """One control state per note for realtime.loop_lowpass.step: amount ``a``, started at ``starts``
     (each note's last prefix sample, as an engine's filter starts at a prime's last sample)."""
-    from realtime import loop_lowpass as lp
-
     out = []
     for y in starts:
         st = np.zeros(local_cond.STATE_SIZE, np.float64)
@@ -271,16 +270,13 @@ def loop_states(a: float, starts: np.ndarray, sample_rate: int) -> list[np.ndarr
 def loop_amount(state: np.ndarray) -> float:
     """The loop low-pass's amount a_t for the next sample: its amount faded by its envelope
     (realtime.loop_lowpass.step's arithmetic)."""
-    from realtime import loop_lowpass as lp
-
     fade = (state[local_cond.LOOP_ENV] - lp.FADE_LO) / (lp.FADE_HI - lp.FADE_LO)
     return float(state[local_cond.LOOP_A] * min(max(fade, 0.0), 1.0))
 
 
 def lp_step(state: np.ndarray, y: float) -> tuple[float, int]:
-    from realtime.loop_lowpass import step
-
-    f, k = step(state, y)
+    """realtime.loop_lowpass.step on one note's state: (the heard sample, its class: the next input)."""
+    f, k = lp.step(state, y)
     return float(f), int(k)
 
 
@@ -379,9 +375,7 @@ def train(a: argparse.Namespace) -> None:
     cfg = mf.config
     model = import_weights(WaveNet(cfg), mf.weights)
     gains = parse_gains(a.input_gain, cfg.conditioning.local)
-    from realtime import loop_lowpass, period_noise
-
-    loop_lowpass.check_amount(a.loop_lowpass)
+    lp.check_amount(a.loop_lowpass)
     period_noise.check_rho(a.period_noise)
     sr = cfg.sample_rate
     main_notes = load_dataset(a.data).notes
