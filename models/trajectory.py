@@ -270,8 +270,7 @@ def loop_states(a: float, starts: np.ndarray, sample_rate: int) -> list[np.ndarr
 def loop_amount(state: np.ndarray) -> float:
     """The loop low-pass's amount a_t for the next sample: its amount faded by its envelope
     (realtime.loop_lowpass.step's arithmetic)."""
-    fade = (state[local_cond.LOOP_ENV] - lp.FADE_LO) / (lp.FADE_HI - lp.FADE_LO)
-    return float(state[local_cond.LOOP_A] * min(max(fade, 0.0), 1.0))
+    return float(lp.faded_amount(state))
 
 
 def lp_step(state: np.ndarray, y: float) -> tuple[float, int]:

@@ -17,11 +17,11 @@ import torch
 from numba import njit
 
 from realtime.kernel import JIT, fast_tanh
-from realtime.loop_lowpass import FADE_HI, FADE_LO
+from realtime.loop_lowpass import faded_amount
 from realtime.loop_lowpass import step as loop_step
 
 from . import local_cond, mulaw
-from .local_cond import LOOP_A, LOOP_ENV
+from .local_cond import LOOP_A
 from .trajectory import (DECODE_SLOPE, class_value_table, free_features, lag_taps, layer_globals, local_slots,
                          loop_states, param_views, prefix_layer_inputs)
 
@@ -128,8 +128,7 @@ def run_free(emb, Wd, Wrs, br, bs, W1, b1, W2, b2, dil, cond, wlag, X, vals, k0,
                     found = True
         kout[j] = k
         if loop[LOOP_A] > 0.0:
-            fade = (loop[LOOP_ENV] - FADE_LO) / (FADE_HI - FADE_LO)
-            AE[j] = loop[LOOP_A] * min(max(fade, 0.0), 1.0)
+            AE[j] = faded_amount(loop)
             FO[j], k = loop_step(loop, np.float64(DECODE[k]))
         else:
             AE[j] = 0.0

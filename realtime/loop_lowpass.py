@@ -71,16 +71,22 @@ def code(f: float) -> int:
     return np.searchsorted(THRESHOLDS, f, side="right")  # THRESHOLDS: a compile-time constant
 
 
+@njit("float64(float64[::1])", nogil=True, cache=True)
+def faded_amount(state: np.ndarray) -> float:
+    """The amount the next sample is filtered by: ``a`` scaled by where the envelope lies between FADE_LO
+    and FADE_HI (0..1)."""
+    fade = (state[LOOP_ENV] - FADE_LO) / (FADE_HI - FADE_LO)
+    fade = 0.0 if fade < 0.0 else 1.0 if fade > 1.0 else fade
+    return state[LOOP_A] * fade
+
+
 # Compiled here, at import, for its one signature, without fast-math: a function first compiled inside
 # the fast-math kernel would inherit its flags (FMA contraction) and differ from the TorchScript engine.
 @njit("Tuple((float64, int64))(float64[::1], float64)", nogil=True, cache=True)
 def step(state: np.ndarray, y: float) -> tuple[float, int]:
     """Filter the drawn sample ``y``; return (f, the class of f: the next input). Updates ``state``."""
-    a = state[LOOP_A]
     env = state[LOOP_ENV]
-    fade = (env - FADE_LO) / (FADE_HI - FADE_LO)
-    fade = 0.0 if fade < 0.0 else 1.0 if fade > 1.0 else fade
-    ae = a * fade
+    ae = faded_amount(state)
     f = (1.0 - ae) * y + ae * state[LOOP_Y]
     state[LOOP_Y] = f
     af = abs(f)
