@@ -228,8 +228,8 @@ def free_run(model: WaveNet, seg: Segments, pitch: float, instruments, velocitie
             k, dq = torch.from_numpy(forced[:, j]), torch.zeros(b)
         y = decode[k] + dq * dec_slope[k]
         if loop_lowpass > 0:  # the engines' filter in float64 for the values; its linear map for the gradient
-            ae = torch.tensor([loop_amount(st) for st in loops], dtype=torch.float32)
-            fk = [lp_step(st, float(decode[kk])) for st, kk in zip(loops, k.tolist())]
+            ae = torch.tensor([lp.faded_amount(st) for st in loops], dtype=torch.float32)
+            fk = [lp.step(st, float(decode[kk])) for st, kk in zip(loops, k.tolist())]
             k = torch.tensor([kk for _, kk in fk])
             f = (1.0 - ae) * y + ae * f_prev
             d = f - f.detach()
@@ -265,18 +265,6 @@ def loop_states(a: float, starts: np.ndarray, sample_rate: int) -> list[np.ndarr
         lp.start(st, float(y))
         out.append(st)
     return out
-
-
-def loop_amount(state: np.ndarray) -> float:
-    """The loop low-pass's amount a_t for the next sample: its amount faded by its envelope
-    (realtime.loop_lowpass.step's arithmetic)."""
-    return float(lp.faded_amount(state))
-
-
-def lp_step(state: np.ndarray, y: float) -> tuple[float, int]:
-    """realtime.loop_lowpass.step on one note's state: (the heard sample, its class: the next input)."""
-    f, k = lp.step(state, y)
-    return float(f), int(k)
 
 
 class InputGain(torch.nn.Module):
