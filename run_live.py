@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from realtime.presets import CC_PARAMS, ENGINES
+from realtime.control.presets import CC_PARAMS, ENGINES
 
 SUBCOMMANDS = ("play", "render", "replay", "plot", "repair")
 
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_session_preset(a):
     """The preset with command-line overrides applied."""
-    from realtime.presets import load_preset, override
+    from realtime.control.presets import load_preset, override
 
     preset = load_preset(a.preset)
     preset = override(preset, "model", engine=a.engine, compute=a.compute, seed=a.seed,
@@ -101,9 +101,9 @@ def cmd_render(a) -> int:
     import numpy as np
     import soundfile as sf
 
-    from realtime.demo import demo_events
-    from realtime.midi_file import load_events
-    from realtime.render import Session, timed_render
+    from realtime.offline.demo import demo_events
+    from realtime.offline.midi_file import load_events
+    from realtime.offline.render import Session, timed_render
 
     preset = load_session_preset(a)
     session = Session.open(preset, say=lambda m: print(f"wavenet-live: {m}", file=sys.stderr))
@@ -120,10 +120,10 @@ def cmd_render(a) -> int:
     out = Path(a.out)
     n = int(round(seconds * sr))
     if out.suffix.lower() not in (".wav", ".flac"):  # a session folder: the same kind of thing as a live take
-        from realtime.recorder import Recorder
-        from realtime.render import run_stream
-        from realtime.replay import manifest_for
-        from realtime.resample import Resampler
+        from realtime.live.recorder import Recorder
+        from realtime.offline.render import run_stream
+        from realtime.offline.replay import manifest_for
+        from realtime.sound.resample import Resampler
 
         out_sr = a.samplerate or sr
         rec = Recorder(out, synchronous=True)
@@ -160,7 +160,7 @@ def cmd_replay(a) -> int:
     import numpy as np
     import soundfile as sf
 
-    from realtime.replay import read_session, replay
+    from realtime.offline.replay import read_session, replay
 
     audio, rate = replay(a.session)
     out = Path(a.out)
@@ -179,14 +179,14 @@ def cmd_replay(a) -> int:
 
 
 def cmd_plot(a) -> int:
-    from realtime.plot import plot_session
+    from realtime.offline.plot import plot_session
 
     print(plot_session(a.session, a.out), flush=True)
     return 0
 
 
 def cmd_repair(a) -> int:
-    from realtime.recorder import repair_wav
+    from realtime.live.recorder import repair_wav
 
     frames = repair_wav(a.file)
     print(json.dumps({"file": a.file, "frames": frames}), flush=True)
@@ -194,12 +194,12 @@ def cmd_repair(a) -> int:
 
 
 def cmd_play(a) -> int:
-    """Play the preset live from MIDI (realtime.host); with no audio output at all, render a demo WAV."""
+    """Play the preset live from MIDI (realtime.live.host); with no audio output at all, render a demo WAV."""
     import signal
     import time
 
-    from realtime import devices, midi_in
-    from realtime.presets import override
+    from realtime.live import devices, midi_in
+    from realtime.control.presets import override
 
     if a.list_midi:
         for api, ports in midi_in.list_ports(a.midi_api).items():
@@ -226,9 +226,9 @@ def cmd_play(a) -> int:
         print(out, flush=True)
         return code
 
-    from realtime.host import LiveHost
-    from realtime.render import Session
-    from realtime.status import StatusLine
+    from realtime.live.host import LiveHost
+    from realtime.offline.render import Session
+    from realtime.live.status import StatusLine
 
     au = preset.audio
     device = devices.choose_output_device(au.device)
@@ -241,8 +241,8 @@ def cmd_play(a) -> int:
         session = Session.open(preset, say=lambda m: print(f"wavenet-live: {m}", file=sys.stderr))
         session.keep_log = False  # events go to the recorder, if any
         if a.record:  # fails here, before any sound, if the path is not writable
-            from realtime.recorder import Recorder
-            from realtime.replay import manifest_for
+            from realtime.live.recorder import Recorder
+            from realtime.offline.replay import manifest_for
 
             recorder = Recorder(a.record, audio_format=preset.audio.record_format)
             recorder.manifest_base = {**manifest_for(session), "kind": "live"}
@@ -277,8 +277,8 @@ def cmd_play(a) -> int:
                 if host.error is not None or (deadline and time.monotonic() >= deadline):
                     break
                 if a.learn and session.controller.learned is not None:
-                    from realtime.learn import save_binding
-                    from realtime.presets import DEFAULT_PRESET, PRESET_DIR
+                    from realtime.control.learn import save_binding
+                    from realtime.control.presets import DEFAULT_PRESET, PRESET_DIR
 
                     cc, param = session.controller.learned
                     target = Path(a.preset) if a.preset else PRESET_DIR / "user.toml"
@@ -307,7 +307,7 @@ def cmd_play(a) -> int:
               + (f" ({recorder.frames_dropped} frames dropped)" if recorder.frames_dropped else ""),
               file=sys.stderr, flush=True)
         if a.plot:
-            from realtime.plot import plot_session
+            from realtime.offline.plot import plot_session
 
             print(f"wavenet-live: plot {plot_session(recorder.path)}", file=sys.stderr, flush=True)
     print(json.dumps({"seconds": round(st.seconds, 3), "samplerate": st.samplerate, "device": st.device,
@@ -329,10 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
         argv = ["play", *argv]
     a = build_parser().parse_args(argv)
-    from models.model_file import ModelFileError
-    from realtime.midi_file import MidiFileError
-    from realtime.presets import PresetError
-    from realtime.priming import PrimeError
+    from realtime.model.model_file import ModelFileError
+    from realtime.offline.midi_file import MidiFileError
+    from realtime.control.presets import PresetError
+    from realtime.engine.priming import PrimeError
 
     try:
         return {"render": cmd_render, "play": cmd_play, "replay": cmd_replay, "plot": cmd_plot,

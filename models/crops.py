@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import soxr
 
-from . import level, local_cond, mulaw
-from .config import DEFAULT_LOCAL, LOCAL_CHANNELS
-from .level import fit_level, note_level, shift_level
+from realtime.model import level, local_cond, mulaw
+from realtime.model.config import DEFAULT_LOCAL, LOCAL_CHANNELS
+from realtime.model.level import fit_level, note_level, shift_level
 
 
 @dataclass
@@ -77,7 +77,7 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
               input_tilt: float = 0.0, input_audio: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One crop of a note: (inputs (T,), targets (T,), local (N_LOCAL, T)), T = context + window:
-    every feature column of models.local_cond, the lag read from the crop's own inputs.
+    every feature column of realtime.model.local_cond, the lag read from the crop's own inputs.
 
     The scored window starts uniformly within the sounding range (or at
     ``start``); samples before the note are zero. ``input_noise`` is the std
@@ -86,7 +86,7 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
     starts at this note's onset and the context before it is a sounding part
     of ``prev``, with ``prev``'s local conditioning: the history then contradicts
     the new note and only the conditioning tells what comes next (a note change).
-    ``level_params``: the note's loudness envelope (models.level), else its own fit.
+    ``level_params``: the note's loudness envelope (realtime.model.level), else its own fit.
     ``level_gain_db``: the whole crop (inputs and targets) gets a random gain, uniform in +-this
     many dB, and its level input moves with it: the level no longer follows from velocity, pitch
     and instrument, only from the level input (and the history).

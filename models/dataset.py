@@ -93,7 +93,7 @@ class Note:
     release: int
     tonal: bool
     file: str
-    level: np.ndarray | None = None  # fitted loudness-envelope params (models.level.note_level), on first use
+    level: np.ndarray | None = None  # fitted loudness-envelope params (realtime.model.level.note_level), on first use
 
     @property
     def n_samples(self) -> int:

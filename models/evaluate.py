@@ -48,7 +48,7 @@ pitched yet those figures move by up to ~7 points between sampler seeds, so the
 teacher-forced NLL is the sharper test. ``auto`` is resolved once. ``--temperature``
 replaces the preset's sampling temperature for every generated note (NLL does not depend on it);
 ``--period-noise`` the preset's sampler-noise correlation one f0 period back (0: independent;
-realtime/period_noise.py), to measure the network with and without it.
+realtime/kernel/period_noise.py), to measure the network with and without it.
 """
 from __future__ import annotations
 
@@ -61,10 +61,10 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.presets import ENGINES
+from realtime.control.presets import ENGINES
 
-from .audio_features import NearestNeighbour, logmel_stats, mel_points_hz, window_db, window_flatness, with_white_noise
-from .dataset import midi_to_hz
+from models.audio_features import (NearestNeighbour, logmel_stats, mel_points_hz, window_db, window_flatness, with_white_noise)
+from models.dataset import midi_to_hz
 
 PITCH_GRID = (40, 45, 50, 55, 60, 65, 70, 75, 80)
 #: a 100 ms window below this RMS level (dBFS) is silent
@@ -83,7 +83,7 @@ BEND_SEMITONES = (1.0, -1.0, 0.5)  # a whole step to the neighbouring notes, and
 def note_session(preset, model, instrument: int, seed: int, reprime: str | None = None):
     """A Session (engine + controller + output stage) with ``instrument`` selected, this sampler seed and
     (optionally) re-priming mode, and no preset program map: where the evaluator's notes are played."""
-    from realtime.render import Session
+    from realtime.offline.render import Session
 
     p = replace(preset, model=replace(preset.model, seed=seed, **({"reprime": reprime} if reprime else {})),
                 midi=replace(preset.midi, programs={}))
@@ -100,7 +100,7 @@ def generate_note(preset, model, instrument: int, pitch: int, seconds: float, ve
     s = note_session(preset, model, instrument, seed, reprime)
     n = int(seconds * model.config.sample_rate)
     if block is not None:
-        from realtime.render import render_timeline
+        from realtime.offline.render import render_timeline
 
         return render_timeline(s, [(0, bytes([0x90, pitch, velocity]))], n, block)
     s.apply_midi(bytes([0x90, pitch, velocity]))
@@ -111,7 +111,7 @@ def bent_note(preset, model, instrument: int, pitch: int, semitones: float, seco
               at_s: float = BEND_AT_S, seed: int = 0) -> np.ndarray:
     """A held note (velocity 90) whose pitch wheel moves by ``semitones`` ``at_s`` seconds after key-down
     (0: no bend, the same samples until then); MIDI events at exact samples through Session."""
-    from realtime.render import render_timeline
+    from realtime.offline.render import render_timeline
 
     s = note_session(preset, model, instrument, seed)
     tl = [(0, bytes([0x90, pitch, 90]))]
@@ -285,7 +285,7 @@ def noisy_logmel(notes, sr: int, snrs_db, seed: int, clean_too: bool = True) -> 
     """Log-mel statistics (rows) and instrument ids of ``notes`` (dataset notes; their first 2 s), mu-law
     coded as the model hears them: each note clean (``clean_too``) and with white noise at each of
     ``snrs_db`` below its sounding power. Deterministic for a ``seed``."""
-    from models import mulaw
+    from realtime.model import mulaw
 
     rng = np.random.default_rng(seed)
     x, y = [], []
@@ -331,7 +331,7 @@ def resynthesis_timbre(model, data, engine: str, keys, temperature: float, seed:
     by each of ``classifiers``: {"n", "temperature", "notes": {instrument: count}, "accuracy_<name>",
     "right_<name>": {instrument: count}}. What this misses, the per-sample noise alone costs; what the
     free-running figure loses beyond it, the trajectory's drift. None when ``data`` has no such notes."""
-    from realtime.render import make_engine
+    from realtime.offline.render import make_engine
 
     names = model.config.conditioning.instruments
     sr = model.config.sample_rate
@@ -373,7 +373,7 @@ def spectral_profile(generated: dict, data, names: list[str], sr: int) -> dict:
     """:func:`profile_excess_db` per instrument: each generated note (``generated[(instrument, pitch)]``,
     from key-down, velocity 90) against the real note of that instrument and pitch with the velocity
     nearest 90, mu-law coded as the model learns it, both over the sounding part (:func:`held_part`)."""
-    from models import mulaw
+    from realtime.model import mulaw
 
     cut = held_part(sr)
     by: dict[str, list] = {}
@@ -389,7 +389,7 @@ def note_logits(e, note, seconds: float, sample_rate: int) -> tuple[np.ndarray, 
     """(classes, logits (n, 256) float32): the first ``seconds`` after key-down of dataset ``note``
     (mu-law classes) run teacher-forced through engine ``e``, reset and conditioned on the note (no
     seed-bank priming). Deterministic."""
-    from models import mulaw
+    from realtime.model import mulaw
 
     e.reset()
     e.set_conditioning(pitch=note.pitch, instrument=note.instrument_id, velocity=note.velocity)
@@ -402,7 +402,7 @@ def note_logits(e, note, seconds: float, sample_rate: int) -> tuple[np.ndarray, 
 def teacher_forced_logits(model, data, engine: str, every: int = 15, seconds: float = 0.75):
     """Yield (note, classes, logits (n, 256) float64) for every ``every``-th note of ``data``
     (:func:`note_logits`). Deterministic."""
-    from realtime.render import make_engine
+    from realtime.offline.render import make_engine
 
     e = make_engine(engine, model)  # one engine, reset per note: as good as a fresh one, without the packing
     for note in data.notes[::every]:
@@ -412,9 +412,9 @@ def teacher_forced_logits(model, data, engine: str, every: int = 15, seconds: fl
 
 def draw_classes(logits: np.ndarray, temperature: float, uniforms: np.ndarray) -> np.ndarray:
     """One class per row of ``logits`` (n, 256) float32, drawn by the engines' own sampler
-    (realtime.kernel.sample_from_logits: softmax(logits / temperature), inverse CDF at ``uniforms``;
+    (realtime.kernel.generate.sample_from_logits: softmax(logits / temperature), inverse CDF at ``uniforms``;
     argmax at 0; -1 where a row is not finite). int64 (n,)."""
-    from realtime.kernel import POW2_NEG, sample_from_logits
+    from realtime.kernel.generate import POW2_NEG, sample_from_logits
 
     lg = np.ascontiguousarray(logits, np.float32)
     probs = np.empty(lg.shape[1], np.float32)
@@ -429,7 +429,7 @@ def resynthesized(e, note, temperature: float, rng: np.random.Generator, seconds
     (:func:`note_logits`), so its errors never feed back. Decoded float32, from key-down. Set against
     the free-running notes, it splits what the per-sample noise costs from what the drifting trajectory
     costs."""
-    from models import mulaw
+    from realtime.model import mulaw
 
     x, logits = note_logits(e, note, seconds, sample_rate)
     k = draw_classes(logits, temperature, rng.random(len(x)))
@@ -440,7 +440,7 @@ def sampling_spread(logits: np.ndarray, targets: np.ndarray, temperature: float)
     """(signal power, mean sampling variance) of a teacher-forced run, both in linear amplitude squared:
     the mean square of the decoded ``targets`` and the mean variance of the decoded sample drawn from
     softmax(logits / temperature) (the engine's sampler; argmax at 0: no spread). Pure."""
-    from models import mulaw
+    from realtime.model import mulaw
 
     amp = mulaw.decode(np.arange(logits.shape[1])).astype(np.float64)
     signal = float(np.mean(amp[targets] ** 2))
@@ -504,11 +504,11 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     the preset's sampling temperature (to compare temperatures), ``period_noise`` its sampler-noise
     correlation one period back, ``loop_lowpass`` its low-pass inside the feedback loop."""
     from models.dataset import estimate_f0, load_dataset
-    from models.model_file import load_model
-    from realtime.loop_lowpass import check_amount
-    from realtime.period_noise import check_rho
-    from realtime.presets import load_preset
-    from realtime.render import resolve_engine
+    from realtime.model.model_file import load_model
+    from realtime.kernel.loop_lowpass import check_amount
+    from realtime.kernel.period_noise import check_rho
+    from realtime.control.presets import load_preset
+    from realtime.offline.render import resolve_engine
 
     t0 = time.time()
     model = load_model(model_path)
@@ -577,7 +577,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     # 8-bit mu-law (a classifier fitted on the clean float notes hears the codec's noise floor as timbre:
     # it recognises only about two thirds of the real notes themselves once they are mu-law coded); the
     # clean-reference figure is kept for the curve. Without a dataset: the seed bank (already mu-law).
-    from models import mulaw
+    from realtime.model import mulaw
 
     ref_notes = [n for n in data.notes if n.velocity == REF_VELOCITY] if data is not None else []
     if data is not None:
@@ -617,7 +617,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     # stability: 1.5 s held notes, 0.5 s gaps. Silence is judged at the network's own scale, as the real
     # notes are: -50 dBFS before the output stage's gain (the preset's gain and velocity level), which
     # is a volume setting, not the network; "_at_output" keeps the figures of the output as it leaves
-    from realtime.controller import stage_gain_db
+    from realtime.control.controller import stage_gain_db
 
     stage_db = stage_gain_db(preset.sound, STAB_VELOCITY)
     stab_s = 10.0 if quick else 60.0
@@ -625,7 +625,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     silent_all, silent_real, noise_all, nan_total = [], [], [], 0
     out_all, out_real = [], []
     for i in range(len(names)):
-        from realtime.render import render_timeline
+        from realtime.offline.render import render_timeline
 
         s = note_session(preset, model, i, preset.model.seed)
         tl, gate = [], np.zeros(int(stab_s * sr), bool)
@@ -733,12 +733,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="sampler noise correlated one f0 period back, 0-0.95, 0 = independent (default: the preset's)")
     ap.add_argument("--loop-lowpass", type=float, default=None, metavar="A",
                     help="low-pass inside the feedback loop for pitched instruments, 0-0.5, 0 = off "
-                         "(default: the preset's; realtime/loop_lowpass.py)")
+                         "(default: the preset's; realtime/kernel/loop_lowpass.py)")
     ap.add_argument("--log", default=None,
                     help="append a JSON line (training steps/hours + figures) to this file: the quality curve")
     a = ap.parse_args(argv)
     from models.dataset import DatasetError
-    from models.model_file import ModelFileError
+    from realtime.model.model_file import ModelFileError
 
     data = a.data if a.data is not None else DEFAULT_DATA if Path(DEFAULT_DATA, "dataset.json").is_file() else None
 
@@ -752,7 +752,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(json.dumps(res) if a.json else json.dumps(res, indent=2))
     if a.log:
-        from models.model_file import load_model
+        from realtime.model.model_file import load_model
 
         tr = load_model(a.model).metadata.get("training", {})
         figures = without_notes(res)  # the curve keeps the figures; the per-note lists stay in the result

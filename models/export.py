@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from . import mulaw
-from .level import build_levelbank
-from .model_file import ModelFile, SeedBank
-from .wavenet import WaveNet, export_weights
+from realtime.model import mulaw
+from realtime.model.level import build_levelbank
+from realtime.model.model_file import ModelFile, SeedBank
+from models.wavenet import WaveNet, export_weights
 
 
 def build_seedbank(notes, receptive_field: int, offset_s: float = 0.0, sample_rate: int = 16000,
@@ -86,8 +86,8 @@ def export_checkpoint(ckpt: str | Path, data: str | Path, out: str | Path, weigh
     """
     import torch
 
-    from .config import WaveNetConfig
-    from .dataset import load_dataset
+    from realtime.model.config import WaveNetConfig
+    from models.dataset import load_dataset
 
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     ema = state.get("weight_ema")
@@ -260,7 +260,7 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
               "below each note: a wrong spectral shape, not a noise floor; from 2026-12-06); "
               "period noise: the sampler's noise correlation one f0 period back "
               "(0 = independent; rows before 2026-12-04 had none); loop low-pass: the low-pass inside the "
-              "feedback loop (realtime/loop_lowpass.py; 0 = off, rows before 2026-12-06 had none); "
+              "feedback loop (realtime/kernel/loop_lowpass.py; 0 = off, rows before 2026-12-06 had none); "
               "silent windows: below -50 dBFS at the output, "
               "or, marked *, before the output stage's gain (the network's own scale, as the real notes are "
               "judged; the output is about 4.4 dB lower).", ""]
@@ -287,7 +287,7 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
     else:
         lines.append("Not yet evaluated.")
     if ev is not None:
-        from .evaluate import without_notes
+        from models.evaluate import without_notes
 
         lines += pitch_table(ev.get("pitch_preset", {}).get("notes") or [])
         lines += timbre_table(ev.get("timbre", {}).get("confusion") or {})
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", choices=("averaged", "raw"), default="averaged",
                     help="the moving average of the weights (--weight-ema; default) or the last step's")
     a = ap.parse_args(argv)
-    from .dataset import DatasetError
+    from models.dataset import DatasetError
 
     try:
         print(export_checkpoint(a.ckpt, a.data, a.out, a.weights))

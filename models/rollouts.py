@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import mulaw
-from .crops import sounding_range
+from realtime.model import mulaw
+from models.crops import sounding_range
 
 #: alignment: hop and window of the lag track, samples
 ALIGN_HOP = 160
@@ -116,7 +116,7 @@ def rollout(e, note, t0: int, length: int, temperature: float, period_noise: flo
             seed: int) -> np.ndarray:
     """float32 (length,): engine ``e``'s free-running continuation of dataset ``note`` from ``t0`` samples
     after key-down (teacher-forced before). Thread: generator-like (one engine, one caller)."""
-    from realtime import loop_lowpass as lp
+    from realtime.kernel import loop_lowpass as lp
 
     e.reset(seed=seed)
     e.set_conditioning(pitch=note.pitch, instrument=note.instrument_id, velocity=note.velocity)
@@ -139,11 +139,11 @@ def build(model_path: str, data_dirs: list[str], seconds: float, per_note: int, 
           limit: int = 0, log=None) -> RolloutBank:
     """A bank of ``per_note`` rollouts of ``seconds`` for each tonal note of ``data_dirs``, played as
     presets/default.toml plays (its temperature, period noise and loop low-pass)."""
-    from realtime.numba_engine import NumbaEngine
-    from realtime.presets import load_preset
+    from realtime.engine.numba_engine import NumbaEngine
+    from realtime.control.presets import load_preset
 
-    from .dataset import load_dataset, midi_to_hz
-    from .model_file import load_model
+    from models.dataset import load_dataset, midi_to_hz
+    from realtime.model.model_file import load_model
 
     m = load_model(model_path)
     pm = load_preset(None).model
@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="at most this many notes per dataset (0: all)")
     a = ap.parse_args(argv)
-    from .dataset import DatasetError
-    from .model_file import ModelFileError
+    from models.dataset import DatasetError
+    from realtime.model.model_file import ModelFileError
 
     try:
         bank = build(a.model, a.data, a.seconds, a.per_note, a.seed, a.limit, log=lambda s: print(s, file=sys.stderr))

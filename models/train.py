@@ -29,10 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import mulaw
-from .config import ConditioningSpec, WaveNetConfig
-from .crops import Batch, make_batch
-from .wavenet import WaveNet
+from realtime.model import mulaw
+from realtime.model.config import ConditioningSpec, WaveNetConfig
+from models.crops import Batch, make_batch
+from models.wavenet import WaveNet
 
 
 @dataclass
@@ -148,7 +148,7 @@ def spectral_loss(logits: torch.Tensor, targets: torch.Tensor, fb: torch.Tensor,
 
 def mel_matrix(sample_rate: int, device: torch.device) -> torch.Tensor:
     """(SPEC_MELS, SPEC_FFT // 2 + 1) float32 triangular mel filters for :func:`spectral_loss`."""
-    from .audio_features import mel_filterbank
+    from models.audio_features import mel_filterbank
 
     return torch.from_numpy(mel_filterbank(sample_rate, SPEC_FFT, SPEC_MELS).astype(np.float32)).to(device)
 
@@ -231,7 +231,7 @@ class RolloutSource:
 
 def rollout_source(path: str, notes) -> RolloutSource:
     """The bank at ``path`` matched to the training ``notes`` (by file); ValueError if none matches."""
-    from .rollouts import RolloutBank
+    from models.rollouts import RolloutBank
 
     src = RolloutSource(RolloutBank.load(path), notes)
     if not src.rows:
@@ -285,7 +285,7 @@ def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int,
         probes["level_shift_loss"] = {"level_shift": -1.0 / 3.0}
     if not probes_too:
         probes = {"eval_loss": {}}
-    from .evaluate import sampling_spread
+    from models.evaluate import sampling_spread
 
     signal = spread = 0.0
     for name, kw in probes.items():
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    from .dataset import DatasetError
+    from models.dataset import DatasetError
 
     try:
         return train(a)
@@ -401,8 +401,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(a) -> int:
-    from .dataset import load_dataset
-    from .export import export_model, training_summary
+    from models.dataset import load_dataset
+    from models.export import export_model, training_summary
 
     if not 0.0 <= a.level_gain_db <= 30.0:
         raise ValueError(f"--level-gain-db {a.level_gain_db}: must be between 0 and 30")

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import WaveNetConfig
+from realtime.model.config import WaveNetConfig
 
 
 def interpolated_rows(table: torch.Tensor, pitch: torch.Tensor) -> torch.Tensor:

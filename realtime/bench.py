@@ -117,8 +117,8 @@ def dot_matvec_gflops(precision: str, seconds: float = 0.3) -> float:
     run it: how close the inner loop comes to the instruction's peak."""
     from numba import njit
 
-    from . import bf16dot, int8dot
-    from .peaks import best_rate
+    from realtime.kernel import bf16dot, int8dot
+    from realtime.peaks import best_rate
 
     rng = np.random.default_rng(0)
     w = rng.normal(0, 0.01, (128, 128))
@@ -165,39 +165,45 @@ def _pin(cpus: list[int]) -> None:
 
 
 class EagerIncremental:
-    """Naive eager PyTorch generation: per-layer input buffers (d+1 samples), one forward per sample."""
+    """Naive eager PyTorch generation from a model file's weights: per-layer input buffers (d+1 samples), one
+    forward per sample, every product a separate torch call (the baseline the compiled engines are measured
+    against; the same arithmetic as models.wavenet's layers, read from the engine layout)."""
 
-    def __init__(self, net, seed: int = 0) -> None:
+    def __init__(self, model, seed: int = 0) -> None:
         import torch
 
         self.torch = torch
-        self.net = net.eval()
-        cfg = net.cfg
-        self.buffers = [torch.zeros(1, cfg.residual_channels, d + 1) for d in cfg.dilations]
-        self.g = net.global_vector(torch.tensor([60]), torch.tensor([0]), torch.tensor([0.8]))
-        self.local = torch.zeros(1, len(cfg.conditioning.local), 1)
-        self.x = torch.tensor([[128]])
+        cfg = model.config
+        self.r, self.dil = cfg.residual_channels, cfg.dilations
+        self.w = {k: torch.from_numpy(v) for k, v in model.weights.items()}
+        w = self.w
+        g_parts = [w["pitch_embed"][60], w["instrument_embed"][0]]
+        if cfg.conditioning.velocity:
+            g_parts.append(torch.tensor([0.8]))
+        self.g = torch.cat(g_parts)
+        self.local = torch.zeros(len(cfg.conditioning.local))
+        self.buffers = [torch.zeros(d + 1, self.r) for d in self.dil]
+        self.x = 128
         self.gen = torch.Generator().manual_seed(seed)
 
     def generate(self, n: int) -> None:
-        torch, net = self.torch, self.net
-        r = net.cfg.residual_channels
+        torch, w, r = self.torch, self.w, self.r
         with torch.no_grad():
             for _ in range(n):
-                x = net.embed(self.x).transpose(1, 2)
-                skip = 0
+                x = w["embed"][self.x]
+                skip = w["b_skip"].clone()
                 for i, buf in enumerate(self.buffers):
-                    buf[:, :, :-1] = buf[:, :, 1:].clone()
-                    buf[:, :, -1:] = x
-                    h = torch.nn.functional.conv1d(buf, net.convs[i].weight, net.convs[i].bias,
-                                                   dilation=net.dilations[i])
-                    h = h + net.global_proj[i](self.g).unsqueeze(-1) + net.local_proj[i](self.local)
-                    z = torch.tanh(h[:, :r]) * torch.sigmoid(h[:, r:])
-                    skip = skip + net.skip[i](z)
-                    x = x + net.res[i](z)
-                logits = net.out2(torch.relu(net.out1(torch.relu(skip))))
-                p = torch.softmax(logits[0, :, 0], 0)
-                self.x = torch.multinomial(p, 1, generator=self.gen).view(1, 1)
+                    buf[:-1] = buf[1:].clone()
+                    buf[-1] = x
+                    h = torch.cat((buf[0], buf[-1])) @ w["w_dil"][i] + w["b_dil"][i]
+                    h = h + self.g @ w["w_glob"][i] + self.local @ w["w_loc"][i]
+                    z = torch.tanh(h[:r]) * torch.sigmoid(h[r:])
+                    rs = z @ w["w_rs"][i]
+                    skip = skip + rs[r:]
+                    x = x + rs[:r] + w["b_res"][i]
+                o1 = torch.relu(torch.relu(skip) @ w["w_out1"] + w["b_out1"])
+                p = torch.softmax(o1 @ w["w_out2"] + w["b_out2"], 0)
+                self.x = int(torch.multinomial(p, 1, generator=self.gen))
 
 
 def _derived(cfg, samples_per_s: float, steps_per_s: float, weight_bytes: int, peak: float, threads: int = 1) -> dict:
@@ -216,12 +222,11 @@ def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak:
     loop low-pass ``loop_lowpass``); also ``{engine: why}`` for those skipped."""
     import torch
 
-    from models.config import WaveNetConfig
-    from models.model_file import random_model
-    from models.wavenet import WaveNet, import_weights
+    from realtime.model.config import WaveNetConfig
+    from realtime.model.model_file import random_model
 
-    from .numba_engine import NumbaEngine, logit_error, precision_error
-    from .torch_engine import TorchScriptEngine
+    from realtime.engine.numba_engine import NumbaEngine, logit_error, precision_error
+    from realtime.engine.torch_engine import TorchScriptEngine
 
     torch.set_num_threads(1)
     r, s, lps, st = CONFIGS[name]
@@ -252,8 +257,7 @@ def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak:
             fn = e.generate
             wbytes = None
         elif engine == "eager":
-            net = import_weights(WaveNet(cfg), model.weights)
-            eager = EagerIncremental(net)
+            eager = EagerIncremental(model)
             n = 150
             fn = eager.generate
             wbytes = None
@@ -266,7 +270,7 @@ def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak:
             wbytes = fp32_bytes
         extra.update(_derived(cfg, rate, rate, wbytes, peak))
         if engine in PRECISION_ENGINES:  # the bandwidth roofline: reading this many bytes over and over
-            from .peaks import read_gbs
+            from realtime.peaks import read_gbs
 
             extra["read_peak_gbs"] = round(read_gbs(wbytes), 1)
             extra["bandwidth_fraction"] = round(extra["gbytes_per_s"] / extra["read_peak_gbs"], 3)
@@ -279,7 +283,7 @@ def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak:
 
 def poly_precisions(spec: str, r: int, s: int) -> tuple[list[str], dict[str, str]]:
     """The comma-separated precisions of ``--poly-precisions`` this CPU runs for R/S channels, and why not the rest."""
-    from .numba_engine import precision_error
+    from realtime.engine.numba_engine import precision_error
 
     runnable, why_not = [], {}
     for p in (x for x in spec.split(",") if x):
@@ -298,10 +302,10 @@ def bench_poly(name: str, runs: int, precisions: list[str], voices: list[int], t
     threads=1 runs pinned to the first CPU; threads=2 ("threads") pins the calling thread to the first
     and the worker to the second CPU; "prange" lets Numba's two threads use both.
     """
-    from models.config import WaveNetConfig
-    from models.model_file import random_model
+    from realtime.model.config import WaveNetConfig
+    from realtime.model.model_file import random_model
 
-    from .poly_engine import PolyEngine
+    from realtime.engine.poly_engine import PolyEngine
 
     r, s, lps, st = CONFIGS[name]
     cfg = WaveNetConfig(r, s, lps, st)
@@ -342,9 +346,9 @@ def bench_poly(name: str, runs: int, precisions: list[str], voices: list[int], t
 def trained_model_check(path: str) -> dict:
     """Reduced-precision logit errors (2000 samples, teacher-forced; nats and relative to the logit scale)
     and choose_engine() on a trained model file."""
-    from models.model_file import load_model
+    from realtime.model.model_file import load_model
 
-    from .numba_engine import choose_engine, logit_error, usable_precisions
+    from realtime.engine.numba_engine import choose_engine, logit_error, usable_precisions
 
     model = load_model(path)
     chosen, why = choose_engine(model)
@@ -386,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="how threads=2 runs the two voice groups: threads (a worker thread), prange (Numba)")
     ap.add_argument("--no-auto", action="store_true", help="skip choose_engine() per config")
     ap.add_argument("--loop-lowpass", type=float, default=0.0, metavar="A",
-                    help="single-voice engines with this loop low-pass (realtime/loop_lowpass.py; 0 = off)")
+                    help="single-voice engines with this loop low-pass (realtime/kernel/loop_lowpass.py; 0 = off)")
     ap.add_argument("--model", default="models/default/model.npz",
                     help="a trained model to check int8/bf16 logit errors and choose_engine() on ('' to skip)")
     a = ap.parse_args(argv)
@@ -394,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     busy = training == "running"
     cpus = _affinity()
     _pin(cpus[:1])
-    from .peaks import all_peaks
+    from realtime.peaks import all_peaks
 
     peaks = all_peaks()
     peak = max(peaks["fp32_fma_256"], peaks["fp32_fma_512"])
@@ -429,10 +433,10 @@ def main(argv: list[str] | None = None) -> int:
             poly += bench_poly(name, a.runs, runnable, voices, threads, a.poly_seconds, peak,
                                cpus, a.parallel.split(","))
         if not a.no_auto:
-            from models.config import WaveNetConfig
-            from models.model_file import random_model
+            from realtime.model.config import WaveNetConfig
+            from realtime.model.model_file import random_model
 
-            from .numba_engine import choose_engine
+            from realtime.engine.numba_engine import choose_engine
 
             chosen, why = choose_engine(random_model(WaveNetConfig(*CONFIGS[name]), seed=0))
             autos.append({"config": name, "auto_engine": chosen, "reason": why})

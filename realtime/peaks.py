@@ -20,8 +20,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from . import aligned
-from .bf16dot import _BFloat
+from realtime.kernel import aligned
+from realtime.kernel.bf16dot import _BFloat
 
 #: independent accumulators: enough to hide the latency of any of the instructions measured here
 CHAINS = 16

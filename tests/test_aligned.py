@@ -1,4 +1,4 @@
-"""Cache-line alignment of everything the kernels read as 64-byte vectors (realtime.aligned).
+"""Cache-line alignment of everything the kernels read as 64-byte vectors (realtime.kernel.aligned).
 
 A vector load that straddles two cache lines costs about twice as much: the int8dot
 matrix-vector routine ran at 246 instead of 416 GOP/s at a 16-byte offset, and numpy
@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.config import WaveNetConfig
-from models.model_file import random_model
-from realtime import aligned
-from realtime.numba_engine import KERNEL_WEIGHT_NAMES, NumbaEngine, usable_precisions
-from realtime.poly_engine import PolyEngine
+from realtime.model.config import WaveNetConfig
+from realtime.model.model_file import random_model
+from realtime.kernel import aligned
+from realtime.engine.numba_engine import KERNEL_WEIGHT_NAMES, NumbaEngine, usable_precisions
+from realtime.engine.poly_engine import PolyEngine
 
 
 @pytest.mark.parametrize("shape,dtype", [((5,), np.float32), ((3, 7, 16), np.int32), ((0, 4), np.float32),

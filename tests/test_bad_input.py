@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.model_file import ModelFileError, load_model
+from realtime.model.model_file import ModelFileError, load_model
 from wnl_testutil import run_cli, small_model, write_preset
 
 

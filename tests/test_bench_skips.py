@@ -1,7 +1,7 @@
 """The benchmark lists polyphony precisions this CPU cannot run as skipped instead of failing."""
 from __future__ import annotations
 
-from realtime import bf16dot, int8dot
+from realtime.kernel import bf16dot, int8dot
 from realtime.bench import poly_precisions
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from realtime import bf16dot
-from realtime.numba_engine import logit_error
+from realtime.kernel import bf16dot
+from realtime.engine.numba_engine import logit_error
 from wnl_testutil import NEEDS_BF16DOT, small_model
 
 

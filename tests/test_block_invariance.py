@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import mulaw
-from realtime.numba_engine import NumbaEngine
+from realtime.model import mulaw
+from realtime.engine.numba_engine import NumbaEngine
 from wnl_testutil import small_model
 
 N = 4000

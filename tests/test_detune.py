@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from models import mulaw
+from realtime.model import mulaw
 from models.crops import detuned, make_batch
 from models.dataset import Note, estimate_f0
-from models.model_file import load_model
+from realtime.model.model_file import load_model
 from test_train import train
 from tiny_data import SR, tone
 

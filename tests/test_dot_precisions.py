@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.config import WaveNetConfig
-from models.model_file import random_model
-from realtime import numba_engine
-from realtime.numba_engine import choose_engine, engine_from_name, usable_precisions
+from realtime.model.config import WaveNetConfig
+from realtime.model.model_file import random_model
+from realtime.engine import numba_engine
+from realtime.engine.numba_engine import choose_engine, engine_from_name, usable_precisions
 from wnl_testutil import NEEDS_BF16DOT, NEEDS_INT8DOT, small_model
 
 #: precision, its module in realtime, the instruction set it needs

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from models import local_cond
+from realtime.model import local_cond
 from models.wavenet import WaveNet, import_weights
-from models.config import LOCAL_CHANNELS
-from realtime.numba_engine import NumbaEngine
-from realtime.torch_engine import TorchScriptEngine
+from realtime.model.config import LOCAL_CHANNELS
+from realtime.engine.numba_engine import NumbaEngine
+from realtime.engine.torch_engine import TorchScriptEngine
 from wnl_testutil import SMALL, classes_of, small_model
 
 N = 2400  # > several receptive fields of SMALL (127 samples)

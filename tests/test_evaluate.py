@@ -126,7 +126,7 @@ def test_timbre_classifier_tells_sine_from_saw_at_unseen_pitches():
 def test_timbre_of_mulaw_coded_notes_needs_mulaw_coded_references():
     """The evaluator fits its classifier on mu-law coded real notes: one fitted on the clean notes hears
     the codec's noise floor as timbre and misnames coded sines and saws, even the real ones."""
-    from models import mulaw
+    from realtime.model import mulaw
 
     train = [(k, tone(k, 110 * 2 ** (i / 4))) for k in ("sine", "saw") for i in range(0, 16, 2)]
     test = [(k, mulaw.roundtrip(tone(k, 110 * 2 ** (i / 4)))) for k in ("sine", "saw") for i in range(1, 15, 2)]
@@ -191,7 +191,7 @@ def test_evaluator_generates_every_note_at_the_given_temperature(tmp_path, monke
     """--temperature, --period-noise and --loop-lowpass replace the preset's for the pitch, timbre and
     stability notes alike."""
     from models import evaluate as ev
-    from realtime.engine import Engine
+    from realtime.engine.base import Engine
 
     model = small_model(seed=3)
     path = model.save(tmp_path / "m.npz")
@@ -244,7 +244,7 @@ def test_bend_figures_measure_each_move_against_the_intended_bend():
 def test_bent_note_moves_the_wheel_at_its_sample_and_not_before():
     """The same seed gives the same samples until the wheel moves (0.5 s), then the f0 input differs."""
     from models.evaluate import BEND_AT_S, bent_note
-    from realtime.presets import load_preset
+    from realtime.control.presets import load_preset
 
     model, preset = small_model(seed=3), load_preset()
     at = int(BEND_AT_S * SR)
@@ -313,7 +313,7 @@ def test_evaluator_compares_each_generated_notes_level_with_its_real_note(tiny_d
     import torch
 
     from models import evaluate as ev
-    from models.config import WaveNetConfig
+    from realtime.model.config import WaveNetConfig
     from models.dataset import load_dataset
     from models.export import export_model
     from models.wavenet import WaveNet
@@ -341,8 +341,8 @@ def test_the_presets_notes_play_in_blocks_so_the_watchdog_steps_in(tmp_path):
     """Played in render's blocks, a note is the one-block note (the network alone) to the sample while the
     watchdog is off; with it on, a random model's babble is caught as noise and re-primed mid-note."""
     from models.evaluate import PLAY_BLOCK, generate_note
-    from models.model_file import load_model
-    from realtime.presets import load_preset
+    from realtime.model.model_file import load_model
+    from realtime.control.presets import load_preset
     from wnl_testutil import write_preset
 
     path = small_model().save(tmp_path / "m.npz")
@@ -360,7 +360,7 @@ def test_the_presets_notes_play_in_blocks_so_the_watchdog_steps_in(tmp_path):
 
 def test_sampling_spread_of_known_distributions():
     """A certain network has no spread; a uniform one has the classes' variance; temperature narrows it."""
-    from models import mulaw
+    from realtime.model import mulaw
     from models.evaluate import sampling_spread
 
     amp = mulaw.decode(np.arange(256)).astype(np.float64)
@@ -403,10 +403,10 @@ def test_stage_gain_is_what_the_output_stage_applies_to_a_held_note(velocity):
     a steady tone through the controller's output stage comes out exactly this much quieter."""
     import math
 
-    from realtime.controller import Controller, stage_gain_db
-    from realtime.numba_engine import NumbaEngine
-    from realtime.output_stage import OutputStage
-    from realtime.presets import Preset, SoundSection
+    from realtime.control.controller import Controller, stage_gain_db
+    from realtime.engine.numba_engine import NumbaEngine
+    from realtime.sound.output_stage import OutputStage
+    from realtime.control.presets import Preset, SoundSection
 
     e = NumbaEngine(small_model())
     stage = OutputStage(e.sample_rate, dc_hz=1.0)
@@ -442,7 +442,7 @@ def synthetic_notes(kinds: tuple[str, ...], steps) -> list:
 
 
 def test_noise_robust_references_hold_each_note_coded_clean_and_at_each_snr():
-    from models import mulaw
+    from realtime.model import mulaw
     from models.evaluate import noisy_logmel
 
     notes = synthetic_notes(("sine", "saw"), [0])
@@ -503,7 +503,7 @@ def test_spectral_profile_pairs_each_generated_note_with_its_real_note_from_key_
     import json
     from types import SimpleNamespace
 
-    from models import mulaw
+    from realtime.model import mulaw
     from models.evaluate import spectral_profile
     from models.export import write_card
 
@@ -542,10 +542,10 @@ def test_draw_classes_is_the_engines_inverse_cdf_sampler():
 def test_resynthesis_redraws_the_real_note_one_sample_at_a_time():
     """At temperature 0 it is the argmax of the teacher-forced logits; a given seed repeats it; a lower
     temperature draws the argmax more often."""
-    from models import mulaw
+    from realtime.model import mulaw
     from models.dataset import Note
     from models.evaluate import note_logits, resynthesized
-    from realtime.render import make_engine
+    from realtime.offline.render import make_engine
 
     model = small_model(seed=2)
     note = Note(tone("saw", 220.0, 0.5), instrument_id=1, pitch=57, velocity=100, onset=0, release=SR // 2,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.config import WaveNetConfig
-from models.model_file import load_model
+from realtime.model.config import WaveNetConfig
+from realtime.model.model_file import load_model
 from models.wavenet import WaveNet, export_weights
 from test_train import train
 from wnl_testutil import run_module

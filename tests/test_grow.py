@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.config import WaveNetConfig
+from realtime.model.config import WaveNetConfig
 from models.grow import grow_checkpoint, widen
-from models.model_file import load_model
+from realtime.model.model_file import load_model
 from models.wavenet import WaveNet
 from test_train import train
 from tiny_data import TINY

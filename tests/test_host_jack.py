@@ -1,6 +1,6 @@
 """The live host against a real (dummy-driver) JACK server: pace, underruns, MIDI end to end, latency, CLI.
 
-In-process tests drive :class:`realtime.host.LiveHost` with a sine source
+In-process tests drive :class:`realtime.live.host.LiveHost` with a sine source
 so the underrun ramp is measurable; end-to-end tests run ``run_live.py`` as
 a subprocess with a virtual JACK MIDI input, play it from an rtmidi JACK
 output and record its JACK audio output with a JACK-Client client.
@@ -56,8 +56,8 @@ def sharp_random_model(path: Path) -> Path:
     instruments 1.0 dB, between repeats 1.0 dB). Scaled, instrument b is
     clearly different (8.7 dB vs 1.8 dB) while the net stays random.
     """
-    from models.config import ConditioningSpec, WaveNetConfig
-    from models.model_file import random_model
+    from realtime.model.config import ConditioningSpec, WaveNetConfig
+    from realtime.model.model_file import random_model
 
     # the local inputs it was measured with (a level input changes the random draw: 2.0 vs 1.0 dB)
     spec = ConditioningSpec(instruments=("a", "b"), local=("gate", "f0_sin", "f0_cos"))
@@ -148,7 +148,7 @@ class LiveProcess:
 # --------------------------------------------------- in-process: pace, underruns
 @pytest.fixture(scope="class")
 def sine_host(jack_server):
-    from realtime.host import LiveHost
+    from realtime.live.host import LiveHost
 
     host = LiveHost(SineSession(), lead_ms=40.0, blocksize=256, client_name="wnl-sine")
     host.start()
@@ -237,7 +237,7 @@ def _stall_take(host) -> SimpleNamespace:
 
 def test_tee_sink_gets_blocks_and_events(jack_server):
     """The tee sees device-rate blocks (exactly what goes to the ring) and every applied event."""
-    from realtime.host import LiveHost
+    from realtime.live.host import LiveHost
 
     class Recorder:
         def __init__(self):
@@ -273,9 +273,9 @@ def test_tee_sink_gets_blocks_and_events(jack_server):
 
 def test_tee_with_a_real_session(jack_server, tmp_path):
     """A real Session: the tee gets the MIDI events with their sample index, and audio that is not silent."""
-    from realtime.host import LiveHost
-    from realtime.presets import load_preset
-    from realtime.render import Session
+    from realtime.live.host import LiveHost
+    from realtime.control.presets import load_preset
+    from realtime.offline.render import Session
 
     class Recorder:
         def __init__(self):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import crops, mulaw
+from models import crops
+from realtime.model import mulaw
 from models.crops import make_batch, make_crop, tilt
 
 SR = 16000

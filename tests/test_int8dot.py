@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from realtime import int8dot
-from realtime.numba_engine import logit_error
+from realtime.kernel import int8dot
+from realtime.engine.numba_engine import logit_error
 from wnl_testutil import NEEDS_INT8DOT, small_model
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from realtime import jit_cache
+from realtime.kernel import jit_cache
 
 
 def _tree(tmp: Path) -> Path:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from models.model_file import load_model
-from realtime.learn import bind_cc_text, save_binding
-from realtime.presets import DEFAULT_PRESET, load_preset
-from realtime.render import Session
+from realtime.model.model_file import load_model
+from realtime.control.learn import bind_cc_text, save_binding
+from realtime.control.presets import DEFAULT_PRESET, load_preset
+from realtime.offline.render import Session
 from wnl_testutil import small_model, write_preset
 
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from models import level, local_cond
+from realtime.model import level, local_cond
 from models.grow import add_local
-from models.level import LevelBank
-from models.model_file import ModelFileError, load_model
-from realtime.controller import Controller
-from realtime.numba_engine import NumbaEngine
-from realtime.output_stage import OutputStage
-from realtime.presets import Preset
+from realtime.model.level import LevelBank
+from realtime.model.model_file import ModelFileError, load_model
+from realtime.control.controller import Controller
+from realtime.engine.numba_engine import NumbaEngine
+from realtime.sound.output_stage import OutputStage
+from realtime.control.presets import Preset
 from test_grow import batch, trained_like
 from wnl_testutil import small_model
 
@@ -243,7 +243,7 @@ def test_expression_pedal_moves_the_level_input_the_network_reads():
 
 
 def test_level_gain_scales_the_whole_crop_and_moves_its_level_input_as_much():
-    from models import mulaw
+    from realtime.model import mulaw
     from models.crops import make_crop
     from tiny_data import tone
 

@@ -1,14 +1,14 @@
-"""The low-pass inside the feedback loop (realtime/loop_lowpass.py): its arithmetic, its class coding, and
+"""The low-pass inside the feedback loop (realtime/kernel/loop_lowpass.py): its arithmetic, its class coding, and
 both engines generating the same samples with it."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models import local_cond, mulaw
-from realtime import loop_lowpass
-from realtime.numba_engine import NumbaEngine
-from realtime.torch_engine import TorchScriptEngine
+from realtime.model import local_cond, mulaw
+from realtime.kernel import loop_lowpass
+from realtime.engine.numba_engine import NumbaEngine
+from realtime.engine.torch_engine import TorchScriptEngine
 from test_equivalence import drive
 from wnl_testutil import small_model
 
@@ -93,9 +93,9 @@ def amount(e) -> float:
 
 
 def test_controller_applies_the_preset_amount_to_pitched_instruments_and_a_cc_moves_it():
-    from realtime.controller import Controller
-    from realtime.output_stage import OutputStage
-    from realtime.presets import MidiSection, ModelSection, Preset
+    from realtime.control.controller import Controller
+    from realtime.sound.output_stage import OutputStage
+    from realtime.control.presets import MidiSection, ModelSection, Preset
 
     e = NumbaEngine(small_model(seed=5))
     c = Controller(e, OutputStage(e.sample_rate), Preset(model=ModelSection(loop_lowpass=0.15, unpitched="c"),
@@ -111,10 +111,10 @@ def test_controller_applies_the_preset_amount_to_pitched_instruments_and_a_cc_mo
 
 
 def test_poly_controller_applies_it_to_every_voice():
-    from realtime.output_stage import OutputStage
-    from realtime.poly_controller import PolyController
-    from realtime.poly_engine import PolyEngine
-    from realtime.presets import ModelSection, Preset
+    from realtime.sound.output_stage import OutputStage
+    from realtime.control.poly_controller import PolyController
+    from realtime.engine.poly_engine import PolyEngine
+    from realtime.control.presets import ModelSection, Preset
 
     p = PolyEngine(small_model(seed=5), voices=3)
     try:

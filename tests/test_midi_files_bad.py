@@ -16,7 +16,7 @@ import mido
 import numpy as np
 import pytest
 
-from realtime.midi_file import MidiFileError, load_events
+from realtime.offline.midi_file import MidiFileError, load_events
 from wnl_testutil import run_cli, small_model, write_preset
 
 SR = 16000
@@ -221,7 +221,7 @@ def test_random_corruptions_never_escape(tmp_path):
 # ----------------------------------------------------------------- thousands of events per tick
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    from models.model_file import SeedBank
+    from realtime.model.model_file import SeedBank
 
     m = small_model(seed=2)
     rng = np.random.default_rng(0)
@@ -231,8 +231,8 @@ def model(tmp_path_factory):
 
 
 def test_thousands_of_events_at_one_tick_load_and_render_in_bounded_time(tmp_path, model):
-    from realtime.presets import load_preset
-    from realtime.render import Session, render_timeline
+    from realtime.control.presets import load_preset
+    from realtime.offline.render import Session, render_timeline
 
     mid = mido.MidiFile(ticks_per_beat=480)
     tr = mido.MidiTrack()
@@ -263,8 +263,8 @@ def test_thousands_of_events_at_one_tick_load_and_render_in_bounded_time(tmp_pat
 
 def test_a_burst_of_reprimes_at_one_tick_is_bounded(tmp_path, model):
     """Non-legato note-ons re-prime the engine (the costly path): 300 of them at one tick."""
-    from realtime.presets import load_preset
-    from realtime.render import Session, render_timeline
+    from realtime.control.presets import load_preset
+    from realtime.offline.render import Session, render_timeline
 
     mid = mido.MidiFile(ticks_per_beat=480)
     tr = mido.MidiTrack()

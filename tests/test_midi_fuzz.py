@@ -13,8 +13,8 @@ import random
 import numpy as np
 import pytest
 
-from realtime.midi_parse import MidiParser
-from realtime.output_stage import GAIN_T
+from realtime.control.midi_parse import MidiParser
+from realtime.sound.output_stage import GAIN_T
 
 CHANNEL_LEN = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
 COMMON_LEN = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0}
@@ -248,7 +248,7 @@ def test_parser_mixed_garbage_items_never_raise():
 # --------------------------------------------------------------------- controller on a real engine
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    from models.model_file import SeedBank
+    from realtime.model.model_file import SeedBank
     from wnl_testutil import small_model
 
     m = small_model(seed=5)
@@ -280,8 +280,8 @@ channel = {channel}
 
 
 def open_session(model, tmp_path, reprime="note_on", channel=0, programs=True):
-    from realtime.presets import load_preset
-    from realtime.render import Session
+    from realtime.control.presets import load_preset
+    from realtime.offline.render import Session
 
     progs = '[midi.programs]\n0 = "a"\n1 = "b"\n2 = "c"\n9 = "a"\n' if programs else ""
     path = tmp_path / f"p-{reprime}-{channel}-{programs}.toml"

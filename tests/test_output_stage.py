@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.output_stage import OutputStage
+from realtime.sound.output_stage import OutputStage
 
 
 @pytest.mark.parametrize("sample_rate", [16000, 48000])

@@ -7,14 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from realtime import period_noise
-from realtime.controller import Controller
-from realtime.numba_engine import NumbaEngine
-from realtime.output_stage import OutputStage
-from realtime.poly_controller import PolyController
-from realtime.poly_engine import PolyEngine
-from realtime.presets import ModelSection, Preset
-from realtime.torch_engine import TorchScriptEngine
+from realtime.kernel import period_noise
+from realtime.control.controller import Controller
+from realtime.engine.numba_engine import NumbaEngine
+from realtime.sound.output_stage import OutputStage
+from realtime.control.poly_controller import PolyController
+from realtime.engine.poly_engine import PolyEngine
+from realtime.control.presets import ModelSection, Preset
+from realtime.engine.torch_engine import TorchScriptEngine
 from test_equivalence import drive
 from wnl_testutil import classes_of, small_model
 
@@ -213,7 +213,7 @@ def test_render_takes_the_preset_period_noise_and_the_flag_overrides_it(tmp_path
     (other samples), and a value out of range is a one-line error naming the key."""
     import soundfile as sf
 
-    from realtime.presets import load_preset
+    from realtime.control.presets import load_preset
     from wnl_testutil import run_cli
 
     assert load_preset().model.period_noise > 0

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from models import local_cond
-from models.model_file import ModelFileError, load_model
+from realtime.model import local_cond
+from realtime.model.model_file import ModelFileError, load_model
 from models.wavenet import interpolated_rows
-from realtime.controller import Controller
-from realtime.engine import pitch_row
-from realtime.numba_engine import NumbaEngine
-from realtime.output_stage import OutputStage
-from realtime.presets import Preset
-from realtime.render import Session
+from realtime.control.controller import Controller
+from realtime.engine.base import pitch_row
+from realtime.engine.numba_engine import NumbaEngine
+from realtime.sound.output_stage import OutputStage
+from realtime.control.presets import Preset
+from realtime.offline.render import Session
 from wnl_testutil import small_model
 
 TABLE = np.random.default_rng(0).standard_normal((128, 8)).astype(np.float32)

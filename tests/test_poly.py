@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import mulaw
-from realtime.numba_engine import NumbaEngine
-from realtime.poly_engine import PolyEngine
-from realtime.voices import FREE, HELD, RELEASED, VoiceAllocator
+from realtime.model import mulaw
+from realtime.engine.numba_engine import NumbaEngine
+from realtime.engine.poly_engine import PolyEngine
+from realtime.control.voices import FREE, HELD, RELEASED, VoiceAllocator
 from wnl_testutil import NEEDS_BF16DOT, NEEDS_INT8DOT, small_model
 
 N = 1200

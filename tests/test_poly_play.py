@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from models.model_file import load_model
-from realtime.presets import load_preset
-from realtime.render import Session, render_timeline
+from realtime.model.model_file import load_model
+from realtime.control.presets import load_preset
+from realtime.offline.render import Session, render_timeline
 from wnl_testutil import run_cli, small_model, write_preset
 
 SR = 16000
@@ -84,7 +84,7 @@ def test_render_is_deterministic_and_replays_exactly(tmp_path):
 
 @pytest.mark.parametrize("bad", ["0", "17", "2.5"])
 def test_voices_out_of_range(tmp_path, bad):
-    from realtime.presets import PresetError
+    from realtime.control.presets import PresetError
 
     path = write_preset(tmp_path / "p.toml", tmp_path / "m.npz", f"[sound]\nvoices = {bad}")
     with pytest.raises(PresetError, match="sound.voices"):
@@ -92,7 +92,7 @@ def test_voices_out_of_range(tmp_path, bad):
 
 
 def test_program_change_reprimes_every_sounding_voice(tmp_path):
-    from models.model_file import SeedBank
+    from realtime.model.model_file import SeedBank
 
     path = small_model().save(tmp_path / "m.npz")
     m = load_model(path)

@@ -1,6 +1,6 @@
 """Reduced precisions (int8 + per-column scales, bfloat16, bf16 and int8 dot products) stay close to fp32; exact sampling.
 
-The tolerance (realtime.numba_engine.LOGIT_TOLERANCE) bounds max |logit - fp32 logit| / max |fp32 logit|,
+The tolerance (realtime.engine.numba_engine.LOGIT_TOLERANCE) bounds max |logit - fp32 logit| / max |fp32 logit|,
 teacher-forced along the same 2400 samples (fp32-generated, and random), several instruments/pitches.
 It is relative because the absolute error grows with the logit scale as training sharpens the model:
 absolute bounds (int8 1.5, bf16 0.6, bf16dot 1.2, int8dot 3.0 nats at last) were outgrown three
@@ -36,13 +36,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import mulaw
-from models.config import WaveNetConfig
-from models.model_file import ModelFile, load_model, random_model
-from realtime.kernel import (EXP2_POLY, LOG2E, POW2_NEG, bf16_to_float32, float32_to_bf16, quantize_int8,
-                             sample_from_logits)
-from realtime.numba_engine import (ENGINE_NAMES, LOGIT_TOLERANCE, NumbaEngine, choose_engine, compare_logits,
-                                   engine_from_name, logit_error, usable_precisions)
+from realtime.model import mulaw
+from realtime.model.config import WaveNetConfig
+from realtime.model.model_file import ModelFile, load_model, random_model
+from realtime.kernel.generate import (EXP2_POLY, LOG2E, POW2_NEG, bf16_to_float32, float32_to_bf16, quantize_int8, sample_from_logits)
+from realtime.engine.numba_engine import (ENGINE_NAMES, LOGIT_TOLERANCE, NumbaEngine, choose_engine, compare_logits, engine_from_name, logit_error, usable_precisions)
 from wnl_testutil import NEEDS_BF16DOT, NEEDS_INT8DOT, small_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +162,7 @@ def test_weight_bytes_shrink():
 
 
 def test_preset_engine_names_match_the_engines():
-    from realtime.presets import ENGINES
+    from realtime.control.presets import ENGINES
 
     assert set(ENGINES) == set(ENGINE_NAMES) | {"torchscript", "auto"}
 

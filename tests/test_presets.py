@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from realtime.presets import PRESET_DIR, PresetError, load_preset
+from realtime.control.presets import PRESET_DIR, PresetError, load_preset
 
 SHIPPED = sorted(PRESET_DIR.glob("*.toml"))
 
@@ -21,7 +21,7 @@ def test_shipped_preset_validates(path: Path):
     assert p.path == path.resolve() and p.name
     model = p.model_path()
     if model.is_file():  # the names in [midi.programs] / morph_to must be the model's instruments
-        from models.model_file import load_model
+        from realtime.model.model_file import load_model
 
         p.check_instruments(load_model(model).instruments)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from models.model_file import SeedBank, load_model
+from realtime.model.model_file import SeedBank, load_model
 from test_host_jack import LiveProcess, _run, sharp_random_model
 from jack_server import wait_for_ports
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.recorder import Recorder, RecordError
+from realtime.live.recorder import Recorder, RecordError
 
 
 def blocks(n_blocks: int, size: int = 160, seed: int = 0):

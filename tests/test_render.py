@@ -7,10 +7,10 @@ import mido
 import numpy as np
 import soundfile as sf
 
-from models.model_file import load_model
-from realtime.numba_engine import ENGINE_NAMES
-from realtime.presets import load_preset
-from realtime.render import Session, render_timeline
+from realtime.model.model_file import load_model
+from realtime.engine.numba_engine import ENGINE_NAMES
+from realtime.control.presets import load_preset
+from realtime.offline.render import Session, render_timeline
 from wnl_testutil import run_cli, small_model, write_preset
 
 
@@ -63,7 +63,7 @@ def test_midi_events_change_conditioning_at_note_times(tmp_path):
     model_path = small_model().save(tmp_path / "m.npz")
     preset = load_preset(write_preset(tmp_path / "p.toml", model_path))
     midi = write_midi(tmp_path / "n.mid", [(0.25, 0.3, 64), (0.75, 0.2, 71)], program_at=(0.6, 2))
-    from realtime.midi_file import load_events
+    from realtime.offline.midi_file import load_events
 
     timeline, length = load_events(midi, 16000)
     assert [t for t, _ in timeline] == [4000, 8800, 9600, 12000, 15200]

@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from realtime.audio_out import GAIN, MISSING, N_STATE, N_STATS, SHORT, STEP, UNDERRUNS, fill_output
-from realtime.ring import Ring
+from realtime.live.audio_out import GAIN, MISSING, N_STATE, N_STATS, SHORT, STEP, UNDERRUNS, fill_output
+from realtime.live.ring import Ring
 
 
 def test_capacity_is_power_of_two_and_counters_start_at_zero():
@@ -141,7 +141,7 @@ def test_callback_kernel_underflow_ramps_without_click_and_fades_back_in():
 
 
 def test_callback_kernel_closing_fades_out_without_counting():
-    from realtime.audio_out import CLOSING
+    from realtime.live.audio_out import CLOSING
 
     r = Ring(8192)
     r.write(np.full(4096, 0.5, np.float32))

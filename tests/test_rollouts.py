@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import mulaw
+from realtime.model import mulaw
 from models.crops import make_batch, make_crop
 from models.dataset import Note
 from models.rollouts import RolloutBank, align_real, lag_track
@@ -114,9 +114,9 @@ def test_rollouts_of_the_shipped_model_continue_the_note_they_were_forced_with()
     """A rollout of the shipped model from a real snippet (its seed bank's strings at MIDI 60, forced up
     to 100 ms) carries on at the snippet's level and pitch; the same seed gives the same samples, another
     seed others."""
-    from models.model_file import load_model
+    from realtime.model.model_file import load_model
     from models.rollouts import rollout
-    from realtime.numba_engine import NumbaEngine
+    from realtime.engine.numba_engine import NumbaEngine
 
     m = load_model("models/default/model.npz")
     inst = list(m.config.conditioning.instruments).index("strings")
@@ -172,7 +172,7 @@ def test_rollout_batch_loss_is_cross_entropy_on_plain_crops_plus_the_spectral_te
     import torch
     import torch.nn.functional as F
 
-    from models.config import ConditioningSpec, WaveNetConfig
+    from realtime.model.config import ConditioningSpec, WaveNetConfig
     from models.train import batch_logits, mel_matrix, rollout_batch_loss, spectral_loss
     from models.wavenet import WaveNet
 

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import soundfile as sf
 
-from realtime.host import HostStats
-from realtime.numba_engine import ENGINE_NAMES
-from realtime.status import format_status
+from realtime.live.host import HostStats
+from realtime.engine.numba_engine import ENGINE_NAMES
+from realtime.live.status import format_status
 from test_render import write_midi
 from wnl_testutil import run_cli, small_model, write_preset
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from realtime.soak import random_performance, soak
+from realtime.offline.soak import random_performance, soak
 from wnl_testutil import small_model, write_preset
 
 LONG = os.environ.get("WAVENET_LIVE_LONG") == "1"

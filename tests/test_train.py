@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.config import WaveNetConfig
-from models.model_file import load_model
+from realtime.model.config import WaveNetConfig
+from realtime.model.model_file import load_model
 from models.wavenet import WaveNet, export_weights
 from models.dataset import Dataset, Note, write_dataset
 from tiny_data import SR, TINY, tone

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from models import local_cond, mulaw
-from models.config import LOCAL_CHANNELS, ConditioningSpec, WaveNetConfig
+from realtime.model import local_cond, mulaw
+from realtime.model.config import LOCAL_CHANNELS, ConditioningSpec, WaveNetConfig
 from models.dataset import Note, midi_to_hz
-from models.trajectory import MelLoss, StatsLoss, cut_segments, free_run, main
+from models.trajectory.reference import MelLoss, StatsLoss, cut_segments, free_run
+from models.trajectory.train import main
 from models.wavenet import WaveNet
 
 SR = 16000
@@ -129,7 +130,7 @@ def test_the_stats_halves_are_the_timbre_descriptors():
 
 @pytest.mark.parametrize("flag,value", [("--loop-lowpass", "0.7"), ("--period-noise", "1.0")])
 def test_an_out_of_range_engine_setting_is_one_line(tiny_data, tmp_path, capsys, flag, value):
-    from models.model_file import ModelFile
+    from realtime.model.model_file import ModelFile
     from models.wavenet import export_weights
 
     model = tmp_path / "m.npz"  # the model file is read first
@@ -160,7 +161,7 @@ def test_the_level_channel_follows_each_notes_own_decay_when_asked():
 
 
 def test_an_input_gain_keeps_the_function_and_makes_its_column_learn_that_much_faster():
-    from models.trajectory import apply_input_gains, parse_gains
+    from models.trajectory.reference import apply_input_gains, parse_gains
     from models.wavenet import export_weights
 
     x = torch.from_numpy(mulaw.encode(notes()[0].audio[:600]))[None]
@@ -187,7 +188,7 @@ def test_an_input_gain_keeps_the_function_and_makes_its_column_learn_that_much_f
 
 @pytest.mark.parametrize("spec", ["level=4", "lag=0", "lag=x", "lag"])
 def test_a_bad_input_gain_is_refused(spec):
-    from models.trajectory import parse_gains
+    from models.trajectory.reference import parse_gains
 
     with pytest.raises(ValueError, match="--input-gain"):
         parse_gains([spec], ("gate", "f0_sin", "f0_cos", "lag"))

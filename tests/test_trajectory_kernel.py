@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.trajectory import MelLoss, StatsLoss, cut_segments, free_run
-from models.trajectory_kernel import note_grads
+from models.trajectory.reference import MelLoss, StatsLoss, cut_segments, free_run
+from models.trajectory.kernel import note_grads
 from tests.test_trajectory import PITCH, SR, notes, tiny_model
 
 
@@ -59,7 +59,7 @@ def test_the_lag_carries_gradient_to_earlier_samples():
 @pytest.mark.parametrize("kernel,loss,engine_like", [("numba", "mel", False), ("torch", "stats", False),
                                                      ("numba", "stats", True)])
 def test_one_training_step_from_the_command_line(tiny_data, tmp_path, kernel, loss, engine_like):
-    """``python -m models.trajectory`` takes a model file a training run wrote, runs one step with either kernel
+    """``python -m models.trajectory.train`` takes a model file a training run wrote, runs one step with either kernel
     (and either loss) and writes a model file whose weights moved (a model without the lag input: the kernel's
     other path)."""
     import json
@@ -67,7 +67,7 @@ def test_one_training_step_from_the_command_line(tiny_data, tmp_path, kernel, lo
     import subprocess
     import sys
 
-    from models.model_file import load_model
+    from realtime.model.model_file import load_model
     from wnl_testutil import ROOT
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -78,7 +78,7 @@ def test_one_training_step_from_the_command_line(tiny_data, tmp_path, kernel, lo
                        timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     out = tmp_path / "traj.npz"
-    r = subprocess.run([sys.executable, "-m", "models.trajectory", str(run / "model.npz"), str(out), "--data",
+    r = subprocess.run([sys.executable, "-m", "models.trajectory.train", str(run / "model.npz"), str(out), "--data",
                         str(tiny_data), "--minutes", "0", "--n", "600", "--notes", "1", "--ce-crops", "1",
                         "--kernel", kernel, "--loss", loss]
                        + (["--loop-lowpass", "0.15", "--period-noise", "0.5"] if engine_like else []), capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.config import LOCAL_CHANNELS, ConditioningSpec, WaveNetConfig
-from models.model_file import ModelFile, random_model
-from realtime import bf16dot, int8dot
+from realtime.model.config import LOCAL_CHANNELS, ConditioningSpec, WaveNetConfig
+from realtime.model.model_file import ModelFile, random_model
+from realtime.kernel import bf16dot, int8dot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ def small_model(seed: int = 0, scale: float = 2.0, cfg: WaveNetConfig = SMALL) -
 
 def classes_of(audio: np.ndarray) -> np.ndarray:
     """Mu-law classes of engine output (the decode table inverts exactly)."""
-    from models import mulaw
+    from realtime.model import mulaw
 
     return mulaw.encode(audio)
 

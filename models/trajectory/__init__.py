@@ -1,0 +1,1 @@
+"""Training on free-running trajectories: reference (autograd), kernel (Numba), train (the CLI)."""

@@ -1,0 +1,294 @@
+"""MIDI meaning: raw MIDI bytes -> engine conditioning and output-stage targets.
+
+Thread: generator (live) or the render loop (offline); the same code drives
+both, so a take re-renders exactly. Monophonic, last-note priority, legato
+glide. Every applied change is returned as an event dict for the session log.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from realtime.kernel import loop_lowpass, period_noise
+from realtime.engine.base import Engine
+from realtime.control.midi_parse import _CHANNEL_LEN, MidiParser
+from realtime.sound.output_stage import OutputStage
+from realtime.control.presets import Preset, SoundSection, instrument_names
+
+BEND_GLIDE_S = 0.005  # a pitch-wheel move glides this long (s), so a coarse wheel does not click
+
+
+@dataclass
+class ControlState:
+    """What the musician is doing now (read by the status line)."""
+
+    held: list[int] = field(default_factory=list)   # held notes, most recent last
+    note: int | None = None                          # sounding note (MIDI)
+    velocity: int = 100
+    instrument: int = 0
+    bend: float = 0.0                                # semitones
+    temperature: float = 0.9
+    morph: float = 0.0
+    gain_db: float = 0.0
+    glide_s: float = 0.04
+    expression: float = 1.0                          # 0..1: the level input, 1 = as recorded
+    period_noise: float = 0.0                        # the sampler's noise correlation one f0 period back
+    loop_lowpass: float = 0.0                        # the low-pass inside the feedback loop (0..0.5)
+    reprimes: int = 0
+
+
+class Controller:
+    """Applies MIDI messages to an engine and an output stage according to a preset."""
+
+    def __init__(self, engine: Engine, stage: OutputStage, preset: Preset) -> None:
+        self.engine, self.stage, self.preset = engine, stage, preset
+        self.instruments = list(engine.cfg.conditioning.instruments)
+        preset.check_instruments(self.instruments)
+        snd = preset.sound
+        self.state = ControlState(temperature=preset.model.temperature, gain_db=snd.gain_db,
+                                  glide_s=snd.glide_ms / 1000.0, period_noise=preset.model.period_noise,
+                                  loop_lowpass=preset.model.loop_lowpass)
+        self.morph_to = self.instruments.index(snd.morph_to) if snd.morph_to else None
+        self.parser = MidiParser()
+        self.learn: str | None = None                  # parameter waiting for MIDI learn
+        self.learned: tuple[int, str] | None = None    # (cc, parameter) once learned
+        self.seedbank = engine.model.seedbank
+        self.crossfade = int(preset.model.reprime_crossfade_ms / 1000.0 * engine.sample_rate)
+        self.smooth = max(1, int(0.01 * engine.sample_rate))  # 10 ms for morph changes
+        engine.set_temperature(self.state.temperature)
+        self.unpitched = instrument_names(preset.model.unpitched)
+        self._set_pitched_loop()
+        stage.set_targets(env=0.0, level=1.0, gain=10 ** (snd.gain_db / 20.0))
+        stage.set_release(snd.release_ms / 1000.0)
+
+    def _voice_engines(self) -> list[Engine]:
+        """The engines whose sampler settings follow this controller (one here; every voice when polyphonic)."""
+        return [self.engine]
+
+    def _set_pitched_loop(self) -> None:
+        """The period-noise correlation and the loop low-pass (the preset's, or their CCs') for a pitched
+        instrument, neither for an unpitched one."""
+        pitched = self.instruments[self.state.instrument] not in self.unpitched
+        for e in self._voice_engines():
+            e.set_period_noise(self.state.period_noise if pitched else 0.0)
+            e.set_loop_lowpass(self.state.loop_lowpass if pitched else 0.0)
+
+    # ---------------------------------------------------------------- audio
+    def generate(self, out: np.ndarray) -> np.ndarray:
+        """Generate ``len(out)`` samples of the instrument into ``out`` (model rate)."""
+        return self.engine.generate(len(out), out)
+
+    def nonfinite_count(self) -> int:
+        """Samples so far whose logits were not finite."""
+        return self.engine.nonfinite_count
+
+    # ---------------------------------------------------------------- input
+    def feed(self, data) -> list[dict[str, Any]]:
+        """Parse raw MIDI bytes and apply every complete message; returns the applied events."""
+        events = []
+        for msg in self.parser.feed(data):
+            ev = self.apply(msg)
+            if ev is not None:
+                events.append(ev)
+        return events
+
+    def apply(self, msg: list[int]) -> dict[str, Any] | None:
+        """Apply one complete MIDI message; None if it maps to nothing or is malformed."""
+        msg = _as_message(msg)
+        if msg is None:
+            return None
+        status = msg[0]
+        kind, ch = status & 0xF0, (status & 0x0F) + 1
+        if status >= 0xF0 or (self.preset.midi.channel and ch != self.preset.midi.channel):
+            return None
+        if kind == 0x90 and msg[2] > 0:
+            return self.note_on(msg[1], msg[2]) | {"midi": msg}
+        if kind == 0x80 or kind == 0x90:
+            return self.note_off(msg[1]) | {"midi": msg}
+        if kind == 0xC0:
+            ev = self.program_change(msg[1])
+            return None if ev is None else ev | {"midi": msg}
+        if kind == 0xE0:
+            return self.pitch_bend((msg[2] << 7 | msg[1]) - 8192) | {"midi": msg}
+        if kind == 0xB0:
+            ev = self.control_change(msg[1], msg[2])
+            return None if ev is None else ev | {"midi": msg}
+        return None
+
+    # ---------------------------------------------------------------- notes
+    def note_on(self, note: int, velocity: int) -> dict[str, Any]:
+        s, e = self.state, self.engine
+        was_sounding = s.note is not None
+        if note in s.held:
+            s.held.remove(note)
+        s.held.append(note)
+        s.note, s.velocity = note, velocity
+        snd = self.preset.sound
+        level = velocity_level(snd, velocity)
+        self.stage.set_targets(env=1.0, level=level)
+        if was_sounding:  # legato: glide, no re-attack
+            glide = int(s.glide_s * e.sample_rate)
+            e.set_note(gate=1.0, pitch=note + s.bend, glide_s=s.glide_s)
+            e.play_level(s.instrument, note, velocity, attack=False)
+            e.set_conditioning(pitch=e.embed_pitch(note, s.bend), velocity=velocity, glide_samples=glide)
+            return {"param": "note_on", "value": note, "velocity": velocity, "legato": True}
+        e.set_note(gate=1.0, pitch=note + s.bend, glide_s=0.0)
+        e.play_level(s.instrument, note, velocity)
+        e.set_conditioning(pitch=e.embed_pitch(note, s.bend), velocity=velocity)
+        if self.preset.model.reprime != "off":
+            self._reprime()
+        return {"param": "note_on", "value": note, "velocity": velocity, "legato": False}
+
+    def note_off(self, note: int) -> dict[str, Any]:
+        s, e = self.state, self.engine
+        if note in s.held:
+            s.held.remove(note)
+        if note == s.note:
+            if s.held:  # last-note priority: fall back to the previous held note
+                prev = s.held[-1]
+                s.note = prev
+                e.set_note(pitch=prev + s.bend, glide_s=s.glide_s)
+                e.play_level(s.instrument, prev, s.velocity, attack=False)
+                e.set_conditioning(pitch=e.embed_pitch(prev, s.bend), glide_samples=int(s.glide_s * e.sample_rate))
+            else:
+                s.note = None
+                e.set_note(gate=0.0)
+                self.stage.set_targets(env=0.0)
+        return {"param": "note_off", "value": note}
+
+    def all_notes_off(self) -> dict[str, Any]:
+        self.state.held.clear()
+        self.state.note = None
+        self.engine.set_note(gate=0.0)
+        self.stage.set_targets(env=0.0)
+        return {"param": "all_notes_off", "value": 0}
+
+    def recover(self) -> None:
+        """Watchdog recovery: re-prime from the seed bank (crossfaded), else restart from silence."""
+        if self.seedbank is not None and self.state.note is not None:
+            self._reprime()
+            return
+        e = self.engine
+        e.reprime(np.full(e.cfg.receptive_field, 128, np.uint8), self.crossfade, key=("silence",))
+        self.state.reprimes += 1
+
+    def _reprime(self) -> None:
+        if self.seedbank is None:
+            return
+        s = self.state
+        pitch = s.note if s.note is not None else int(round(self.engine.pitch))
+        snippet = self.seedbank.lookup(s.instrument, pitch, s.velocity)
+        if snippet is not None:  # keyed by instrument and pitch: a repeated note re-primes from the cache
+            self.engine.reprime(snippet, self.crossfade, key=("seed", s.instrument, pitch))
+            s.reprimes += 1
+
+    # ------------------------------------------------------- other messages
+    def program_change(self, program: int) -> dict[str, Any] | None:
+        progs = self.preset.midi.programs
+        if progs:
+            if program not in progs:
+                return None
+            inst = self.instruments.index(progs[program])
+        else:
+            inst = program % len(self.instruments)
+        self.state.instrument = inst
+        self.engine.set_conditioning(instrument=inst, glide_samples=self.smooth)
+        self._set_pitched_loop()
+        if self.state.note is not None:  # the sounding note heads for the new instrument's level
+            self.engine.play_level(inst, self.state.note, self.state.velocity, attack=False)
+        if self.preset.model.reprime == "note_on_program" and self.state.note is not None:
+            self._reprime()
+        return {"param": "instrument", "value": inst, "name": self.instruments[inst]}
+
+    def pitch_bend(self, value: int) -> dict[str, Any]:
+        s = self.state
+        s.bend = value / 8192.0 * self.preset.sound.bend_range
+        if s.note is not None:
+            self.engine.set_bend(s.note, s.bend, BEND_GLIDE_S)
+        return {"param": "bend", "value": round(s.bend, 5)}
+
+    def control_change(self, cc: int, value: int) -> dict[str, Any] | None:
+        if cc in (120, 123):
+            return self.all_notes_off()
+        if self.learn is not None:  # MIDI learn: the first CC that moves is bound to the parameter
+            for old in [k for k, v in self.preset.midi.cc.items() if v == self.learn]:
+                del self.preset.midi.cc[old]
+            self.preset.midi.cc[cc] = self.learn
+            self.learned, self.learn = (cc, self.learn), None
+        param = self.preset.midi.cc.get(cc)
+        if param is None:
+            return None
+        x = value / 127.0
+        return self.set_param(param, x)
+
+    def set_param(self, param: str, x: float) -> dict[str, Any]:
+        """Set a mapped parameter from a normalised position ``x`` in 0..1."""
+        s, snd = self.state, self.preset.sound
+        if param == "temperature":
+            s.temperature = snd.temperature_min + x * (snd.temperature_max - snd.temperature_min)
+            self.engine.set_temperature(s.temperature)
+            return {"param": "temperature", "value": round(s.temperature, 6)}
+        if param == "morph":
+            s.morph = x
+            other = self.morph_to if self.morph_to is not None else (s.instrument + 1) % len(self.instruments)
+            self.engine.set_conditioning(morph=(other, x) if x > 0 else None, glide_samples=self.smooth)
+            return {"param": "morph", "value": round(x, 6)}
+        if param == "gain":
+            s.gain_db = -60.0 + 66.0 * x if x > 0 else -np.inf
+            self.stage.set_targets(gain=0.0 if x <= 0 else 10 ** (s.gain_db / 20.0))
+            return {"param": "gain", "value": round(float(s.gain_db), 3)}
+        if param == "glide":
+            s.glide_s = x * snd.max_glide_ms / 1000.0
+            return {"param": "glide", "value": round(s.glide_s, 6)}
+        if param == "expression":  # the network plays softer (its level input), not just a gain
+            s.expression = x
+            self.engine.set_expression(expression_offset(x))
+            return {"param": "expression", "value": round(x, 6)}
+        if param == "period_noise":  # 0 = independent noise (breathier), up = the noise follows the pitch
+            s.period_noise = x * period_noise.RHO_MAX
+            self._set_pitched_loop()
+            return {"param": "period_noise", "value": round(s.period_noise, 6)}
+        if param == "loop_lowpass":  # 0 = off, up = the upper harmonics die faster (a damped string)
+            s.loop_lowpass = x * loop_lowpass.A_MAX
+            self._set_pitched_loop()
+            return {"param": "loop_lowpass", "value": round(s.loop_lowpass, 6)}
+        raise ValueError(f"unknown parameter {param!r}")
+
+
+def velocity_level(snd: SoundSection, velocity: int) -> float:
+    """The output stage's level (linear, 1 at velocity 127) for a note of MIDI ``velocity``."""
+    return 1.0 - snd.velocity_to_level * (1.0 - velocity / 127.0)
+
+
+def stage_gain_db(snd: SoundSection, velocity: int) -> float:
+    """The output stage's steady gain (dB) on a held note of ``velocity``: preset gain times level."""
+    return snd.gain_db + 20.0 * math.log10(max(velocity_level(snd, velocity), 1e-6))
+
+
+#: the level input's range under the expression pedal: pedal up = as recorded, down = 30 dB softer
+EXPRESSION_RANGE = 0.5
+
+
+def expression_offset(x: float) -> float:
+    """Level-input offset (level units) for an expression position ``x`` in 0..1."""
+    return (x - 1.0) * EXPRESSION_RANGE
+
+
+def _as_message(msg: Any) -> list[int] | None:
+    """``msg`` as a list of ints if it is a well-formed MIDI message (status 0x80-0xFF, a channel
+    message with its exact number of data bytes 0-127), else None."""
+    try:
+        m = list(msg)
+    except TypeError:  # not iterable
+        return None
+    if not m or not all(isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in m):
+        return None
+    m = [int(b) for b in m]
+    if not 0x80 <= m[0] <= 0xFF:
+        return None
+    if m[0] < 0xF0 and len(m) != 1 + _CHANNEL_LEN[m[0] & 0xF0]:
+        return None
+    return m if all(0 <= b <= 0x7F for b in m[1:]) else None

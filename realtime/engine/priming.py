@@ -1,0 +1,122 @@
+"""Priming: turn a waveform into the engines' queue contents with one parallel pass.
+
+Pure numpy. ``layer_histories`` runs the WaveNet's residual stack over the
+whole prime at once (matrix products over time, no per-sample loop) and
+returns, for every layer, the inputs the incremental engine would hold in its
+queue after teacher-forcing the same samples from a zero state.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from realtime.model import mulaw
+
+
+def layer_histories(w: dict[str, np.ndarray], dilations: list[int], inputs: np.ndarray,
+                    bias: np.ndarray, feats: np.ndarray, loc_idx: np.ndarray) -> list[np.ndarray]:
+    """Per-layer input history after consuming ``inputs`` (P,) mu-law classes.
+
+    ``bias`` (L, 2R) is the per-layer bias incl. global conditioning, ``feats``
+    (P, 3) the local features over the prime. Returns a list of (d_l, R)
+    float32 arrays, oldest first, zero where the prime is shorter than d_l.
+    Only the last receptive-field samples matter, so longer primes are cropped;
+    and each layer is computed only for the last positions later queues need
+    (the sum of the later layers' dilations): a third less work than whole rows.
+    """
+    rf = sum(dilations) + 1
+    if len(inputs) > rf:
+        inputs, feats = inputs[-rf:], feats[-rf:]
+    p = len(inputs)
+    r = w["embed"].shape[1]
+    x = w["embed"][inputs].astype(np.float32)  # layer l's input at positions [p - len(x), p)
+    out = []
+    for l, d in enumerate(dilations):
+        hist = np.zeros((d, r), np.float32)
+        k = min(d, p)
+        hist[d - k:] = x[len(x) - k:]
+        out.append(hist)
+        if l == len(dilations) - 1:
+            break
+        m = min(p, sum(dilations[l + 1:]))  # positions of layer l's output that later layers read
+        cur = x[len(x) - m:]
+        xp = np.zeros_like(cur)  # the input d samples earlier (zeros before the prime)
+        first = len(x) - m - d  # row of x holding position p - m - d
+        if first >= 0:
+            xp[:] = x[first:first + m]
+        elif m + first > 0:
+            xp[-first:] = x[:m + first]
+        wl = w["w_dil"][l]
+        h = bias[l] + xp @ wl[:r] + cur @ wl[r:]
+        if len(loc_idx):
+            h = h + feats[p - m:, loc_idx] @ w["w_loc"][l]
+        z = np.tanh(h[:, :r]) * (0.5 + 0.5 * np.tanh(0.5 * h[:, r:]))
+        x = cur + w["b_res"][l] + z @ w["w_rs"][l][:, :r]
+    return out
+
+
+def prime_inputs(classes: np.ndarray) -> tuple[np.ndarray, int]:
+    """Mu-law prime samples (P,) -> (inputs the network consumed, next input class).
+
+    The input at step t is the sample at t-1, so the network has consumed
+    [silence, a_0 .. a_{P-2}] and the next input is a_{P-1}.
+    """
+    classes = np.asarray(classes, dtype=np.int64)
+    if classes.size == 0:
+        return classes, mulaw.SILENCE
+    inputs = np.concatenate(([mulaw.SILENCE], classes[:-1]))
+    return inputs, int(classes[-1])
+
+
+class PrimeError(ValueError):
+    """A prime spec names something that cannot be used."""
+
+
+def prime_waveform(spec: str, sample_rate: int, n_samples: int, seed: int = 0) -> np.ndarray:
+    """A priming waveform at ``sample_rate`` from a spec.
+
+    Specs: ``silence``, ``sine`` or ``sine:HZ`` (amplitude 0.5), ``noise`` or
+    ``noise:AMP`` (white, uniform), or ``file:PATH`` / a path to an audio file
+    (mono-mixed, resampled with soxr, last ``n_samples`` used).
+    """
+    spec = spec.strip()
+    kind, _, arg = spec.partition(":")
+    t = np.arange(n_samples) / sample_rate
+    if kind == "silence":
+        return np.zeros(n_samples, np.float32)
+    if kind == "sine":
+        hz = _number(spec, arg, 220.0)
+        return (0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+    if kind == "noise":
+        amp = _number(spec, arg, 0.1)
+        return (amp * np.random.default_rng(seed).uniform(-1, 1, n_samples)).astype(np.float32)
+    path = Path(arg if kind == "file" else spec)
+    return _load_audio(path, sample_rate)[-n_samples:]
+
+
+def _number(spec: str, arg: str, default: float) -> float:
+    if not arg:
+        return default
+    try:
+        return float(arg)
+    except ValueError:
+        raise PrimeError(f"prime {spec!r}: {arg!r} is not a number") from None
+
+
+def _load_audio(path: Path, sample_rate: int) -> np.ndarray:
+    import soundfile as sf
+    import soxr
+
+    if not path.is_file():
+        raise PrimeError(f"prime file {path}: not found (specs: silence, sine[:HZ], noise[:AMP], file:PATH)")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises its own LibsndfileError/RuntimeError
+        raise PrimeError(f"prime file {path}: unreadable audio ({e})") from None
+    if data.shape[0] == 0:
+        raise PrimeError(f"prime file {path}: no samples")
+    mono = data.mean(axis=1)
+    if sr != sample_rate:
+        mono = soxr.resample(mono, sr, sample_rate).astype(np.float32)
+    return mono

@@ -1,0 +1,201 @@
+"""Offline rendering: an event timeline through controller, engine and output stage.
+
+Headless and as fast as the engine goes. Events are applied at their exact
+sample positions (blocks are split there), which is also how a recorded live
+take is replayed.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from realtime.model.model_file import ModelFile, load_model
+
+from realtime.control.controller import Controller
+from realtime.engine.base import Engine
+from realtime.sound.output_stage import OutputStage
+from realtime.control.presets import ENGINES, Preset
+from realtime.engine.priming import prime_waveform
+from realtime.sound.watchdog import Watchdog
+
+
+def resolve_engine(name: str, model: ModelFile, compute: str = "cpu",
+                   say: Callable[[str], None] | None = None) -> str:
+    """``name`` itself, or for auto the engine it picks: TorchScript on CUDA when ``compute`` is cuda
+    and a GPU exists, else the fastest exact-enough Numba precision for this machine and model (a
+    ~1 s probe); ``say`` gets the reason."""
+    if name != "auto":
+        return name
+    cuda = False
+    if compute == "cuda":
+        import torch
+
+        cuda = torch.cuda.is_available()
+    if cuda:
+        name, reason = "torchscript", "torchscript: CUDA is available"
+    else:
+        from realtime.engine.numba_engine import choose_engine
+
+        name, reason = choose_engine(model)
+    if say is not None:
+        say(f"engine auto -> {reason}")
+    return name
+
+
+def make_engine(name: str, model: ModelFile, seed: int = 0, compute: str = "cpu",
+                say: Callable[[str], None] | None = None) -> Engine:
+    """Build an engine by name: numba (fp32), numba-bf16, numba-bf16dot, numba-int8, numba-int8dot, torchscript, or auto
+    (see :func:`resolve_engine`)."""
+    name = resolve_engine(name, model, compute, say)
+    if name.startswith("numba"):
+        from realtime.engine.numba_engine import engine_from_name
+
+        return engine_from_name(name, model, seed=seed)
+    if name == "torchscript":
+        from realtime.engine.torch_engine import TorchScriptEngine
+
+        return TorchScriptEngine(model, seed=seed, device=compute)
+    raise ValueError(f"unknown engine {name!r} ({', '.join(ENGINES)})")
+
+
+@dataclass
+class Session:
+    """Engine + output stage + controller, set up from a preset (shared by render, play and replay)."""
+
+    preset: Preset
+    model: ModelFile
+    engine: Engine
+    stage: OutputStage
+    controller: Controller
+    watchdog: Watchdog | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)   # the whole log (render); see keep_log
+    pending: list[dict[str, Any]] = field(default_factory=list)  # not yet taken by take_events()
+    position: int = 0  # samples generated so far (model rate)
+    keep_log: bool = True
+
+    @classmethod
+    def open(cls, preset: Preset, model: ModelFile | None = None,
+             say: Callable[[str], None] | None = None) -> "Session":
+        model = model or load_model(preset.model_path())
+        sr, rf = model.config.sample_rate, model.config.receptive_field
+        prime = prime_waveform(preset.model.prime, sr, rf, seed=preset.model.seed)
+        stage = OutputStage(sr, release_s=preset.sound.release_ms / 1000.0)
+        if preset.sound.voices > 1:  # polyphonic: one batched kernel call for all voices
+            from realtime.control.poly_controller import PolyController
+            from realtime.engine.poly_engine import PolyEngine
+
+            name = resolve_engine(preset.model.engine, model, "cpu", say)  # the batch is Numba only
+            if not name.startswith("numba"):
+                raise ValueError(f"{preset.path or 'preset'}: sound.voices > 1 needs a numba engine, not {name!r}")
+            threads = preset.sound.threads or min(2, len(os.sched_getaffinity(0)))
+            engine = PolyEngine(model, preset.sound.voices, preset.model.seed, name.partition("-")[2] or "fp32",
+                                threads=threads)
+            engine.name = f"poly-{engine.precision}x{engine.n_voices}"
+            for v in range(engine.n_voices):
+                engine.prime(v, prime)
+            controller: Controller = PolyController(engine, stage, preset)
+        else:
+            engine = make_engine(preset.model.engine, model, preset.model.seed, preset.model.compute, say)
+            engine.prime(prime)
+            controller = Controller(engine, stage, preset)
+        return cls(preset, model, engine, stage, controller, Watchdog(preset.watchdog, sr))
+
+    def emit(self, ev: dict[str, Any]) -> dict[str, Any]:
+        """Log an applied change at the current sample (``position``)."""
+        ev = {"sample": self.position, **ev}
+        if self.keep_log:
+            self.events.append(ev)
+        self.pending.append(ev)
+        return ev
+
+    def take_events(self) -> list[dict[str, Any]]:
+        """Events logged since the last call (for a recorder)."""
+        out, self.pending = self.pending, []
+        return out
+
+    def apply_midi(self, data: bytes) -> list[dict[str, Any]]:
+        """Apply raw MIDI bytes now (at ``position``); returns the applied events (also logged)."""
+        evs = [self.emit(ev) for ev in self.controller.feed(data)]
+        if self.watchdog is not None and any(e.get("param") == "note_on" for e in evs):
+            self.watchdog.note_started()
+        return evs
+
+    def generate(self, out: np.ndarray) -> np.ndarray:
+        """Generate ``len(out)`` samples through engine, watchdog and output stage into ``out``."""
+        ctl = self.controller
+        ctl.generate(out)
+        self.position += len(out)
+        if self.watchdog is not None:
+            inst = ctl.instruments[ctl.state.instrument]
+            reason = self.watchdog.check(out, ctl.nonfinite_count(), ctl.state.note is not None,
+                                         inst in self.watchdog.noise_ok, inst in self.watchdog.decay_ok)
+            if reason is not None:
+                ctl.recover()
+                self.emit({"param": "recovery", "value": reason, "count": self.watchdog.total})
+        self.stage.process(out)
+        return out
+
+
+def run_stream(session: Session, timeline: list[tuple[int, bytes]], n_samples: int, block: int = 1024,
+               resampler=None, sink=None, stop_after: int | None = None,
+               progress: Callable[[int], None] | None = None, keep: bool = True) -> np.ndarray:
+    """Generate ``n_samples`` (model rate) in blocks of ``block``, applying each (sample, bytes)
+    event at its exact sample index (blocks are split there).
+
+    Each block optionally goes through a streaming ``resampler`` and to ``sink.write``; applied
+    events go to ``sink.event``. Returns the concatenated output (resampled if a resampler is
+    given), stopping early once ``stop_after`` output samples exist; with ``keep=False`` nothing
+    is kept (long renders that only stream to the sink) and an empty array is returned.
+    """
+    buf = np.zeros(max(1, block), np.float32)
+    chunks: list[np.ndarray] = []
+    have = 0
+    k = pos = 0
+    while pos < n_samples and (stop_after is None or have < stop_after):
+        while k < len(timeline) and timeline[k][0] <= pos:
+            session.apply_midi(timeline[k][1])
+            k += 1
+        end = min(n_samples, pos + block)
+        if k < len(timeline):
+            end = min(end, max(timeline[k][0], pos + 1))
+        x = session.generate(buf[:end - pos])
+        if sink is not None:
+            for ev in session.take_events():
+                sink.event(ev)
+        y = resampler.process(x) if resampler is not None else x
+        if sink is not None and len(y):
+            sink.write(y)
+        if keep:
+            chunks.append(y.copy())
+        have += len(y)
+        pos = end
+        if progress is not None:
+            progress(pos)
+    out = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return out if stop_after is None else out[:stop_after]
+
+
+def render_timeline(session: Session, timeline: list[tuple[int, bytes]], n_samples: int,
+                    block: int = 1024, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Render ``n_samples`` at the model rate applying each (sample, bytes) event at its exact sample index."""
+    return run_stream(session, timeline, n_samples, block, progress=progress)
+
+
+def timed_render(session: Session, timeline, n_samples: int, block: int = 1024) -> tuple[np.ndarray, dict]:
+    """Render and report {seconds, samples, sample_rate, rtf, engine}; rtf = audio seconds / wall seconds.
+
+    A throwaway engine of the same kind runs first, so the first run's JIT compilation is not timed.
+    """
+    name = session.engine.name if not session.engine.name.startswith("poly") else session.preset.model.engine
+    make_engine(name, session.model, compute=session.preset.model.compute).generate(1)
+    t0 = time.perf_counter()
+    audio = render_timeline(session, timeline, n_samples, block)
+    wall = time.perf_counter() - t0
+    sr = session.engine.sample_rate
+    info = {"seconds": round(n_samples / sr, 6), "samples": int(n_samples), "sample_rate": int(sr),
+            "rtf": round((n_samples / sr) / max(wall, 1e-9), 3), "engine": session.engine.name}
+    return audio, info
