@@ -9,7 +9,7 @@ TRAIN_APT_PACKAGES := fluidsynth fluid-soundfont-gm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: train-all-cores train-level train-lag2 setup apt play test bench data train evaluate clean
+.PHONY: train-all-cores setup apt play test test-fast lint bench data train evaluate clean
 
 setup: apt $(STAMP)
 
@@ -35,6 +35,14 @@ play: setup
 test: setup
 	$(BIN)/python -m pytest -q -m "" $(PYTEST_ARGS)
 
+# the inner loop: no slow and no JACK tests (a few minutes); `make test` still runs everything
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not jack" $(PYTEST_ARGS)
+
+# ruff, one config in pyproject.toml
+lint: setup
+	$(BIN)/ruff check .
+
 bench: setup
 	$(BIN)/python -m realtime.bench
 
@@ -46,7 +54,7 @@ DETUNE := --detune 1
 # the learning rate the lag model trained at since 2026-12-03 (2e-4 on 2026-12-02; train's own default, 1e-3,
 # is for a new model); the checkpoint keeps its weight average (--weight-ema 0.999); TRAIN_ARGS="--lr X" overrides it
 LR := --lr 1e-4
-# the model folder `make train` / `make train-all-cores` resume (a branch: TRAIN_OUT=models/lag2)
+# the model folder `make train` / `make train-all-cores` resume (an experiment: TRAIN_OUT=models/experiments/NAME)
 TRAIN_OUT ?= models/default
 data: setup
 	@missing=""; for p in $(TRAIN_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -64,17 +72,6 @@ train: data
 train-all-cores: data
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node $$(nproc) -m models.train \
 		--data data/gm $(EXTRA) --out $(TRAIN_OUT) --resume --compile $(DETUNE) $(LR) $(TRAIN_ARGS)
-
-# the level-input branch (models/level-input, grown from the default checkpoint with --add-local level):
-# every core, each whole crop at a random gain with the level input moved by as much
-train-level: data
-	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node $$(nproc) -m models.train \
-		--data data/gm $(EXTRA) --out models/level-input --resume --compile --level-gain-db 12 $(TRAIN_ARGS)
-
-# the lag2 branch (models/lag2, grown from the default checkpoint with --add-local lag2: a second
-# pitch-synchronous tap two f0 periods back): `make train` on that folder
-train-lag2:
-	$(MAKE) train TRAIN_OUT=models/lag2
 
 evaluate: setup
 	$(BIN)/python -m models.evaluate --model models/default/model.npz

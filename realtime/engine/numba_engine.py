@@ -17,7 +17,7 @@ except in bf16dot):
   AVX-512 VNNI, R, S multiples of 16 (at most 512).
 
 Reduced precisions change the logits by at most :data:`LOGIT_TOLERANCE` of the model's logit
-scale (see tests/test_precision.py for how that bound was chosen); bf16 is 2-4x more
+scale (see tests/realtime/kernel/test_precision.py for how that bound was chosen); bf16 is 2-4x more
 accurate than int8 and, on an AVX-512 machine, about as fast; bf16dot's error is
 about twice bf16's, and it is 1.5-1.9x faster than bf16 where the CPU has it; int8dot's is
 close to int8's.
@@ -41,7 +41,7 @@ from realtime.kernel.generate import POW2_NEG, float32_to_bf16, generate_block, 
 PRECISIONS = ("fp32", "int8", "bf16", "bf16dot", "int8dot")
 
 #: max |logit - fp32 logit| / max |fp32 logit| allowed for a reduced precision (teacher-forced, the same
-#: sequence for both): ~1.5x the worst measured on random and trained models (see tests/test_precision.py).
+#: sequence for both): ~1.5x the worst measured on random and trained models (see tests/realtime/kernel/test_precision.py).
 #: The absolute error grows with the logit scale as training sharpens a model; this ratio does not, and
 #: choose_engine() still checks it per model.
 LOGIT_TOLERANCE = {"int8": 0.018, "bf16": 0.008, "bf16dot": 0.012, "int8dot": 0.021}

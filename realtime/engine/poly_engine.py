@@ -7,7 +7,7 @@ batched arrays with a leading voice axis. :func:`realtime.kernel.generate.genera
 steps all active voices together: each weight row is read once per step for all
 of them (the inner loop becomes a small matrix-matrix product), and a voice's
 numbers never depend on which other voices run, so voice k sounds the same alone
-or among others (tests/test_poly.py).
+or among others (tests/realtime/engine/test_poly.py).
 
 ``threads=2`` splits the active voices into two groups generated concurrently by
 two threads (the kernel releases the GIL): ``parallel="threads"`` uses a

@@ -26,7 +26,7 @@ try:
 except ImportError:
     from jack_server import JackCapture, wait_for_ports
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.jack
 
 

@@ -4,9 +4,9 @@ Packing is checked in numpy; the kernel's activation quantiser against the numpy
 reference (same codes, same scale, NaN/Inf poisoning); the dot routine against
 integer arithmetic on the same codes, over output widths that exercise every
 group size (8/4/2/1 blocks) and offsets; the engine's logits stay within
-LOGIT_TOLERANCE of fp32 (tests/test_precision.py) and within a few times
+LOGIT_TOLERANCE of fp32 (tests/realtime/kernel/test_precision.py) and within a few times
 int8's (weights only) error (what it shares with the other
-dot-product precision is in tests/test_dot_precisions.py).
+dot-product precision is in tests/realtime/kernel/test_dot_precisions.py).
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import torch
 
 from models.trajectory.reference import MelLoss, StatsLoss, cut_segments, free_run
 from models.trajectory.kernel import note_grads
-from tests.test_trajectory import PITCH, SR, notes, tiny_model
+from test_trajectory import PITCH, SR, notes, tiny_model
 
 
 def grads_of(m) -> dict[str, np.ndarray]:

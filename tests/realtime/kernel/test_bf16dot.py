@@ -2,9 +2,9 @@
 
 The routine is checked against numpy on the bf16-rounded operands (float64 sums),
 over output widths that exercise every group size (8/4/2/1 blocks) and offsets;
-the engine's logits stay within LOGIT_TOLERANCE of fp32 (tests/test_precision.py)
+the engine's logits stay within LOGIT_TOLERANCE of fp32 (tests/realtime/kernel/test_precision.py)
 and close to bf16's own error (what it shares with the other
-dot-product precision is in tests/test_dot_precisions.py).
+dot-product precision is in tests/realtime/kernel/test_dot_precisions.py).
 """
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ from realtime.kernel.generate import (EXP2_POLY, LOG2E, POW2_NEG, bf16_to_float3
 from realtime.engine.numba_engine import (ENGINE_NAMES, LOGIT_TOLERANCE, NumbaEngine, choose_engine, compare_logits, engine_from_name, logit_error, usable_precisions)
 from wnl_testutil import NEEDS_BF16DOT, NEEDS_INT8DOT, small_model
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_MODEL = ROOT / "models" / "default" / "model.npz"
 N = 2400
 
