@@ -198,8 +198,8 @@ def cmd_play(a) -> int:
     import signal
     import time
 
-    from realtime.live import devices, midi_in
     from realtime.control.presets import override
+    from realtime.live import devices, midi_in
 
     if a.list_midi:
         for api, ports in midi_in.list_ports(a.midi_api).items():
@@ -227,8 +227,8 @@ def cmd_play(a) -> int:
         return code
 
     from realtime.live.host import LiveHost
-    from realtime.offline.render import Session
     from realtime.live.status import StatusLine
+    from realtime.offline.render import Session
 
     au = preset.audio
     device = devices.choose_output_device(au.device)
@@ -329,10 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
         argv = ["play", *argv]
     a = build_parser().parse_args(argv)
-    from realtime.model.model_file import ModelFileError
-    from realtime.offline.midi_file import MidiFileError
     from realtime.control.presets import PresetError
     from realtime.engine.priming import PrimeError
+    from realtime.model.model_file import ModelFileError
+    from realtime.offline.midi_file import MidiFileError
 
     try:
         return {"render": cmd_render, "play": cmd_play, "replay": cmd_replay, "plot": cmd_plot,

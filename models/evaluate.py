@@ -61,10 +61,16 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.control.presets import ENGINES
-
-from models.audio_features import (NearestNeighbour, logmel_stats, mel_points_hz, window_db, window_flatness, with_white_noise)
+from models.audio_features import (
+    NearestNeighbour,
+    logmel_stats,
+    mel_points_hz,
+    window_db,
+    window_flatness,
+    with_white_noise,
+)
 from models.dataset import midi_to_hz
+from realtime.control.presets import ENGINES
 
 PITCH_GRID = (40, 45, 50, 55, 60, 65, 70, 75, 80)
 #: a 100 ms window below this RMS level (dBFS) is silent
@@ -504,10 +510,10 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     the preset's sampling temperature (to compare temperatures), ``period_noise`` its sampler-noise
     correlation one period back, ``loop_lowpass`` its low-pass inside the feedback loop."""
     from models.dataset import estimate_f0, load_dataset
-    from realtime.model.model_file import load_model
+    from realtime.control.presets import load_preset
     from realtime.kernel.loop_lowpass import check_amount
     from realtime.kernel.period_noise import check_rho
-    from realtime.control.presets import load_preset
+    from realtime.model.model_file import load_model
     from realtime.offline.render import resolve_engine
 
     t0 = time.time()

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from models.wavenet import WaveNet, export_weights
 from realtime.model import mulaw
 from realtime.model.level import build_levelbank
 from realtime.model.model_file import ModelFile, SeedBank
-from models.wavenet import WaveNet, export_weights
 
 
 def build_seedbank(notes, receptive_field: int, offset_s: float = 0.0, sample_rate: int = 16000,
@@ -86,8 +86,8 @@ def export_checkpoint(ckpt: str | Path, data: str | Path, out: str | Path, weigh
     """
     import torch
 
-    from realtime.model.config import WaveNetConfig
     from models.dataset import load_dataset
+    from realtime.model.config import WaveNetConfig
 
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     ema = state.get("weight_ema")
@@ -269,7 +269,8 @@ def write_card(out_dir: Path, cfg, meta: dict[str, Any]) -> None:
     if rows:
         lines += ["| hours | process-hours | steps | quick | temperature | period noise / loop low-pass "
                   "| pitch median cents (seed / none) "
-                  "| within 50 c (seed / none) | timbre acc (mu-law / clean / noise-robust) | silent windows (all / where the real note sounds) "
+                  "| within 50 c (seed / none) | timbre acc (mu-law / clean / noise-robust) "
+                  "| silent windows (all / where the real note sounds) "
                   "| noise-like (tonal) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:

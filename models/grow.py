@@ -32,8 +32,8 @@ from pathlib import Path
 
 import torch
 
-from realtime.model.config import WaveNetConfig
 from models.wavenet import WaveNet
+from realtime.model.config import WaveNetConfig
 
 #: the new skip channels' constant level, summed over layers (keeps the head's ReLU open for them)
 SKIP_LEVEL = 0.05

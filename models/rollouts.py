@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.model import mulaw
 from models.crops import sounding_range
+from realtime.model import mulaw
 
 #: alignment: hop and window of the lag track, samples
 ALIGN_HOP = 160
@@ -139,10 +139,9 @@ def build(model_path: str, data_dirs: list[str], seconds: float, per_note: int, 
           limit: int = 0, log=None) -> RolloutBank:
     """A bank of ``per_note`` rollouts of ``seconds`` for each tonal note of ``data_dirs``, played as
     presets/default.toml plays (its temperature, period noise and loop low-pass)."""
-    from realtime.engine.numba_engine import NumbaEngine
-    from realtime.control.presets import load_preset
-
     from models.dataset import load_dataset, midi_to_hz
+    from realtime.control.presets import load_preset
+    from realtime.engine.numba_engine import NumbaEngine
     from realtime.model.model_file import load_model
 
     m = load_model(model_path)

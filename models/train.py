@@ -29,10 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realtime.model import mulaw
-from realtime.model.config import ConditioningSpec, WaveNetConfig
 from models.crops import Batch, make_batch
 from models.wavenet import WaveNet
+from realtime.model import mulaw
+from realtime.model.config import ConditioningSpec, WaveNetConfig
 
 
 @dataclass
@@ -279,7 +279,8 @@ def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int,
     change = {"splice_prob": 1.0, "starts": None}
     probes = {"eval_loss": {}, "pitch_shift_loss": {"pitch_shift": 7}, "instrument_swap_loss": swap,
               "note_change_loss": change, "note_change_pitch_shift_loss": {**change, "pitch_shift": 7}}
-    if {"f0_sin", "lag", "lag2", "lagavg"} & set(model.cfg.conditioning.local):  # the f0 input alone a semitone sharp (a pitch bend)
+    # the f0 input alone a semitone sharp (a pitch bend)
+    if {"f0_sin", "lag", "lag2", "lagavg"} & set(model.cfg.conditioning.local):
         probes["f0_shift_loss"] = {"f0_shift": 1.0}
     if "level" in model.cfg.conditioning.local:  # the level input says 20 dB quieter than the note is
         probes["level_shift_loss"] = {"level_shift": -1.0 / 3.0}

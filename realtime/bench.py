@@ -25,7 +25,8 @@ on this CPU) and 512 bits (the hardware's peak, the one fractions use), bf16 dot
 products, float16 FMA and int8 dot products where the CPU has them. bf16dot
 and int8dot rows also give ``dot_peak_fraction`` against their instruction's
 peak (int8dot's is at most 0.5: each weight vector takes two ``vpdpbusd``, for
-the high and the low bytes of its 16-bit activation codes), and ``dot_matvec_gflops`` is each one's matrix-vector routine on a matrix
+the high and the low bytes of its 16-bit activation codes), and ``dot_matvec_gflops`` is each one's
+matrix-vector routine on a matrix
 held in L1 (how close its inner loop comes to that peak). ``best_over_eager`` / ``best_over_torchscript``
 compare the fastest Numba precision with the float32 framework engines.
 Engines a config or CPU cannot run are listed as skipped. The output notes
@@ -222,11 +223,10 @@ def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak:
     loop low-pass ``loop_lowpass``); also ``{engine: why}`` for those skipped."""
     import torch
 
-    from realtime.model.config import WaveNetConfig
-    from realtime.model.model_file import random_model
-
     from realtime.engine.numba_engine import NumbaEngine, logit_error, precision_error
     from realtime.engine.torch_engine import TorchScriptEngine
+    from realtime.model.config import WaveNetConfig
+    from realtime.model.model_file import random_model
 
     torch.set_num_threads(1)
     r, s, lps, st = CONFIGS[name]
@@ -302,10 +302,9 @@ def bench_poly(name: str, runs: int, precisions: list[str], voices: list[int], t
     threads=1 runs pinned to the first CPU; threads=2 ("threads") pins the calling thread to the first
     and the worker to the second CPU; "prange" lets Numba's two threads use both.
     """
+    from realtime.engine.poly_engine import PolyEngine
     from realtime.model.config import WaveNetConfig
     from realtime.model.model_file import random_model
-
-    from realtime.engine.poly_engine import PolyEngine
 
     r, s, lps, st = CONFIGS[name]
     cfg = WaveNetConfig(r, s, lps, st)
@@ -346,9 +345,8 @@ def bench_poly(name: str, runs: int, precisions: list[str], voices: list[int], t
 def trained_model_check(path: str) -> dict:
     """Reduced-precision logit errors (2000 samples, teacher-forced; nats and relative to the logit scale)
     and choose_engine() on a trained model file."""
-    from realtime.model.model_file import load_model
-
     from realtime.engine.numba_engine import choose_engine, logit_error, usable_precisions
+    from realtime.model.model_file import load_model
 
     model = load_model(path)
     chosen, why = choose_engine(model)
@@ -433,10 +431,9 @@ def main(argv: list[str] | None = None) -> int:
             poly += bench_poly(name, a.runs, runnable, voices, threads, a.poly_seconds, peak,
                                cpus, a.parallel.split(","))
         if not a.no_auto:
+            from realtime.engine.numba_engine import choose_engine
             from realtime.model.config import WaveNetConfig
             from realtime.model.model_file import random_model
-
-            from realtime.engine.numba_engine import choose_engine
 
             chosen, why = choose_engine(random_model(WaveNetConfig(*CONFIGS[name]), seed=0))
             autos.append({"config": name, "auto_engine": chosen, "reason": why})

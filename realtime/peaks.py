@@ -4,7 +4,8 @@ Each loop keeps ``CHAINS`` independent accumulators in vector registers and
 updates each of them once per iteration with one instruction: a float32 FMA
 (256- or 512-bit), a bfloat16 dot product (``vdpbf16ps``, AVX-512 BF16), a
 float16 FMA (AVX-512 FP16) or an int8 dot product (``vpdpbusd``, AVX-512 VNNI;
-its "FLOPs" are integer multiply-adds counted as two operations each, like an FMA). Every accumulator feeds the returned value, so LLVM
+its "FLOPs" are integer multiply-adds counted as two operations each, like an FMA). Every accumulator feeds the
+returned value, so LLVM
 cannot drop any. No memory traffic: this is what the execution units can do,
 the ceiling for any kernel. Emitted as LLVM IR from Numba intrinsics (Numba's
 auto-vectoriser alone uses 256-bit vectors here; see ``realtime.bench``).

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from realtime.kernel import bf16dot, int8dot
 from realtime.model.config import LOCAL_CHANNELS, ConditioningSpec, WaveNetConfig
 from realtime.model.model_file import ModelFile, random_model
-from realtime.kernel import bf16dot, int8dot
 
 ROOT = Path(__file__).resolve().parent.parent
 

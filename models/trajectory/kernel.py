@@ -16,13 +16,22 @@ import numpy as np
 import torch
 from numba import njit
 
+from models.trajectory.reference import (
+    DECODE_SLOPE,
+    class_value_table,
+    free_features,
+    lag_taps,
+    layer_globals,
+    local_slots,
+    loop_states,
+    param_views,
+    prefix_layer_inputs,
+)
 from realtime.kernel.generate import JIT, fast_tanh
 from realtime.kernel.loop_lowpass import faded_amount
 from realtime.kernel.loop_lowpass import step as loop_step
-
 from realtime.model import local_cond, mulaw
 from realtime.model.local_cond import LOOP_A
-from models.trajectory.reference import (DECODE_SLOPE, class_value_table, free_features, lag_taps, layer_globals, local_slots, loop_states, param_views, prefix_layer_inputs)
 
 #: class -> sample value (float64), the draws' decoding
 DECODE = mulaw.DECODE_TABLE.astype(np.float64)
@@ -225,9 +234,9 @@ def run_back(WdT, WrsT, W1T, W2T, dil, wlag, X, A, S, SK, H1, P, kin, kout, d_ou
 
 
 def weight_grads(grads: dict[str, np.ndarray], dil: np.ndarray, X, A, S, SK, H1, G, GRS, GH1, GLG) -> None:
-    """Add one free run's weight gradients (float64, the engines' layout: :func:`models.trajectory.param_views`)
+    """Add one free run's weight gradients (float64, the engines' layout: :func:`models.trajectory.reference.param_views`)
     into ``grads``: each gradient of :func:`run_back` against the input it multiplied, as a matrix product."""
-    n, L = G.shape[0], len(dil)
+    n = G.shape[0]
     R = A.shape[2]
     dmax = X.shape[1] - n
     grads["W2"] += np.maximum(H1, 0.0).T @ GLG

@@ -16,29 +16,20 @@ about 5x faster a note-sample all told). Thread: training (one process, one torc
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
-import json
-import math
-import sys
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.train import class_values, mel_matrix, mel_power
+from models.wavenet import WaveNet
 from realtime.kernel import loop_lowpass as lp
 from realtime.kernel import period_noise
-
 from realtime.model import local_cond, mulaw
 from realtime.model.config import LOCAL_CHANNELS
-from models.crops import make_batch
-from models.dataset import DatasetError, load_dataset
 from realtime.model.level import note_level
-from realtime.model.model_file import ModelFileError, load_model
-from models.train import batch_loss, class_values, extra_train_notes, mel_matrix, mel_power, split_notes
-from models.wavenet import WaveNet, export_weights, import_weights
 
 #: teacher-forced samples before a free run (>= the receptive field plus the longest dilation)
 PREFIX = 4096

@@ -19,8 +19,15 @@ import torch
 from models.crops import make_batch
 from models.dataset import DatasetError, load_dataset
 from models.train import batch_loss, extra_train_notes, split_notes
-from models.trajectory.reference import (LOSSES, apply_input_gains, cut_segments, free_run, make_step,
-                                         parse_gains, period_uniforms)
+from models.trajectory.reference import (
+    LOSSES,
+    apply_input_gains,
+    cut_segments,
+    free_run,
+    make_step,
+    parse_gains,
+    period_uniforms,
+)
 from models.wavenet import WaveNet, export_weights, import_weights
 from realtime.kernel import loop_lowpass as lp
 from realtime.kernel import period_noise

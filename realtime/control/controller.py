@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from realtime.kernel import loop_lowpass, period_noise
-from realtime.engine.base import Engine
 from realtime.control.midi_parse import _CHANNEL_LEN, MidiParser
-from realtime.sound.output_stage import OutputStage
 from realtime.control.presets import Preset, SoundSection, instrument_names
+from realtime.engine.base import Engine
+from realtime.kernel import loop_lowpass, period_noise
+from realtime.sound.output_stage import OutputStage
 
 BEND_GLIDE_S = 0.005  # a pitch-wheel move glides this long (s), so a coarse wheel does not click
 

@@ -14,13 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from realtime.model.one_pole import one_pole_coeff
-
 from realtime.control.controller import BEND_GLIDE_S, Controller, expression_offset, velocity_level
-from realtime.sound.output_stage import OutputStage
-from realtime.engine.poly_engine import PolyEngine
 from realtime.control.presets import Preset
 from realtime.control.voices import VoiceAllocator
+from realtime.engine.poly_engine import PolyEngine
+from realtime.model.one_pole import one_pole_coeff
+from realtime.sound.output_stage import OutputStage
 
 
 class PolyController(Controller):

@@ -47,7 +47,8 @@ class ModelSection:
     reprime: str = "note_on"
     reprime_crossfade_ms: float = 5.0
     period_noise: float = 0.0  # sampler noise correlated one f0 period back (0..0.95; realtime/kernel/period_noise.py)
-    loop_lowpass: float = 0.0  # low-pass inside the feedback loop, pitched instruments (0..0.5; realtime/kernel/loop_lowpass.py)
+    # low-pass inside the feedback loop, pitched instruments (0..0.5; realtime/kernel/loop_lowpass.py)
+    loop_lowpass: float = 0.0
     unpitched: str = "drums"   # comma-separated instrument names without an f0: independent noise, no loop low-pass
 
 

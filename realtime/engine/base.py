@@ -13,17 +13,15 @@ normals turned into uniforms correlated one f0 period back (the period each samp
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-
 from typing import Any
 
 import numpy as np
 
+from realtime.engine import priming
+from realtime.kernel import aligned, loop_lowpass, period_noise
 from realtime.model import level, local_cond, mulaw
 from realtime.model.config import LOCAL_CHANNELS, WaveNetConfig
 from realtime.model.model_file import ModelFile
-
-from realtime.kernel import aligned, loop_lowpass, period_noise
-from realtime.engine import priming
 
 #: ints[] layout: next input class, glide samples left, non-finite logit count, lag ring position
 INT_NEXT, INT_GLIDE, INT_BAD, INT_HPOS = 0, 1, 2, 3

@@ -31,12 +31,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from realtime.model import local_cond, mulaw
-from realtime.model.model_file import ModelFile
-
 from realtime.engine.base import Engine
 from realtime.kernel import aligned, bf16dot, int8dot
 from realtime.kernel.generate import POW2_NEG, float32_to_bf16, generate_block, quantize_int8
+from realtime.model import local_cond, mulaw
+from realtime.model.model_file import ModelFile
 
 PRECISIONS = ("fp32", "int8", "bf16", "bf16dot", "int8dot")
 

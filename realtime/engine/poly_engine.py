@@ -27,11 +27,10 @@ import time
 
 import numpy as np
 
-from realtime.model.model_file import ModelFile
-
 from realtime.engine.base import allocate_state
-from realtime.kernel.generate import generate_groups, generate_voices
 from realtime.engine.numba_engine import NumbaEngine, scratch, weight_bytes_per_sample
+from realtime.kernel.generate import generate_groups, generate_voices
+from realtime.model.model_file import ModelFile
 
 _KERNEL_STATE = ("queues", "q_pos", "bias", "bias_target", "bias_step", "ints", "ctrl", "temperature", "hist")
 

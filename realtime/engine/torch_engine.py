@@ -12,12 +12,11 @@ from typing import List
 import numpy as np
 import torch
 
+from realtime.engine.base import Engine
+from realtime.kernel import loop_lowpass
+from realtime.kernel.generate import EXP2_POLY, LOG2E, POW2_NEG
 from realtime.model import local_cond, mulaw
 from realtime.model.model_file import ModelFile
-
-from realtime.kernel import loop_lowpass
-from realtime.engine.base import Engine
-from realtime.kernel.generate import EXP2_POLY, LOG2E, POW2_NEG
 
 
 class IncrementalStep(torch.nn.Module):

@@ -28,7 +28,6 @@ from numba.extending import intrinsic
 from realtime.kernel.dot_loop import LANES, as_i64, broadcast_i32, data_ptr, emit_blocked_dot
 
 
-
 def available() -> tuple[bool, str]:
     """``(usable, reason)``: does this CPU and this LLVM support the ``bf16dot`` kernel?"""
     if llvm_binding.llvm_version_info < (17,):

@@ -31,14 +31,14 @@ from numba import njit, prange, types
 from numba.core.errors import NumbaIRAssumptionWarning
 from numba.extending import intrinsic, overload
 
+from realtime.kernel import int8dot
+from realtime.kernel.bf16dot import LANES, bf16_pair, bf16_to_float32, dot_acc, float32_to_bf16  # noqa: F401 (re-exported)
+from realtime.kernel.float_bits import f32_bits as _f32_bits
+from realtime.kernel.float_bits import f32_from_bits as _f32_from_bits
+from realtime.kernel.int8dot import ZP_RELU, ZP_SIGNED, quantize_int8  # noqa: F401 (re-exported)
+from realtime.kernel.loop_lowpass import step as loop_step
 from realtime.model.local_cond import LAG, LAG2, LAGAVG, LOOP_A, PERIOD, push_lag
 from realtime.model.local_cond import fill as fill_local
-
-from realtime.kernel import int8dot
-from realtime.kernel.loop_lowpass import step as loop_step
-from realtime.kernel.bf16dot import LANES, bf16_pair, bf16_to_float32, dot_acc, float32_to_bf16  # noqa: F401 (re-exported)
-from realtime.kernel.float_bits import f32_bits as _f32_bits, f32_from_bits as _f32_from_bits
-from realtime.kernel.int8dot import ZP_RELU, ZP_SIGNED, quantize_int8  # noqa: F401 (re-exported)
 
 # fast-math without nnan/ninf: NaN and Inf must stay visible to the watchdog.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -457,7 +457,8 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
     q_pos, bias, bias_target, bias_step, ints, ctrl, temperature, hist, feats, h, z,
     acc, o1, logits, probs, xq, tmp, wb), where ints[v] = [next input class, glide
     samples left, NaN count, lag ring position] and hist[v] the ring of past inputs the
-    lag channel reads (realtime.model.local_cond.push_lag); feats..wb are scratch (wb: (V, 4, max(2R, R+S))). Packed weights (bf16dot, int8dot) and their
+    lag channel reads (realtime.model.local_cond.push_lag); feats..wb are scratch (wb: (V, 4, max(2R, R+S))).
+    Packed weights (bf16dot, int8dot) and their
     shapes: see realtime.engine.numba_engine.kernel_weights.
     ``uniforms`` (V, n); ``forced`` (V, n) int64 teacher-forces the inputs when
     its second axis is non-empty; ``logits_out`` (V, n, 256) receives the
@@ -607,7 +608,8 @@ def generate_block(n, w, st, uniforms, forced, out, logits_out):
            bias.reshape((1,) + bias.shape), bias_target.reshape((1,) + bias_target.shape),
            bias_step.reshape((1,) + bias_step.shape), ints.reshape((1,) + ints.shape),
            ctrl.reshape((1,) + ctrl.shape), temperature.reshape((1,) + temperature.shape),
-           hist.reshape((1,) + hist.shape), feats.reshape((1,) + feats.shape), h.reshape((1,) + h.shape), z.reshape((1,) + z.shape),
+           hist.reshape((1,) + hist.shape), feats.reshape((1,) + feats.shape), h.reshape((1,) + h.shape),
+           z.reshape((1,) + z.shape),
            acc.reshape((1,) + acc.shape), o1.reshape((1,) + o1.shape), logits.reshape((1,) + logits.shape),
            probs.reshape((1,) + probs.shape), xq.reshape((1,) + xq.shape), tmp.reshape((1,) + tmp.shape),
            wb.reshape((1,) + wb.shape))

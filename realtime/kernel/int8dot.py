@@ -38,8 +38,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from realtime.kernel.dot_loop import I32V, I64, LANES, as_i64, broadcast_i32, data_ptr, emit_blocked_dot, splat
 from realtime.kernel.float_bits import f32_from_bits
-from realtime.kernel.dot_loop import (I32V, I64, LANES, as_i64, broadcast_i32, data_ptr, emit_blocked_dot, splat)
 
 #: below this max |x| a vector quantises to all zero-point codes (levels / max |x| would overflow float32)
 TINY = np.float32(1e-30)
@@ -205,7 +205,8 @@ def quantize(u8, x, col0, n, zero_point):
     zero point 128: sx = max |x| / 32767; zero point 0 (relu inputs): x clamped at 0 and sx = max x / 65535.
     A NaN or Inf anywhere gives sx = NaN (the codes are then all the zero point), so the dot product's
     outputs are NaN and the voice's logits show it, as in float32 (one difference: float32's relu drops
-    a -Inf skip sum in the output head, here it poisons the logits, which errs towards the watchdog). Explicit 512-bit vector code
+    a -Inf skip sum in the output head, here it poisons the logits, which errs towards the watchdog).
+    Explicit 512-bit vector code
     (:func:`max_bits`, :func:`to_codes`): 5x faster than what LLVM made of scalar loops. Generator thread.
     """
     relu = zero_point == 0
@@ -259,7 +260,8 @@ def dot_acc(typingctx, h, hoff, w, woff, xq, n_kq, n_ob, sx):
                                 align=4)
             hp = vec(hbase, builder.add(ho, col), _F32V)
             hi = builder.fmul(builder.fsub(builder.sitofp(accs[0], _F32V), corr), ir.Constant(_F32V, [256.0] * LANES))
-            total = builder.fadd(hi, builder.sitofp(accs[1], _F32V))  # exact up to here (n_in <= MAX_INPUTS) but for this add
+            # exact up to here (n_in <= MAX_INPUTS) but for this add
+            total = builder.fadd(hi, builder.sitofp(accs[1], _F32V))
             prod = builder.fmul(total, builder.fmul(scale, sxv))
             builder.store(builder.fadd(builder.load(hp, align=4), prod), hp, align=4)
 

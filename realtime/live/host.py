@@ -42,8 +42,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from realtime.live.audio_out import CALLBACKS, FRAMES, MISSING, PA_UNDERFLOWS, SHORT, UNDERRUNS, AudioOutput
-from realtime.sound.resample import RESAMPLE_MODES, Resampler
 from realtime.live.ring import Ring
+from realtime.sound.resample import RESAMPLE_MODES, Resampler
+
 
 class TeeSink(Protocol):
     """Receives the live output and the applied events (generator thread; must not block)."""

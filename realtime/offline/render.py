@@ -13,13 +13,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from realtime.model.model_file import ModelFile, load_model
-
 from realtime.control.controller import Controller
-from realtime.engine.base import Engine
-from realtime.sound.output_stage import OutputStage
 from realtime.control.presets import ENGINES, Preset
+from realtime.engine.base import Engine
 from realtime.engine.priming import prime_waveform
+from realtime.model.model_file import ModelFile, load_model
+from realtime.sound.output_stage import OutputStage
 from realtime.sound.watchdog import Watchdog
 
 

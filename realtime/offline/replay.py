@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from realtime.model.model_file import load_model, model_bytes_hash
-
 from realtime.control.presets import PresetError, preset_from_dict
+from realtime.model.model_file import load_model, model_bytes_hash
 from realtime.offline.render import Session, run_stream
 
 

@@ -11,7 +11,6 @@ import uuid
 
 import pytest
 import soundfile as sf
-
 from jack_server import clear_stale_jack_registry
 from test_host_jack import LiveProcess
 

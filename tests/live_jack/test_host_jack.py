@@ -273,8 +273,8 @@ def test_tee_sink_gets_blocks_and_events(jack_server):
 
 def test_tee_with_a_real_session(jack_server, tmp_path):
     """A real Session: the tee gets the MIDI events with their sample index, and audio that is not silent."""
-    from realtime.live.host import LiveHost
     from realtime.control.presets import load_preset
+    from realtime.live.host import LiveHost
     from realtime.offline.render import Session
 
     class Recorder:

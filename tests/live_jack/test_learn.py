@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import pytest
+from wnl_testutil import small_model, write_preset
 
-from realtime.model.model_file import load_model
 from realtime.control.learn import bind_cc_text, save_binding
 from realtime.control.presets import DEFAULT_PRESET, load_preset
+from realtime.model.model_file import load_model
 from realtime.offline.render import Session
-from wnl_testutil import small_model, write_preset
 
 
 def test_bind_replaces_old_bindings_and_keeps_the_rest():

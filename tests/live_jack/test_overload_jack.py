@@ -15,7 +15,6 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-
 from jack_server import JackCapture, wait_for_ports
 from test_record_jack import live_take, replay_of
 

@@ -9,10 +9,10 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import soundfile as sf
+from jack_server import wait_for_ports
+from test_host_jack import LiveProcess, _run, sharp_random_model
 
 from realtime.model.model_file import SeedBank, load_model
-from test_host_jack import LiveProcess, _run, sharp_random_model
-from jack_server import wait_for_ports
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 

@@ -7,13 +7,13 @@ import json
 
 import numpy as np
 import pytest
-
-from realtime.model import mulaw
-from models.crops import detuned, make_batch
-from models.dataset import Note, estimate_f0
-from realtime.model.model_file import load_model
 from test_train import train
 from tiny_data import SR, tone
+
+from models.crops import detuned, make_batch
+from models.dataset import Note, estimate_f0
+from realtime.model import mulaw
+from realtime.model.model_file import load_model
 
 CONTEXT, WINDOW = 255, 4096
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from wnl_testutil import small_model
 
 from models.audio_features import NearestNeighbour, logmel_stats, window_db, window_flatness
 from models.dataset import midi_to_hz
 from models.evaluate import cents_error, pitch_figures
-from wnl_testutil import small_model
 
 SR = 16000
 
@@ -311,13 +311,13 @@ def test_evaluator_compares_each_generated_notes_level_with_its_real_note(tiny_d
     """With a dataset, the level curves are the real notes' from key-down and the generated notes' of the
     pitch grid (one real note per instrument at MIDI 60 in the tiny set), and the card tabulates them."""
     import torch
+    from tiny_data import TINY
 
     from models import evaluate as ev
-    from realtime.model.config import WaveNetConfig
     from models.dataset import load_dataset
     from models.export import export_model
     from models.wavenet import WaveNet
-    from tiny_data import TINY
+    from realtime.model.config import WaveNetConfig
 
     torch.manual_seed(0)
     ds = load_dataset(tiny_data)
@@ -340,10 +340,11 @@ def test_evaluator_compares_each_generated_notes_level_with_its_real_note(tiny_d
 def test_the_presets_notes_play_in_blocks_so_the_watchdog_steps_in(tmp_path):
     """Played in render's blocks, a note is the one-block note (the network alone) to the sample while the
     watchdog is off; with it on, a random model's babble is caught as noise and re-primed mid-note."""
-    from models.evaluate import PLAY_BLOCK, generate_note
-    from realtime.model.model_file import load_model
-    from realtime.control.presets import load_preset
     from wnl_testutil import write_preset
+
+    from models.evaluate import PLAY_BLOCK, generate_note
+    from realtime.control.presets import load_preset
+    from realtime.model.model_file import load_model
 
     path = small_model().save(tmp_path / "m.npz")
     model = load_model(path)
@@ -360,8 +361,8 @@ def test_the_presets_notes_play_in_blocks_so_the_watchdog_steps_in(tmp_path):
 
 def test_sampling_spread_of_known_distributions():
     """A certain network has no spread; a uniform one has the classes' variance; temperature narrows it."""
-    from realtime.model import mulaw
     from models.evaluate import sampling_spread
+    from realtime.model import mulaw
 
     amp = mulaw.decode(np.arange(256)).astype(np.float64)
     targets = np.array([10, 128, 200, 250])
@@ -404,9 +405,9 @@ def test_stage_gain_is_what_the_output_stage_applies_to_a_held_note(velocity):
     import math
 
     from realtime.control.controller import Controller, stage_gain_db
+    from realtime.control.presets import Preset, SoundSection
     from realtime.engine.numba_engine import NumbaEngine
     from realtime.sound.output_stage import OutputStage
-    from realtime.control.presets import Preset, SoundSection
 
     e = NumbaEngine(small_model())
     stage = OutputStage(e.sample_rate, dc_hz=1.0)
@@ -442,8 +443,8 @@ def synthetic_notes(kinds: tuple[str, ...], steps) -> list:
 
 
 def test_noise_robust_references_hold_each_note_coded_clean_and_at_each_snr():
-    from realtime.model import mulaw
     from models.evaluate import noisy_logmel
+    from realtime.model import mulaw
 
     notes = synthetic_notes(("sine", "saw"), [0])
     x, y = noisy_logmel(notes, SR, (30.0, 20.0), seed=0)
@@ -503,9 +504,9 @@ def test_spectral_profile_pairs_each_generated_note_with_its_real_note_from_key_
     import json
     from types import SimpleNamespace
 
-    from realtime.model import mulaw
     from models.evaluate import spectral_profile
     from models.export import write_card
+    from realtime.model import mulaw
 
     t = np.arange(2 * SR) / SR
     bright_then_dull = sum(np.sin(2 * np.pi * 220 * k * t) * np.exp(-k * t) / k for k in range(1, 20))
@@ -542,9 +543,9 @@ def test_draw_classes_is_the_engines_inverse_cdf_sampler():
 def test_resynthesis_redraws_the_real_note_one_sample_at_a_time():
     """At temperature 0 it is the argmax of the teacher-forced logits; a given seed repeats it; a lower
     temperature draws the argmax more often."""
-    from realtime.model import mulaw
     from models.dataset import Note
     from models.evaluate import note_logits, resynthesized
+    from realtime.model import mulaw
     from realtime.offline.render import make_engine
 
     model = small_model(seed=2)

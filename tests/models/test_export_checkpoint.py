@@ -6,12 +6,12 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-
-from realtime.model.config import WaveNetConfig
-from realtime.model.model_file import load_model
-from models.wavenet import WaveNet, export_weights
 from test_train import train
 from wnl_testutil import run_module
+
+from models.wavenet import WaveNet, export_weights
+from realtime.model.config import WaveNetConfig
+from realtime.model.model_file import load_model
 
 
 def export(*args: str) -> subprocess.CompletedProcess:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
-from realtime.model.config import WaveNetConfig
-from models.grow import grow_checkpoint, widen
-from realtime.model.model_file import load_model
-from models.wavenet import WaveNet
 from test_train import train
 from tiny_data import TINY
+
+from models.grow import grow_checkpoint, widen
+from models.wavenet import WaveNet
+from realtime.model.config import WaveNetConfig
+from realtime.model.model_file import load_model
 
 B, T = 3, 300
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from models import crops
-from realtime.model import mulaw
 from models.crops import make_batch, make_crop, tilt
+from realtime.model import mulaw
 
 SR = 16000
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_grow import batch, trained_like
+from wnl_testutil import small_model
 
-from realtime.model import local_cond, mulaw
 from models.crops import make_crop
 from models.grow import add_local
 from realtime.engine.base import INT_HPOS
 from realtime.engine.numba_engine import NumbaEngine
 from realtime.engine.poly_engine import PolyEngine
-from test_grow import batch, trained_like
-from wnl_testutil import small_model
+from realtime.model import local_cond, mulaw
 
 SR = 16000
 

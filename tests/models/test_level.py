@@ -7,17 +7,17 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from realtime.model import level, local_cond
-from models.grow import add_local
-from realtime.model.level import LevelBank
-from realtime.model.model_file import ModelFileError, load_model
-from realtime.control.controller import Controller
-from realtime.engine.numba_engine import NumbaEngine
-from realtime.sound.output_stage import OutputStage
-from realtime.control.presets import Preset
 from test_grow import batch, trained_like
 from wnl_testutil import small_model
+
+from models.grow import add_local
+from realtime.control.controller import Controller
+from realtime.control.presets import Preset
+from realtime.engine.numba_engine import NumbaEngine
+from realtime.model import level, local_cond
+from realtime.model.level import LevelBank
+from realtime.model.model_file import ModelFileError, load_model
+from realtime.sound.output_stage import OutputStage
 
 SR = 16000
 
@@ -205,9 +205,10 @@ def test_training_a_level_model_labels_crops_probes_the_level_and_ships_a_level_
 
 
 def test_crops_carry_the_models_local_channels_with_the_notes_level():
+    from tiny_data import tone
+
     from models.crops import make_batch
     from models.dataset import Note
-    from tiny_data import tone
 
     notes = [Note(tone("sine", 60, n=16000, onset=800, release=12000), 0, 60, 100, 800, 12000, True, "")]
     kw = dict(sample_rate=SR, context=1023, window=256, starts=[5000])
@@ -243,9 +244,10 @@ def test_expression_pedal_moves_the_level_input_the_network_reads():
 
 
 def test_level_gain_scales_the_whole_crop_and_moves_its_level_input_as_much():
-    from realtime.model import mulaw
-    from models.crops import make_crop
     from tiny_data import tone
+
+    from models.crops import make_crop
+    from realtime.model import mulaw
 
     audio = tone("saw", 57, n=16000, onset=800, release=12000) * np.float32(0.5)
     args = (audio, 800, 12000, 57, SR, 1023, 256)

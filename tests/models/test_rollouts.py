@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.model import mulaw
 from models.crops import make_batch, make_crop
 from models.dataset import Note
 from models.rollouts import RolloutBank, align_real, lag_track
+from realtime.model import mulaw
 
 SR = 16000
 
@@ -114,9 +114,9 @@ def test_rollouts_of_the_shipped_model_continue_the_note_they_were_forced_with()
     """A rollout of the shipped model from a real snippet (its seed bank's strings at MIDI 60, forced up
     to 100 ms) carries on at the snippet's level and pitch; the same seed gives the same samples, another
     seed others."""
-    from realtime.model.model_file import load_model
     from models.rollouts import rollout
     from realtime.engine.numba_engine import NumbaEngine
+    from realtime.model.model_file import load_model
 
     m = load_model("models/default/model.npz")
     inst = list(m.config.conditioning.instruments).index("strings")
@@ -172,9 +172,9 @@ def test_rollout_batch_loss_is_cross_entropy_on_plain_crops_plus_the_spectral_te
     import torch
     import torch.nn.functional as F
 
-    from realtime.model.config import ConditioningSpec, WaveNetConfig
     from models.train import batch_logits, mel_matrix, rollout_batch_loss, spectral_loss
     from models.wavenet import WaveNet
+    from realtime.model.config import ConditioningSpec, WaveNetConfig
 
     torch.manual_seed(0)
     cfg = WaveNetConfig(8, 8, 3, 1, SR, conditioning=ConditioningSpec(instruments=("a",), local=("gate",)))

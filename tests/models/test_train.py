@@ -9,13 +9,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-
-from realtime.model.config import WaveNetConfig
-from realtime.model.model_file import load_model
-from models.wavenet import WaveNet, export_weights
-from models.dataset import Dataset, Note, write_dataset
 from tiny_data import SR, TINY, tone
 from wnl_testutil import ROOT
+
+from models.dataset import Dataset, Note, write_dataset
+from models.wavenet import WaveNet, export_weights
+from realtime.model.config import WaveNetConfig
+from realtime.model.model_file import load_model
 
 
 def train(*args: str, world: int = 1, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -245,7 +245,8 @@ def test_data_extra_adds_training_notes_and_is_logged(tiny_data, extra_velocity_
     assert hist[-1]["options"]["data_extra"] == [str(extra_velocity_data)]
     assert (hist[-1]["options"]["train_notes"], hist[-1]["options"]["eval_notes"]) == (46, 1)
     card = (out / "MODEL.md").read_text()
-    assert f"also trained on {extra_velocity_data} (--data-extra); the latest run's split: 46 training / 1 held-out notes." in card
+    assert (f"also trained on {extra_velocity_data} (--data-extra); the latest run's split: 46 training / 1 held-out "
+            "notes.") in card
 
 
 def test_instruments_restricts_training_and_eval_to_them_and_the_card_says_so(tiny_data, tmp_path):

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from realtime.model import local_cond, mulaw
-from realtime.model.config import LOCAL_CHANNELS, ConditioningSpec, WaveNetConfig
 from models.dataset import Note, midi_to_hz
 from models.trajectory.reference import MelLoss, StatsLoss, cut_segments, free_run
 from models.trajectory.train import main
 from models.wavenet import WaveNet
+from realtime.model import local_cond, mulaw
+from realtime.model.config import LOCAL_CHANNELS, ConditioningSpec, WaveNetConfig
 
 SR = 16000
 PITCH = 62
@@ -130,8 +130,8 @@ def test_the_stats_halves_are_the_timbre_descriptors():
 
 @pytest.mark.parametrize("flag,value", [("--loop-lowpass", "0.7"), ("--period-noise", "1.0")])
 def test_an_out_of_range_engine_setting_is_one_line(tiny_data, tmp_path, capsys, flag, value):
-    from realtime.model.model_file import ModelFile
     from models.wavenet import export_weights
+    from realtime.model.model_file import ModelFile
 
     model = tmp_path / "m.npz"  # the model file is read first
     m = tiny_model(0)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from models.trajectory.reference import MelLoss, StatsLoss, cut_segments, free_run
-from models.trajectory.kernel import note_grads
 from test_trajectory import PITCH, SR, notes, tiny_model
+
+from models.trajectory.kernel import note_grads
+from models.trajectory.reference import MelLoss, StatsLoss, cut_segments, free_run
 
 
 def grads_of(m) -> dict[str, np.ndarray]:
@@ -67,8 +67,9 @@ def test_one_training_step_from_the_command_line(tiny_data, tmp_path, kernel, lo
     import subprocess
     import sys
 
-    from realtime.model.model_file import load_model
     from wnl_testutil import ROOT
+
+    from realtime.model.model_file import load_model
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     run = tmp_path / "run"
@@ -81,7 +82,8 @@ def test_one_training_step_from_the_command_line(tiny_data, tmp_path, kernel, lo
     r = subprocess.run([sys.executable, "-m", "models.trajectory.train", str(run / "model.npz"), str(out), "--data",
                         str(tiny_data), "--minutes", "0", "--n", "600", "--notes", "1", "--ce-crops", "1",
                         "--kernel", kernel, "--loss", loss]
-                       + (["--loop-lowpass", "0.15", "--period-noise", "0.5"] if engine_like else []), capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+                       + (["--loop-lowpass", "0.15", "--period-noise", "0.5"] if engine_like else []),
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     rec = json.loads(r.stdout.strip().splitlines()[-1])
     assert rec["it"] == 1 and rec["notes"] == 1 and np.isfinite(rec["traj"]) and rec["traj"] > 0

@@ -1,8 +1,8 @@
 """The benchmark lists polyphony precisions this CPU cannot run as skipped instead of failing."""
 from __future__ import annotations
 
-from realtime.kernel import bf16dot, int8dot
 from realtime.bench import poly_precisions
+from realtime.kernel import bf16dot, int8dot
 
 
 def test_poly_precisions_keep_what_runs_and_say_why_not_the_rest():

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from wnl_testutil import small_model
 
+from realtime.control.presets import _SECTIONS, Preset, PresetError, load_preset, override
 from realtime.model.config import ConditioningSpec, WaveNetConfig
 from realtime.model.model_file import REQUIRED_WEIGHTS, ModelFileError, load_model
-from realtime.control.presets import _SECTIONS, Preset, PresetError, load_preset, override
-from wnl_testutil import small_model
 
 # ----------------------------------------------------------------- presets
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from wnl_testutil import classes_of, small_model
 
 from realtime.engine.numba_engine import NumbaEngine
-from wnl_testutil import classes_of, small_model
 
 K = 777  # the change happens before sample K
 

@@ -248,8 +248,9 @@ def test_parser_mixed_garbage_items_never_raise():
 # --------------------------------------------------------------------- controller on a real engine
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    from realtime.model.model_file import SeedBank
     from wnl_testutil import small_model
+
+    from realtime.model.model_file import SeedBank
 
     m = small_model(seed=5)
     rng = np.random.default_rng(0)  # a seed bank so that note-ons re-prime

@@ -5,11 +5,11 @@ import json
 
 import numpy as np
 import pytest
-
-from realtime.model.model_file import load_model
-from realtime.control.presets import load_preset
-from realtime.offline.render import Session, render_timeline
 from wnl_testutil import run_cli, small_model, write_preset
+
+from realtime.control.presets import load_preset
+from realtime.model.model_file import load_model
+from realtime.offline.render import Session, render_timeline
 
 SR = 16000
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from realtime.model import mulaw
-from realtime.engine.numba_engine import NumbaEngine
 from wnl_testutil import small_model
+
+from realtime.engine.numba_engine import NumbaEngine
+from realtime.model import mulaw
 
 N = 4000
 

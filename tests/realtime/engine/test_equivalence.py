@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from wnl_testutil import SMALL, classes_of, small_model
 
-from realtime.model import local_cond
 from models.wavenet import WaveNet, import_weights
-from realtime.model.config import LOCAL_CHANNELS
 from realtime.engine.numba_engine import NumbaEngine
 from realtime.engine.torch_engine import TorchScriptEngine
-from wnl_testutil import SMALL, classes_of, small_model
+from realtime.model import local_cond
+from realtime.model.config import LOCAL_CHANNELS
 
 N = 2400  # > several receptive fields of SMALL (127 samples)
 

@@ -9,17 +9,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from wnl_testutil import small_model
 
-from realtime.model import local_cond
-from realtime.model.model_file import ModelFileError, load_model
 from models.wavenet import interpolated_rows
 from realtime.control.controller import Controller
+from realtime.control.presets import Preset
 from realtime.engine.base import pitch_row
 from realtime.engine.numba_engine import NumbaEngine
-from realtime.sound.output_stage import OutputStage
-from realtime.control.presets import Preset
+from realtime.model import local_cond
+from realtime.model.model_file import ModelFileError, load_model
 from realtime.offline.render import Session
-from wnl_testutil import small_model
+from realtime.sound.output_stage import OutputStage
 
 TABLE = np.random.default_rng(0).standard_normal((128, 8)).astype(np.float32)
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from wnl_testutil import NEEDS_BF16DOT, NEEDS_INT8DOT, small_model
 
-from realtime.model import mulaw
+from realtime.control.voices import FREE, HELD, RELEASED, VoiceAllocator
 from realtime.engine.numba_engine import NumbaEngine
 from realtime.engine.poly_engine import PolyEngine
-from realtime.control.voices import FREE, HELD, RELEASED, VoiceAllocator
-from wnl_testutil import NEEDS_BF16DOT, NEEDS_INT8DOT, small_model
+from realtime.model import mulaw
 
 N = 1200
 SEED = 20

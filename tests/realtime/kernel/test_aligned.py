@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.model.config import WaveNetConfig
-from realtime.model.model_file import random_model
-from realtime.kernel import aligned
 from realtime.engine.numba_engine import KERNEL_WEIGHT_NAMES, NumbaEngine, usable_precisions
 from realtime.engine.poly_engine import PolyEngine
+from realtime.kernel import aligned
+from realtime.model.config import WaveNetConfig
+from realtime.model.model_file import random_model
 
 
 @pytest.mark.parametrize("shape,dtype", [((5,), np.float32), ((3, 7, 16), np.int32), ((0, 4), np.float32),

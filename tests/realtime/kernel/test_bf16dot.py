@@ -11,11 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numba import njit
-
-from realtime.kernel import bf16dot
-from realtime.engine.numba_engine import logit_error
 from wnl_testutil import NEEDS_BF16DOT, small_model
 
+from realtime.engine.numba_engine import logit_error
+from realtime.kernel import bf16dot
 
 
 @njit(cache=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from wnl_testutil import NEEDS_BF16DOT, NEEDS_INT8DOT, small_model
 
-from realtime.model.config import WaveNetConfig
-from realtime.model.model_file import random_model
 from realtime.engine import numba_engine
 from realtime.engine.numba_engine import choose_engine, engine_from_name, usable_precisions
-from wnl_testutil import NEEDS_BF16DOT, NEEDS_INT8DOT, small_model
+from realtime.model.config import WaveNetConfig
+from realtime.model.model_file import random_model
 
 #: precision, its module in realtime, the instruction set it needs
 DOT = [pytest.param("bf16dot", "AVX-512 BF16", marks=NEEDS_BF16DOT, id="bf16dot"),

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numba import njit
-
-from realtime.kernel import int8dot
-from realtime.engine.numba_engine import logit_error
 from wnl_testutil import NEEDS_INT8DOT, small_model
+
+from realtime.engine.numba_engine import logit_error
+from realtime.kernel import int8dot
 
 
 @njit(cache=True)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from realtime.model import local_cond, mulaw
-from realtime.kernel import loop_lowpass
-from realtime.engine.numba_engine import NumbaEngine
-from realtime.engine.torch_engine import TorchScriptEngine
 from test_equivalence import drive
 from wnl_testutil import small_model
+
+from realtime.engine.numba_engine import NumbaEngine
+from realtime.engine.torch_engine import TorchScriptEngine
+from realtime.kernel import loop_lowpass
+from realtime.model import local_cond, mulaw
 
 
 def state(a: float, y_prev: float, env: float) -> np.ndarray:
@@ -94,8 +94,8 @@ def amount(e) -> float:
 
 def test_controller_applies_the_preset_amount_to_pitched_instruments_and_a_cc_moves_it():
     from realtime.control.controller import Controller
-    from realtime.sound.output_stage import OutputStage
     from realtime.control.presets import MidiSection, ModelSection, Preset
+    from realtime.sound.output_stage import OutputStage
 
     e = NumbaEngine(small_model(seed=5))
     c = Controller(e, OutputStage(e.sample_rate), Preset(model=ModelSection(loop_lowpass=0.15, unpitched="c"),
@@ -111,10 +111,10 @@ def test_controller_applies_the_preset_amount_to_pitched_instruments_and_a_cc_mo
 
 
 def test_poly_controller_applies_it_to_every_voice():
-    from realtime.sound.output_stage import OutputStage
     from realtime.control.poly_controller import PolyController
-    from realtime.engine.poly_engine import PolyEngine
     from realtime.control.presets import ModelSection, Preset
+    from realtime.engine.poly_engine import PolyEngine
+    from realtime.sound.output_stage import OutputStage
 
     p = PolyEngine(small_model(seed=5), voices=3)
     try:
@@ -137,7 +137,6 @@ def test_a_prime_starts_the_filter_at_the_primed_sample():
 @pytest.mark.slow
 def test_render_takes_the_flag_and_refuses_a_bad_amount_naming_the_key(tmp_path):
     import soundfile as sf
-
     from wnl_testutil import run_cli
 
     audio = {}

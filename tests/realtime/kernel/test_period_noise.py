@@ -6,17 +6,17 @@ import math
 
 import numpy as np
 import pytest
-
-from realtime.kernel import period_noise
-from realtime.control.controller import Controller
-from realtime.engine.numba_engine import NumbaEngine
-from realtime.sound.output_stage import OutputStage
-from realtime.control.poly_controller import PolyController
-from realtime.engine.poly_engine import PolyEngine
-from realtime.control.presets import ModelSection, Preset
-from realtime.engine.torch_engine import TorchScriptEngine
 from test_equivalence import drive
 from wnl_testutil import classes_of, small_model
+
+from realtime.control.controller import Controller
+from realtime.control.poly_controller import PolyController
+from realtime.control.presets import ModelSection, Preset
+from realtime.engine.numba_engine import NumbaEngine
+from realtime.engine.poly_engine import PolyEngine
+from realtime.engine.torch_engine import TorchScriptEngine
+from realtime.kernel import period_noise
+from realtime.sound.output_stage import OutputStage
 
 N = 200_000
 
@@ -212,9 +212,9 @@ def test_render_takes_the_preset_period_noise_and_the_flag_overrides_it(tmp_path
     """The shipped presets sample with period noise; --period-noise 0 gives the independent sampler
     (other samples), and a value out of range is a one-line error naming the key."""
     import soundfile as sf
+    from wnl_testutil import run_cli
 
     from realtime.control.presets import load_preset
-    from wnl_testutil import run_cli
 
     assert load_preset().model.period_noise > 0
     audio = {}

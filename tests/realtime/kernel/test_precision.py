@@ -35,13 +35,30 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from wnl_testutil import NEEDS_BF16DOT, NEEDS_INT8DOT, small_model
 
+from realtime.engine.numba_engine import (
+    ENGINE_NAMES,
+    LOGIT_TOLERANCE,
+    NumbaEngine,
+    choose_engine,
+    compare_logits,
+    engine_from_name,
+    logit_error,
+    usable_precisions,
+)
+from realtime.kernel.generate import (
+    EXP2_POLY,
+    LOG2E,
+    POW2_NEG,
+    bf16_to_float32,
+    float32_to_bf16,
+    quantize_int8,
+    sample_from_logits,
+)
 from realtime.model import mulaw
 from realtime.model.config import WaveNetConfig
 from realtime.model.model_file import ModelFile, load_model, random_model
-from realtime.kernel.generate import (EXP2_POLY, LOG2E, POW2_NEG, bf16_to_float32, float32_to_bf16, quantize_int8, sample_from_logits)
-from realtime.engine.numba_engine import (ENGINE_NAMES, LOGIT_TOLERANCE, NumbaEngine, choose_engine, compare_logits, engine_from_name, logit_error, usable_precisions)
-from wnl_testutil import NEEDS_BF16DOT, NEEDS_INT8DOT, small_model
 
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_MODEL = ROOT / "models" / "default" / "model.npz"

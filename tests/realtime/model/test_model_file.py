@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from wnl_testutil import ROOT, SMALL, small_model
 
 from realtime.model.model_file import ModelFile, ModelFileError, SeedBank, load_model
-from wnl_testutil import ROOT, SMALL, small_model
 
 
 def test_round_trip_keeps_everything(tmp_path):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from wnl_testutil import run_cli, small_model, write_preset
 
 from realtime.model.model_file import ModelFileError, load_model
-from wnl_testutil import run_cli, small_model, write_preset
 
 
 def one_line_error(res, must_name: str) -> str:
@@ -99,7 +99,6 @@ def test_unwritable_output(tmp_path):
 def test_missing_dataset_folder(tmp_path, module, args):
     """The training-side tools name a --data folder that is not a dataset (no silent fall-back to none)."""
     import torch
-
     from wnl_testutil import run_module
 
     model = small_model()

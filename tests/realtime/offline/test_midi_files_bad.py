@@ -15,9 +15,9 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
+from wnl_testutil import run_cli, small_model, write_preset
 
 from realtime.offline.midi_file import MidiFileError, load_events
-from wnl_testutil import run_cli, small_model, write_preset
 
 SR = 16000
 

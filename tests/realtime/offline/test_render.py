@@ -6,12 +6,12 @@ import json
 import mido
 import numpy as np
 import soundfile as sf
-
-from realtime.model.model_file import load_model
-from realtime.engine.numba_engine import ENGINE_NAMES
-from realtime.control.presets import load_preset
-from realtime.offline.render import Session, render_timeline
 from wnl_testutil import run_cli, small_model, write_preset
+
+from realtime.control.presets import load_preset
+from realtime.engine.numba_engine import ENGINE_NAMES
+from realtime.model.model_file import load_model
+from realtime.offline.render import Session, render_timeline
 
 
 def test_render_cli_writes_two_seconds(tmp_path):

@@ -5,12 +5,12 @@ import json
 
 import numpy as np
 import soundfile as sf
-
-from realtime.live.host import HostStats
-from realtime.engine.numba_engine import ENGINE_NAMES
-from realtime.live.status import format_status
 from test_render import write_midi
 from wnl_testutil import run_cli, small_model, write_preset
+
+from realtime.engine.numba_engine import ENGINE_NAMES
+from realtime.live.host import HostStats
+from realtime.live.status import format_status
 
 
 def test_render_session_folder_replays_exactly(tmp_path):

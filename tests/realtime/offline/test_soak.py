@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from wnl_testutil import small_model, write_preset
 
 from realtime.offline.soak import random_performance, soak
-from wnl_testutil import small_model, write_preset
 
 LONG = os.environ.get("WAVENET_LIVE_LONG") == "1"
 

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from wnl_testutil import small_model, write_preset
 
+from realtime.control.presets import WatchdogSection, load_preset
 from realtime.model import mulaw
 from realtime.model.model_file import load_model
-from realtime.control.presets import load_preset
 from realtime.offline.render import Session, render_timeline
-from realtime.control.presets import WatchdogSection
 from realtime.sound.watchdog import Watchdog
-from wnl_testutil import small_model, write_preset
 
 SR = 16000
 
