@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import soxr
 
+from models.excitation_crops import excitation_crop
 from realtime.model import level, local_cond, mulaw
 from realtime.model.config import DEFAULT_LOCAL, LOCAL_CHANNELS
 from realtime.model.level import fit_level, note_level, shift_level
@@ -37,6 +38,12 @@ def sounding_range(audio: np.ndarray, onset: int, release: int, floor_db: float 
     if loud.size == 0:
         return onset, max(onset + 1, release)
     return min(onset, int(loud[0])), max(release, int(loud[-1]) + 1)
+
+
+def pick_start(audio: np.ndarray, onset: int, release: int, window: int, rng: np.random.Generator) -> int:
+    """A scored window's first sample, uniform such that the window starts within the note's sounding range."""
+    lo, hi = sounding_range(audio, onset, release)
+    return int(rng.integers(lo - window // 2, max(lo - window // 2 + 1, hi - window // 2)))
 
 
 def _segment(audio: np.ndarray, begin: int, length: int) -> np.ndarray:
@@ -102,9 +109,8 @@ def make_crop(audio: np.ndarray, onset: int, release: int, pitch: int, sample_ra
     t_len = context + window
     if prev is not None:
         start = onset
-    lo, hi = sounding_range(audio, onset, release)
     if start is None:
-        start = int(rng.integers(lo - window // 2, max(lo - window // 2 + 1, hi - window // 2)))
+        start = pick_start(audio, onset, release, window, rng)
     begin = start - context  # crop covers [begin, start + window)
     seg = _segment(audio, begin - 1, t_len + 1)  # one extra sample in front for the shifted input
     seg_in = seg if input_audio is None else _segment(input_audio, begin - 1, t_len + 1)
@@ -142,7 +148,7 @@ def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng:
                starts=None, splice_prob: float = 0.0, local: tuple[str, ...] = DEFAULT_LOCAL,
                level_shift: float = 0.0, level_gain_db: float = 0.0, detune: float = 0.0,
                f0_shift: float = 0.0, pitch_interp: bool = False, input_tilt: float = 0.0,
-               overlays=None) -> Batch:
+               overlays=None, source_filter=None, analyse=None) -> Batch:
     """Stack crops of ``notes[indices]``. ``pitch_shift``/``instrument_map`` falsify conditioning (for probes);
     ``splice_prob`` is the share of crops that start at a note change (see :func:`make_crop`);
     ``local`` names the local channels the model reads (its ``conditioning.local``); ``level_shift``
@@ -154,7 +160,10 @@ def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng:
     phase, and the period the lag channel reads at). ``input_tilt``: each crop's inputs brightened by
     :func:`tilt` with b uniform in 0..this (see :func:`make_crop`). ``overlays``: per crop None or
     (target audio, input audio, scored window start): a rollout crop of that note (see
-    :func:`make_crop`'s ``input_audio``; not spliced, detuned or tilted)."""
+    :func:`make_crop`'s ``input_audio``; not spliced, detuned or tilted). ``source_filter`` (a model's
+    SourceFilterSpec) with ``analyse`` (the envelope analysis): excitation crops
+    (models.excitation_crops; ``input_noise`` is then the noise injected into the excitation; not spliced, not
+    tilted, no overlays)."""
     pick = [LOCAL_CHANNELS.index(c) for c in local]
     ins, tgs, locs, p, ins_id, vel = [], [], [], [], [], []
     by_inst: dict[int, list[int]] = {}
@@ -172,6 +181,12 @@ def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng:
             bend = 0.0
             a, b, loc = make_crop(ov[0], n.onset, n.release, pitch, sample_rate, context, window, rng, noise,
                                   int(ov[2]), None, level_params, level_gain_db, f0_shift, 0.0, ov[1])
+        elif source_filter is not None:
+            bend = float(rng.uniform(-detune, detune)) if detune > 0 else 0.0
+            n = detuned(n, bend, sample_rate)
+            start = pick_start(n.audio, n.onset, n.release, window, rng) if starts is None else int(starts[k])
+            a, b, loc = excitation_crop(n.audio, n.onset, n.release, pitch, sample_rate, context, window, start, rng,
+                                        source_filter, analyse, noise, level_params, bend + f0_shift)
         else:
             prev = None
             if splice_prob > 0 and starts is None and rng.random() < splice_prob:

@@ -9,7 +9,7 @@ from typing import Any
 
 #: Per-sample local conditioning channels the engines know how to compute, in the column order of
 #: realtime.model.local_cond's feature rows.
-LOCAL_CHANNELS = ("gate", "f0_sin", "f0_cos", "level", "lag", "lag2", "lagavg")
+LOCAL_CHANNELS = ("gate", "f0_sin", "f0_cos", "level", "lag", "lag2", "lagavg", "pred")
 #: The channels a new model reads unless its config says otherwise.
 DEFAULT_LOCAL = ("gate", "f0_sin", "f0_cos", "level")
 
@@ -27,7 +27,8 @@ class ConditioningSpec:
     pitch-synchronous tap into its past, so continuing the tone at the played
     pitch is one read away; ``lag2``: the same two periods earlier (the two taps
     let it average out the noise of one period); ``lagavg``: the mean of its inputs one to
-    eight periods earlier (the noise of one period averaged down eightfold in power).
+    eight periods earlier (the noise of one period averaged down eightfold in power); ``pred``: a
+    source-filter model's short-term prediction of the sample (realtime.model.source_filter), companded.
     A dimension of 0 switches a global input off; ``local=()`` switches local
     conditioning off. ``pitch_interp``: a fractional pitch (a bend, a glide) reads the two
     nearest pitch embeddings linearly interpolated, as the model was trained (``train
@@ -59,6 +60,25 @@ class ConditioningSpec:
 
 
 @dataclass(frozen=True)
+class SourceFilterSpec:
+    """A source-filter model (LPCNet's structure, realtime.model.source_filter): the network models the excitation
+    e_t / (g_t exc_scale) of the pre-emphasised signal, whose envelope (LPC of ``order``) and gain g come from the
+    envelope bank; ``emphasis``: the pre-emphasis coefficient."""
+
+    order: int = 16
+    emphasis: float = 0.85
+    exc_scale: float = 32.0
+
+    def __post_init__(self) -> None:
+        if self.order <= 0 or self.order % 2:
+            raise ValueError(f"source_filter.order {self.order}: must be a positive even number")
+        if not 0.0 <= self.emphasis < 1.0:
+            raise ValueError(f"source_filter.emphasis {self.emphasis}: must be in [0, 1)")
+        if self.exc_scale <= 0.0:
+            raise ValueError(f"source_filter.exc_scale {self.exc_scale}: must be positive")
+
+
+@dataclass(frozen=True)
 class WaveNetConfig:
     """Sizes of a WaveNet. Units: channels, layers; sample_rate in Hz."""
 
@@ -69,6 +89,8 @@ class WaveNetConfig:
     sample_rate: int = 16000
     quantization: int = 256
     conditioning: ConditioningSpec = field(default_factory=ConditioningSpec)
+    #: None: the network models the audio itself (every model before the source-filter one)
+    source_filter: SourceFilterSpec | None = None
 
     def __post_init__(self) -> None:
         if self.quantization != 256:
@@ -76,6 +98,9 @@ class WaveNetConfig:
         for name in ("residual_channels", "skip_channels", "layers_per_stack", "stacks", "sample_rate"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if ("pred" in self.conditioning.local) != (self.source_filter is not None):
+            raise ValueError("the local input 'pred' and source_filter go together: a source-filter model reads its "
+                             "prediction, no other model has one")
 
     @property
     def n_layers(self) -> int:
@@ -95,6 +120,8 @@ class WaveNetConfig:
         d = asdict(self)
         d["conditioning"]["local"] = list(self.conditioning.local)
         d["conditioning"]["instruments"] = list(self.conditioning.instruments)
+        if self.source_filter is None:
+            del d["source_filter"]  # model files from before it stay byte-identical in their config
         return d
 
     @classmethod
@@ -109,7 +136,9 @@ class WaveNetConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
-        return cls(conditioning=ConditioningSpec(**c), **d)
+        sf = d.pop("source_filter", None)
+        return cls(conditioning=ConditioningSpec(**c), source_filter=None if sf is None else SourceFilterSpec(**sf),
+                   **d)
 
     def macs_per_sample(self) -> int:
         """Multiply-accumulates per generated sample in the incremental engine."""

@@ -7,8 +7,9 @@ Pitch is kept in MIDI semitones so glides are linear in pitch. The level follows
 envelope model of :mod:`realtime.model.level` (params set at key-down by :func:`start_level`), plus
 ``LEVEL_OFFSET`` (level units; the expression pedal, 0 in training).
 
-A feature row is [gate, f0_sin, f0_cos, level, lag, lag2, lagavg, period] (float32): :func:`advance`
-writes all but the lags, which depend on what the network has generated, not on the controls:
+A feature row is [gate, f0_sin, f0_cos, level, lag, lag2, lagavg, pred, period] (float32): :func:`advance`
+writes all but the lags and ``pred`` (a source-filter model's short-term prediction, its engine's),
+which depend on what the network has generated, not on the controls:
 ``lag`` and ``lag2`` are the network's own input one and two f0 periods (``period``, in samples)
 earlier, ``lagavg`` the mean of its inputs 1..LAGAVG_PERIODS periods earlier (the same phase of
 the last periods: their sampling noise averaged down), read from a ring of past inputs by
@@ -32,8 +33,9 @@ LEVEL, LEVEL_TARGET, LEVEL_SUSTAIN, LEVEL_ATTACK, LEVEL_DECAY, LEVEL_RELEASE, LE
 #: never touches them
 LOOP_A, LOOP_Y, LOOP_ENV, LOOP_REL = range(15, 19)
 STATE_SIZE = 19
-N_LOCAL = 8  # columns of a feature row: the channels of config.LOCAL_CHANNELS, then the period
-LAG, LAG2, LAGAVG, PERIOD = 4, 5, 6, 7  # the lag channels' columns; the f0 period (samples) they read at
+N_LOCAL = 9  # columns of a feature row: the channels of config.LOCAL_CHANNELS, then the period
+LAG, LAG2, LAGAVG, PRED, PERIOD = 4, 5, 6, 7, 8  # the lag channels' columns, the prediction's; the f0 period
+# (samples) the lags read at
 #: how many past periods ``lagavg`` averages (a power of two: its 1 / n is exact)
 LAGAVG_PERIODS = 8
 #: length of the ring of past inputs the lags read (a power of two): lags are clipped to
@@ -80,8 +82,8 @@ _RELEASE_FLOOR = level.RELEASE_FLOOR
 
 @njit(nogil=True, cache=True, inline="always")
 def advance(state: np.ndarray, inv_sr: float, feats: np.ndarray) -> None:
-    """Advance the control state by one sample and write [gate, sin, cos, level, 0, 0, 0, period] (float32)
-    into ``feats`` (the lags, 0 here, are :func:`push_lag`'s)."""
+    """Advance the control state by one sample and write [gate, sin, cos, level, 0, 0, 0, 0, period] (float32)
+    into ``feats`` (the lags, 0 here, are :func:`push_lag`'s; the prediction, 0 here, the source filter's)."""
     state[PITCH] += (state[PITCH_TARGET] - state[PITCH]) * state[PITCH_COEFF]
     f0 = 440.0 * 2.0 ** ((state[PITCH] - 69.0) / 12.0)
     a = state[LOOP_A]
@@ -112,7 +114,8 @@ def advance(state: np.ndarray, inv_sr: float, feats: np.ndarray) -> None:
     feats[4] = np.float32(0.0)  # the lags: written by push_lag / fill_lag
     feats[5] = np.float32(0.0)
     feats[6] = np.float32(0.0)
-    feats[7] = np.float32(1.0 / (f0 * inv_sr))
+    feats[PRED] = np.float32(0.0)
+    feats[PERIOD] = np.float32(1.0 / (f0 * inv_sr))
 
 
 @njit(nogil=True, cache=True)
