@@ -4,7 +4,8 @@ Readable with numpy alone (no torch, no training code). Layout: an entry
 ``header`` holding UTF-8 JSON ``{"format": "wavenet-live-model", "version": 1,
 "config": {...}, "metadata": {...}}``, weights as ``w/<name>`` (engine layout,
 see :func:`models.wavenet.export_weights`), an optional seed bank as
-``seed/<name>`` and an optional level bank (realtime.model.level.LevelBank) as ``level/<name>``.
+``seed/<name>``, an optional level bank (realtime.model.level.LevelBank) as ``level/<name>`` and an optional
+envelope bank (realtime.model.envelope.EnvelopeBank) as ``envelope/<name>``.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from realtime.model.config import ConditioningSpec, WaveNetConfig
+from realtime.model.envelope import BANK_KEYS as _ENVELOPE_KEYS
+from realtime.model.envelope import EnvelopeBank
 from realtime.model.level import LevelBank
 from realtime.model.note_keys import note_keys
 
@@ -27,7 +30,7 @@ REQUIRED_WEIGHTS = ("embed", "w_dil", "b_dil", "w_glob", "w_loc", "w_rs", "b_res
                     "w_out1", "b_out1", "w_out2", "b_out2", "pitch_embed", "instrument_embed")
 
 
-#: the model file's ``seed/<key>`` and ``level/<key>`` arrays
+#: the model file's ``seed/<key>`` and ``level/<key>`` arrays (``envelope/<key>``: realtime.model.envelope.BANK_KEYS)
 _SEED_KEYS = ("snippets", "instrument", "pitch", "velocity")
 _LEVEL_KEYS = ("params", "instrument", "pitch", "velocity")
 
@@ -77,6 +80,7 @@ class ModelFile:
     seedbank: SeedBank | None = None
     path: Path | None = None
     levelbank: LevelBank | None = None
+    envelopebank: EnvelopeBank | None = None
 
     @property
     def instruments(self) -> tuple[str, ...]:
@@ -99,6 +103,9 @@ class ModelFile:
         if self.levelbank is not None:
             for k in _LEVEL_KEYS:
                 arrays[f"level/{k}"] = getattr(self.levelbank, k)
+        if self.envelopebank is not None:
+            for k in _ENVELOPE_KEYS:
+                arrays[f"envelope/{k}"] = getattr(self.envelopebank, k)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
@@ -146,8 +153,9 @@ def load_model(path: str | Path) -> ModelFile:
     _check_shapes(path, cfg, weights)
     seed = _load_bank(path, arrays, "seed", _SEED_KEYS, SeedBank, "seed bank")
     levels = _load_bank(path, arrays, "level", _LEVEL_KEYS, LevelBank, "level bank")
+    envelopes = _load_bank(path, arrays, "envelope", _ENVELOPE_KEYS, EnvelopeBank, "envelope bank")
     return ModelFile(cfg, {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()},
-                     header.get("metadata", {}), seed, path, levels)
+                     header.get("metadata", {}), seed, path, levels, envelopes)
 
 
 def _load_bank(path: Path, arrays, prefix: str, keys: tuple[str, ...], cls, what: str):
