@@ -23,7 +23,9 @@ DEFAULT_PRESET = PRESET_DIR / "default.toml"
 
 #: parameters a CC can drive
 CC_PARAMS = ("temperature", "morph", "gain", "glide", "expression", "period_noise", "loop_lowpass")
-ENGINES = ("numba", "numba-bf16", "numba-bf16dot", "numba-int8", "numba-int8dot", "torchscript", "auto")
+#: engines that play without the network: the envelope bank's filter driven by a pulse train (engine/pulse_engine.py)
+REFERENCE_ENGINES = ("lpc-pulse", "lpc-pulse-mulaw")
+ENGINES = ("numba", "numba-bf16", "numba-bf16dot", "numba-int8", "numba-int8dot", "torchscript", "auto") + REFERENCE_ENGINES
 REPRIME_MODES = ("off", "note_on", "note_on_program")
 
 

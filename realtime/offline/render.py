@@ -48,7 +48,8 @@ def resolve_engine(name: str, model: ModelFile, compute: str = "cpu",
 def make_engine(name: str, model: ModelFile, seed: int = 0, compute: str = "cpu",
                 say: Callable[[str], None] | None = None) -> Engine:
     """Build an engine by name: numba (fp32), numba-bf16, numba-bf16dot, numba-int8, numba-int8dot, torchscript, or auto
-    (see :func:`resolve_engine`)."""
+    (see :func:`resolve_engine`); lpc-pulse plays the model's envelope bank without the network, lpc-pulse-mulaw
+    the same mu-law coded (realtime.engine.pulse_engine)."""
     name = resolve_engine(name, model, compute, say)
     if name.startswith("numba"):
         from realtime.engine.numba_engine import engine_from_name
@@ -58,6 +59,10 @@ def make_engine(name: str, model: ModelFile, seed: int = 0, compute: str = "cpu"
         from realtime.engine.torch_engine import TorchScriptEngine
 
         return TorchScriptEngine(model, seed=seed, device=compute)
+    if name in ("lpc-pulse", "lpc-pulse-mulaw"):
+        from realtime.engine.pulse_engine import PulseEngine
+
+        return PulseEngine(model, seed=seed, mulaw_output=name == "lpc-pulse-mulaw")
     raise ValueError(f"unknown engine {name!r} ({', '.join(ENGINES)})")
 
 

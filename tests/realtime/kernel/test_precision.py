@@ -181,7 +181,7 @@ def test_weight_bytes_shrink():
 def test_preset_engine_names_match_the_engines():
     from realtime.control.presets import ENGINES
 
-    assert set(ENGINES) == set(ENGINE_NAMES) | {"torchscript", "auto"}
+    assert set(ENGINES) == set(ENGINE_NAMES) | {"torchscript", "auto", "lpc-pulse", "lpc-pulse-mulaw"}
 
 
 def test_choose_engine_names_a_buildable_engine():
