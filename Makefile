@@ -9,7 +9,7 @@ TRAIN_APT_PACKAGES := fluidsynth fluid-soundfont-gm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: train-all-cores setup apt play test test-fast lint bench data train evaluate clean
+.PHONY: train-all-cores train-source-filter setup apt play test test-fast lint bench data train evaluate clean
 
 setup: apt $(STAMP)
 
@@ -72,6 +72,14 @@ train: data
 train-all-cores: data
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node $$(nproc) -m models.train \
 		--data data/gm $(EXTRA) --out $(TRAIN_OUT) --resume --compile $(DETUNE) $(LR) $(TRAIN_ARGS)
+
+# the source-filter model (issue 37; models/experiments/source-filter/config.json): from scratch, then resumed, on one
+# core; the network models the excitation, the envelope bank the spectral envelope and gain
+SF_OUT ?= models/source-filter
+train-source-filter: data
+	OMP_NUM_THREADS=1 taskset -c $(TRAIN_CPU) $(BIN)/python -m models.train --data data/gm $(EXTRA) --out $(SF_OUT) \
+		--resume --compile $(DETUNE) --config models/experiments/source-filter/config.json --weight-ema 0.999 \
+		--no-progress $(TRAIN_ARGS)
 
 evaluate: setup
 	$(BIN)/python -m models.evaluate --model models/default/model.npz

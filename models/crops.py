@@ -148,7 +148,7 @@ def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng:
                starts=None, splice_prob: float = 0.0, local: tuple[str, ...] = DEFAULT_LOCAL,
                level_shift: float = 0.0, level_gain_db: float = 0.0, detune: float = 0.0,
                f0_shift: float = 0.0, pitch_interp: bool = False, input_tilt: float = 0.0,
-               overlays=None, source_filter=None, analyse=None) -> Batch:
+               overlays=None, source_filter=None) -> Batch:
     """Stack crops of ``notes[indices]``. ``pitch_shift``/``instrument_map`` falsify conditioning (for probes);
     ``splice_prob`` is the share of crops that start at a note change (see :func:`make_crop`);
     ``local`` names the local channels the model reads (its ``conditioning.local``); ``level_shift``
@@ -161,7 +161,7 @@ def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng:
     :func:`tilt` with b uniform in 0..this (see :func:`make_crop`). ``overlays``: per crop None or
     (target audio, input audio, scored window start): a rollout crop of that note (see
     :func:`make_crop`'s ``input_audio``; not spliced, detuned or tilted). ``source_filter`` (a model's
-    SourceFilterSpec) with ``analyse`` (the envelope analysis): excitation crops
+    SourceFilterSpec): excitation crops
     (models.excitation_crops; ``input_noise`` is then the noise injected into the excitation; not spliced, not
     tilted, no overlays)."""
     pick = [LOCAL_CHANNELS.index(c) for c in local]
@@ -186,7 +186,7 @@ def make_batch(notes, indices, sample_rate: int, context: int, window: int, rng:
             n = detuned(n, bend, sample_rate)
             start = pick_start(n.audio, n.onset, n.release, window, rng) if starts is None else int(starts[k])
             a, b, loc = excitation_crop(n.audio, n.onset, n.release, pitch, sample_rate, context, window, start, rng,
-                                        source_filter, analyse, noise, level_params, bend + f0_shift)
+                                        source_filter, noise, level_params, bend + f0_shift)
         else:
             prev = None
             if splice_prob > 0 and starts is None and rng.random() < splice_prob:

@@ -1,42 +1,37 @@
 """Training crops of a source-filter model: the excitation as targets, LPCNet's noise injected in the loop.
 
-A crop of a note is analysed into envelope frames (LSFs and excitation gain, by the same analysis the envelope
-bank is built with), tracked per sample as the engines track the bank (the LPC row and gain change every
-``UPDATE`` samples, interpolated from the frames), and run through
-:func:`realtime.model.source_filter.teacher_forced`: targets are the classes of the gain-normalised excitation,
-inputs the signal the network would have played, ``pred`` its short-term prediction. Pure numpy / Numba;
-thread: training.
+A crop's span of the note is analysed into envelope frames by the envelope bank's own analysis
+(models.envelope.analyse), tracked per sample as the engines track the bank (models.envelope.note_tracks: the
+LPC row renewed every 1 ms), and run through :func:`realtime.model.source_filter.teacher_forced`: targets are the
+classes of the gain-normalised excitation, inputs the signal the network would have played, ``pred`` its
+short-term prediction. Only the span is analysed (a few ms), so a detuned crop gets its own envelope. Thread:
+training.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
+from models.envelope import analyse, note_tracks
 from realtime.model import local_cond, mulaw
 from realtime.model import source_filter as sf
 from realtime.model.config import SourceFilterSpec
 from realtime.model.level import fit_level
 
-#: (audio (n,) float, sample rate) -> (lsf (F, order), gain (F,), hop): frame f describes sample f * hop
-Analyse = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray, int]]
+#: analysed before the crop's first sample (samples): the predictor's history and a frame's half window
+MARGIN = 512
 
 
-def tracks(lsf: np.ndarray, gain: np.ndarray, hop: int, n: int, offset: int = 0,
-           update: int = sf.UPDATE) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample LPC rows (n, order + 1) and gains (n,) for samples ``offset .. offset + n`` of the analysed
-    audio: both change every ``update`` samples (counted from sample 0 of the audio), to the LSFs interpolated
-    at that sample (then :func:`~realtime.model.source_filter.tidy_lsf`) and the gain interpolated in log."""
-    first = (offset // update) * update
-    points = np.arange(first, offset + n, update)
-    rows = sf.lpc_rows(sf.frame_track(lsf, hop, points))
-    g_at = np.exp(sf.frame_track(np.log(np.maximum(gain, sf.GAIN_FLOOR)), hop, points))
-    idx = (offset + np.arange(n)) // update - first // update
-    return rows[idx], g_at[idx]
+def span_tracks(audio: np.ndarray, begin: int, n: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """LPC rows (n, ORDER + 1) and gains (n,) for samples ``begin .. begin + n`` of ``audio`` (zero outside it),
+    from the analysis of that stretch alone (with MARGIN samples before it)."""
+    a0 = max(begin - MARGIN, 0)
+    a1 = min(max(begin + n, a0 + 1), len(audio))
+    frames = analyse(audio[a0:a1], 0, a1 - a0, sample_rate)
+    return note_tracks(frames, n, begin - a0)
 
 
 def excitation_crop(audio: np.ndarray, onset: int, release: int, pitch: float, sample_rate: int, context: int,
-                    window: int, start: int, rng: np.random.Generator, spec: SourceFilterSpec, analyse: Analyse,
+                    window: int, start: int, rng: np.random.Generator, spec: SourceFilterSpec,
                     input_noise: float = 0.0, level_params: np.ndarray | None = None,
                     f0_offset: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One crop of a note for a source-filter model: (inputs (T,), targets (T,), local (N_LOCAL, T)), T = context +
@@ -46,19 +41,16 @@ def excitation_crop(audio: np.ndarray, onset: int, release: int, pitch: float, s
     t_len = context + window
     order = spec.order
     begin = start - context
-    # the analysed span: the crop and its predictor's history, in the pre-emphasised domain
-    a0 = max(begin - order - 1, 0)
-    a1 = min(max(begin + t_len, a0 + 1), len(audio))
-    span = sf.pre_emphasis(audio[a0:a1], spec.emphasis, float(audio[a0 - 1]) if a0 > 0 else 0.0)
-    s = np.zeros(t_len + order)
-    lo_s, hi_s = max(begin - order, a0), min(begin + t_len, a1)
-    if hi_s > lo_s:
-        s[lo_s - (begin - order):hi_s - (begin - order)] = span[lo_s - a0:hi_s - a0]
-    lsf, gain, hop = analyse(audio[a0:a1].astype(np.float32), sample_rate) if a1 - a0 > order * 4 else (None, None, 0)
-    if lsf is None or lsf.shape[0] == 0:  # nothing to analyse (a crop wholly outside the note): a flat envelope
-        lsf = np.linspace(np.pi / (order + 1), np.pi * order / (order + 1), order)[None, :]
-        gain, hop = np.full(1, sf.GAIN_FLOOR), 1
-    a, g = tracks(lsf, gain, hop, t_len, offset=begin - a0)
+    if order != sf.ORDER or spec.emphasis != sf.EMPHASIS or spec.exc_scale != sf.EXC_SCALE:
+        raise ValueError(f"source_filter {spec}: this version trains order {sf.ORDER}, emphasis {sf.EMPHASIS}, "
+                         f"exc_scale {sf.EXC_SCALE} only")
+    # the pre-emphasised note from ``order`` samples before the crop: s[order + t] is step t's target
+    pad = np.zeros(t_len + order + 1)
+    lo, hi = max(begin - order - 1, 0), min(begin + t_len, len(audio))
+    if hi > lo:
+        pad[lo - (begin - order - 1):hi - (begin - order - 1)] = audio[lo:hi]
+    s = sf.pre_emphasis(pad[1:], spec.emphasis, pad[0])
+    a, g = span_tracks(audio, begin, t_len, sample_rate)
     jitter = (np.rint(rng.normal(0.0, input_noise, t_len)).astype(np.int64) if input_noise > 0
               else np.zeros(t_len, np.int64))
     inputs = np.empty(t_len, np.int64)

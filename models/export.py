@@ -58,21 +58,25 @@ def training_summary(step: int, elapsed_s: float, core_s: float, max_world: int,
     return summary
 
 
-def model_file(model: WaveNet, dataset, summary: dict[str, Any]) -> ModelFile:
+def model_file(model: WaveNet, dataset, summary: dict[str, Any], envelopes=None) -> ModelFile:
     """Weights + seed bank and, for a model with a level input, level bank (from ``dataset``'s notes)
-    + training summary."""
+    + training summary; ``envelopes``: a source-filter model's envelope bank (realtime.model.envelope.EnvelopeBank,
+    built once by the caller: models.envelope.build_bank of the training notes)."""
     cfg = model.cfg
     seed = build_seedbank(dataset.notes, cfg.receptive_field, sample_rate=cfg.sample_rate)
     meta = {"training": summary, "n_params": model.n_params(),
             "dataset": {"source": getattr(dataset, "source", ""), "n_notes": len(dataset.notes)}}
     levels = build_levelbank(dataset.notes, cfg.sample_rate) if "level" in cfg.conditioning.local else None
-    return ModelFile(cfg, export_weights(model), meta, seed, levelbank=levels)
+    if cfg.source_filter is not None and envelopes is None:
+        raise ValueError("a source-filter model's file needs its envelope bank (models.envelope.build_bank)")
+    return ModelFile(cfg, export_weights(model), meta, seed, levelbank=levels, envelopebank=envelopes)
 
 
-def export_model(model: WaveNet, dataset, out_dir: str | Path, summary: dict[str, Any]) -> Path:
-    """Write ``out_dir/model.npz`` (weights + seed bank + training summary) and refresh ``MODEL.md``."""
+def export_model(model: WaveNet, dataset, out_dir: str | Path, summary: dict[str, Any], envelopes=None) -> Path:
+    """Write ``out_dir/model.npz`` (weights + seed bank + training summary; ``envelopes``: see :func:`model_file`)
+    and refresh ``MODEL.md``."""
     out_dir = Path(out_dir)
-    mf = model_file(model, dataset, summary)
+    mf = model_file(model, dataset, summary, envelopes)
     path = mf.save(out_dir / "model.npz")
     write_card(out_dir, mf.config, mf.metadata)
     return path

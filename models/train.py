@@ -294,7 +294,7 @@ def evaluate(model: WaveNet, notes, sample_rate: int, context: int, window: int,
         for k in range(0, len(idx), 8):
             kw = {"starts": starts[k:k + 8], **kw}
             b = make_batch(notes, idx[k:k + 8], sample_rate, context, window, np.random.default_rng(k),
-                           local=model.cfg.conditioning.local, **kw)
+                           local=model.cfg.conditioning.local, source_filter=model.cfg.source_filter, **kw)
             logits, targets = batch_logits(model, b, device)
             losses.append(float(F.cross_entropy(logits, targets)) * len(b.pitch))
             if name == "eval_loss":  # how sharply it predicts: the sampler's own noise, teacher-forced
@@ -453,6 +453,12 @@ def train(a) -> int:
     else:
         cfg = default_config(ds.instruments, ds.sample_rate)
     ds.check_fits(cfg.conditioning.instruments, cfg.sample_rate, a.data, "the model")
+    if cfg.source_filter is not None:
+        off = [f for f, on in (("--rollouts", a.rollouts), ("--self-feed", a.self_feed), ("--input-tilt", a.input_tilt),
+                               ("--level-gain-db", a.level_gain_db)) if on]
+        if off:
+            raise ValueError(f"{', '.join(off)}: not for a source-filter model (its crops inject noise in the loop "
+                             "instead; --input-noise sets it)")
     if a.detune > 0 and not cfg.conditioning.pitch_interp:  # detuned crops read interpolated embeddings
         cfg = replace(cfg, conditioning=replace(cfg.conditioning, pitch_interp=True))
     torch.manual_seed(a.seed)
@@ -479,6 +485,11 @@ def train(a) -> int:
     if a.compile:  # the training step only: one shape (batch x crop), compiled once
         net = torch.compile(net)
     context = cfg.receptive_field - 1
+    envelopes = None  # a source-filter model's envelope bank: of the training notes, analysed once, in its file
+    if cfg.source_filter is not None and rank == 0:
+        from models.envelope import build_bank
+
+        envelopes = build_bank(train_notes, cfg.sample_rate)
     rng = np.random.default_rng([a.seed, rank, step])
     gen = torch.Generator(device=device).manual_seed(int(rng.integers(2 ** 62)))
     budget = a.minutes * 60.0 if a.minutes is not None else math.inf
@@ -536,7 +547,7 @@ def train(a) -> int:
                    str(ckpt_path) + ".tmp")
         os.replace(str(ckpt_path) + ".tmp", ckpt_path)
         summary = training_summary(step, elapsed, core_s, max_world, history, loss_avg, extra.get("weight_ema"))
-        export_model(model if averaged is None else averaged.module, ds, out, summary)
+        export_model(model if averaged is None else averaged.module, ds, out, summary, envelopes)
         plot_history(history, out / "loss.png")
 
     interrupted = install_stop_handlers()
@@ -559,7 +570,8 @@ def train(a) -> int:
         b = make_batch(train_notes, idx, cfg.sample_rate, context, a.window, rng, a.input_noise,
                        splice_prob=a.splice_prob, local=cfg.conditioning.local,
                        level_gain_db=a.level_gain_db, detune=a.detune,
-                       pitch_interp=cfg.conditioning.pitch_interp, input_tilt=a.input_tilt, overlays=overlays)
+                       pitch_interp=cfg.conditioning.pitch_interp, input_tilt=a.input_tilt, overlays=overlays,
+                       source_filter=cfg.source_filter)
         t0 = time.monotonic()
         if overlays is not None and a.rollout_loss == "spectral":
             loss, spec_term = rollout_batch_loss(model, b, device, net, mel_fb, a.rollout_weight)

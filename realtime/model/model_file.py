@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime.model.config import ConditioningSpec, WaveNetConfig
+from realtime.model.config import ConditioningSpec, SourceFilterSpec, WaveNetConfig
 from realtime.model.envelope import BANK_KEYS as _ENVELOPE_KEYS
 from realtime.model.envelope import EnvelopeBank
 from realtime.model.level import LevelBank
@@ -63,11 +63,16 @@ class SeedBank:
 
     def lookup(self, instrument: int, pitch: int, velocity: int = 100) -> np.ndarray | None:
         """The snippet (mu-law uint8) closest in pitch (then velocity) for ``instrument``, or None."""
+        k = self.index(instrument, pitch, velocity)
+        return None if k is None else self.snippets[k]
+
+    def index(self, instrument: int, pitch: int, velocity: int = 100) -> int | None:
+        """The row of :meth:`lookup`'s snippet, or None (no snippet of ``instrument``)."""
         idx = np.flatnonzero(self.instrument == instrument)
         if idx.size == 0:
             return None
         cost = np.abs(self.pitch[idx] - pitch) * 1000 + np.abs(self.velocity[idx] - velocity)
-        return self.snippets[idx[int(np.argmin(cost))]]
+        return int(idx[int(np.argmin(cost))])
 
 
 @dataclass
@@ -175,23 +180,28 @@ def _check_config_types(path: Path, d: Any) -> None:
         if not isinstance(d, dict):
             raise ModelFileError(f"model file {path}: {where}: expected a JSON object, got {d!r}")
         for f in fields(cls):
-            if f.name not in d or f.name == "conditioning":
+            if f.name not in d or f.name in ("conditioning", "source_filter"):
                 continue
             v = d[f.name]
             if f.type == "int":
                 ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            elif f.type == "float":
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
             elif f.type == "bool":
                 ok = isinstance(v, bool)
             else:  # tuple[str, ...]
                 ok = isinstance(v, list) and all(isinstance(x, str) for x in v) and (v or f.name != "instruments")
             if not ok:
-                want = {"int": "an int >= 0", "bool": "true or false"}.get(f.type, "a list of strings")
+                want = {"int": "an int >= 0", "float": "a number", "bool": "true or false"}.get(f.type,
+                                                                                               "a list of strings")
                 want += " (at least one)" if f.name == "instruments" else ""
                 raise ModelFileError(f"model file {path}: {where}.{f.name}: expected {want}, got {v!r}")
 
     check("config", d, WaveNetConfig)
     if "conditioning" in d:
         check("config.conditioning", d["conditioning"], ConditioningSpec)
+    if d.get("source_filter") is not None:
+        check("config.source_filter", d["source_filter"], SourceFilterSpec)
 
 
 def _check_shapes(path: Path, cfg: WaveNetConfig, w: dict[str, np.ndarray]) -> None:

@@ -145,18 +145,6 @@ def predictions(s: np.ndarray, a: np.ndarray) -> np.ndarray:
     return -(a[:, 1:] * padded[idx]).sum(axis=1)
 
 
-def frame_track(values: np.ndarray, hop: int, positions: np.ndarray) -> np.ndarray:
-    """``values`` (F, ...) of frames at samples 0, hop, 2 hop, .. linearly interpolated at sample ``positions`` (n,):
-    (n, ...) float64; held before the first frame and beyond the last."""
-    values = np.asarray(values, np.float64)
-    pos = np.asarray(positions, np.float64) / float(hop)
-    f0 = np.clip(np.floor(pos).astype(np.int64), 0, values.shape[0] - 1)
-    f1 = np.minimum(f0 + 1, values.shape[0] - 1)
-    w = np.clip(pos - f0, 0.0, 1.0)
-    w = w.reshape((-1,) + (1,) * (values.ndim - 1))
-    return values[f0] * (1.0 - w) + values[f1] * w
-
-
 #: the excitation's scale in the network's output classes: class k means e = g * EXC_SCALE * mulaw.decode(k), g the
 #: frame's excitation RMS (a pulse's peak is sqrt(period) times its RMS: 17 for a 300-sample period; 32 keeps
 #: those unclipped, and 8-bit mu-law still resolves the RMS level to about 5 %)
@@ -216,21 +204,3 @@ def teacher_forced(s: np.ndarray, a: np.ndarray, g: np.ndarray, jitter: np.ndarr
         inputs[t] = encode1(sn[P + t - 1])
         pred[t] = compand(p)
 
-
-#: samples between envelope updates (the LPC row and the gain): 1 ms at 16 kHz
-UPDATE = 16
-
-
-@njit(cache=True, nogil=True)
-def lpc_rows(lsf: np.ndarray) -> np.ndarray:
-    """LPC rows (n, p + 1) of LSF rows (n, p), each tidied first (:func:`tidy_lsf`, on a copy)."""
-    n, p = lsf.shape
-    out = np.empty((n, p + 1))
-    work = np.empty((2, p + 2))
-    row = np.empty(p)
-    for i in range(n):
-        for k in range(p):
-            row[k] = lsf[i, k]
-        tidy_lsf(row)
-        lsf_to_lpc_into(row, out[i], work)
-    return out

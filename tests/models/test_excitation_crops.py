@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.signal as ss
 
-from models.excitation_crops import excitation_crop, tracks
+from models.excitation_crops import excitation_crop, span_tracks
 from realtime.model import local_cond, mulaw
 from realtime.model import source_filter as sf
 from realtime.model.config import ConditioningSpec, SourceFilterSpec, WaveNetConfig
@@ -54,17 +54,21 @@ def test_encode1_is_mulaw_encode():
 
 def replay(sp, a, g, targets, jitter):
     """What an engine drawing ``targets + jitter`` plays, sample by sample: (sn, the predictions p) with sn's first
-    ORDER samples the history ``sp`` gave; a clipped target resynchronises sn to ``sp`` as training does."""
-    sn, preds = sp.copy(), np.empty(len(targets))
-    for t in range(len(targets)):
+    ORDER samples the history ``sp`` gave; a clipped target resynchronises sn to ``sp`` as training does. ``a``: one
+    LPC row or one per step; ``g``: one gain or one per step."""
+    n = len(targets)
+    rows = np.broadcast_to(a, (n, ORDER + 1))
+    gains = np.broadcast_to(g, (n,))
+    sn, preds = sp.copy(), np.empty(n)
+    for t in range(n):
         p = 0.0
         for k in range(1, ORDER + 1):  # in the kernel's order, so the float64 sums agree to the bit
-            p -= a[k] * sn[ORDER + t - k]
+            p -= rows[t, k] * sn[ORDER + t - k]
         preds[t] = p
         if targets[t] in (0, 255):
             sn[ORDER + t] = sp[ORDER + t]
         else:
-            sn[ORDER + t] = p + g * sf.EXC_SCALE * DECODE[np.clip(targets[t] + jitter[t], 0, 255)]
+            sn[ORDER + t] = p + gains[t] * sf.EXC_SCALE * DECODE[np.clip(targets[t] + jitter[t], 0, 255)]
     return sn, preds
 
 
@@ -109,36 +113,19 @@ def test_injected_noise_does_not_accumulate():
     assert np.abs(dev).max() < 0.25 * np.abs(s).max()
 
 
-def test_tracks_change_every_update_and_interpolate():
-    lsf = np.stack([np.linspace(0.1, 3.0, ORDER), np.linspace(0.2, 3.0, ORDER)])
-    gain = np.array([0.01, 0.04])
-    rows, g = tracks(lsf, gain, 160, 320, offset=0)
-    assert rows.shape == (320, ORDER + 1) and g.shape == (320,)
-    assert np.all(rows[:sf.UPDATE] == rows[0]) and not np.array_equal(rows[sf.UPDATE], rows[0])
-    assert g[0] == pytest.approx(0.01) and g[160] == pytest.approx(0.04)
-    assert g[80] == pytest.approx(0.02, rel=1e-9)  # halfway in log: the geometric mean
-    np.testing.assert_allclose(rows[0], sf.lsf_to_lpc(lsf[0]))
-    np.testing.assert_allclose(rows[160], sf.lsf_to_lpc(lsf[1]))
-
-
 def test_excitation_crop_fills_pred_and_lag():
+    """A crop of a source-filter note, analysed by the envelope bank's analysis: drawing its targets plays the span
+    back, ``pred`` and the lag are filled."""
     s, e, a = source_filter_note(12000, period=80)
     audio = sf.de_emphasis(s).astype(np.float32)
-    lsf_true = sf.lpc_to_lsf(a)
-    g = float(np.sqrt(np.mean(e ** 2)))
-
-    def analyse(x, sr):  # the true envelope, as a perfect analysis would give it
-        frames = len(x) // 160 + 1
-        return np.tile(lsf_true, (frames, 1)), np.full(frames, g), 160
-
     spec = SourceFilterSpec()
     inputs, targets, loc = excitation_crop(audio, 100, 11000, 60, SR, 2047, 2048, 6000, np.random.default_rng(0),
-                                           spec, analyse)
+                                           spec)
     assert inputs.shape == targets.shape == (4095,) and loc.shape == (local_cond.N_LOCAL, 4095)
-    # drawing the targets plays the span back (as in test_the_targets_replay_the_note)
     begin = 6000 - 2047
-    sp = s[begin - ORDER:begin + 4095]
-    sn, _ = replay(sp, a, g, targets, np.zeros(4095, np.int64))
+    rows, gains = span_tracks(audio, begin, 4095, SR)
+    sp = sf.pre_emphasis(audio[begin - ORDER - 1:begin + 4095].astype(np.float64))[1:]
+    sn, _ = replay(sp, rows, gains, targets, np.zeros(4095, np.int64))
     assert 10 * np.log10(np.mean((sn[ORDER:] - sp[ORDER:]) ** 2) / np.mean(sp[ORDER:] ** 2)) < -25.0
     assert np.abs(loc[local_cond.PRED]).max() > 0.1 and np.abs(loc[local_cond.LAG]).max() > 0.1
 

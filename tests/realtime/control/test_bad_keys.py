@@ -6,6 +6,7 @@ covered without touching this file.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -18,7 +19,7 @@ import pytest
 from wnl_testutil import small_model
 
 from realtime.control.presets import _SECTIONS, Preset, PresetError, load_preset, override
-from realtime.model.config import ConditioningSpec, WaveNetConfig
+from realtime.model.config import ConditioningSpec, SourceFilterSpec, WaveNetConfig
 from realtime.model.model_file import REQUIRED_WEIGHTS, ModelFileError, load_model
 
 # ----------------------------------------------------------------- presets
@@ -233,13 +234,15 @@ def test_non_numeric_weight_names_it(tmp_path, good, name, dtype):
 def config_cases():
     """(dotted key, bad value) for every config field, from the dataclasses."""
     bad_for = {"int": ["32", 1.5, True, None, -3, [1]], "bool": [1, "yes", None],
-               "tuple[str, ...]": ["abc", [1, 2], None, {"a": 1}]}
+               "tuple[str, ...]": ["abc", [1, 2], None, {"a": 1}], "float": ["0.85", True, None, [1.0]]}
     out = []
     for f in fields(WaveNetConfig):
-        if f.name != "conditioning":
+        if f.name not in ("conditioning", "source_filter"):
             out += [(f"config.{f.name}", v) for v in bad_for[f.type]]
     for f in fields(ConditioningSpec):
         out += [(f"config.conditioning.{f.name}", v) for v in bad_for[f.type]]
+    for f in fields(SourceFilterSpec):
+        out += [(f"config.source_filter.{f.name}", v) for v in bad_for[f.type]]
     out += [("config.conditioning.instruments", []), ("config.conditioning", [1]), ("config.conditioning", None),
             ("config", "x"), ("config", None), ("config", [])]
     return out
@@ -252,6 +255,9 @@ CONFIG_CASES = config_cases()
 def test_bad_config_value_names_the_key(tmp_path, good, key, value):
     arrays, header = good
     header = json.loads(json.dumps(header))
+    if key.startswith("config.source_filter."):  # a source-filter model's config, then the bad value
+        header["config"]["source_filter"] = dataclasses.asdict(SourceFilterSpec())
+        header["config"]["conditioning"]["local"].append("pred")
     parts = key.split(".")
     if len(parts) == 1:
         header["config"] = value
