@@ -16,6 +16,9 @@
   its real note's over the 1.5 s key-down, as a shape error with the output gain
   removed, per instrument, with median curves (does a held note decay like the real
   one, or hold, or die away?);
+- noise floor (``hnr``): the harmonic-to-noise ratio (dB; Boersma's autocorrelation method at the played f0,
+  models.audio_features.harmonic_to_noise_db) of each pitch-grid note over its sounding part, median over the
+  notes and per instrument, against the real notes' (velocity nearest 90; also mu-law coded: the codec's own floor);
 - timbre: a 1-nearest-neighbour classifier on log-mel statistics of the real
   notes, mu-law coded as the model learns them, names the instrument of each
   generated note (with a confusion table; the figure against the clean real notes
@@ -45,7 +48,9 @@
 (e.g. ``numba-int8dot`` vs ``numba``) should keep the pitch and timbre figures
 within 2 points (one note of the 54-55 is ~1.8 points), but on a model that is not
 pitched yet those figures move by up to ~7 points between sampler seeds, so the
-teacher-forced NLL is the sharper test. ``auto`` is resolved once. ``--temperature``
+teacher-forced NLL is the sharper test. ``auto`` is resolved once. ``lpc-pulse`` plays the model file's
+envelope bank with a pulse train plus noise and no network (realtime/engine/pulse_engine.py: the source-filter
+ceiling); it has no teacher-forced figures (NLL, spread, resynthesis: None). ``--temperature``
 replaces the preset's sampling temperature for every generated note (NLL does not depend on it);
 ``--period-noise`` the preset's sampler-noise correlation one f0 period back (0: independent;
 realtime/kernel/period_noise.py), to measure the network with and without it.
@@ -63,6 +68,7 @@ import numpy as np
 
 from models.audio_features import (
     NearestNeighbour,
+    harmonic_to_noise_db,
     logmel_stats,
     mel_points_hz,
     window_db,
@@ -70,7 +76,7 @@ from models.audio_features import (
     with_white_noise,
 )
 from models.dataset import midi_to_hz
-from realtime.control.presets import ENGINES
+from realtime.control.presets import ENGINES, REFERENCE_ENGINES
 
 PITCH_GRID = (40, 45, 50, 55, 60, 65, 70, 75, 80)
 #: a 100 ms window below this RMS level (dBFS) is silent
@@ -247,6 +253,49 @@ def envelope_figures(rows: list[tuple[str, np.ndarray, np.ndarray]], window_s: f
                                for k, v in errs.items()},
             "curves": {k: {"generated_db": np.round(np.median(gen[k], axis=0), 1).tolist(),
                            "real_db": np.round(np.median(real[k], axis=0), 1).tolist()} for k in errs}}
+
+
+def note_hnr_db(audio: np.ndarray, pitch: int, sr: int) -> float:
+    """A note's harmonic-to-noise ratio (dB; models.audio_features.harmonic_to_noise_db at the f0 of MIDI
+    ``pitch``) over the sounding part of a held note (:func:`held_part`, from key-down)."""
+    return harmonic_to_noise_db(np.asarray(audio)[held_part(sr)], sr, midi_to_hz(pitch))
+
+
+def hnr_figures(generated: dict, data, names: list[str], sr: int) -> dict:
+    """The noise floor against the real notes': each generated note's harmonic-to-noise ratio (:func:`note_hnr_db`;
+    ``generated[(instrument, pitch)]``, from key-down) and, with a dataset, the real note's of that instrument and
+    pitch (the velocity nearest 90, from its key-down), clean and 8-bit mu-law coded (the floor the codec alone
+    sets). Medians (dB) over the notes (an unvoiced note, NaN, counts as the lowest) and per instrument; real
+    minus generated (``gap_db``)."""
+    from realtime.model import mulaw
+
+    def med(v: list[float]) -> float | None:  # None when most notes are unvoiced
+        m = float(np.median([x if np.isfinite(x) else -np.inf for x in v])) if v else np.nan
+        return round(m, 2) if np.isfinite(m) else None
+
+    gen: dict[str, list[float]] = {}
+    real: dict[str, list[float]] = {}
+    coded: dict[str, list[float]] = {}
+    notes = []
+    for (i, p), a in generated.items():
+        g = note_hnr_db(a, p, sr)
+        gen.setdefault(names[i], []).append(g)
+        row = {"instrument": names[i], "pitch": int(p), "generated_db": round(g, 2) if np.isfinite(g) else None}
+        n = real_note(data, i, p) if data is not None else None
+        if n is not None:
+            r, c = (note_hnr_db(x[n.onset:], p, sr) for x in (n.audio, mulaw.roundtrip(n.audio)))
+            real.setdefault(names[i], []).append(r)
+            coded.setdefault(names[i], []).append(c)
+            row |= {"real_db": round(r, 2) if np.isfinite(r) else None}
+        notes.append(row)
+    every = lambda d: [x for v in d.values() for x in v]  # noqa: E731
+    out = {"generated_median_db": med(every(gen)), "real_median_db": med(every(real)),
+           "real_mulaw_median_db": med(every(coded)),
+           "per_instrument": {k: {"generated_db": med(v), "real_db": med(real.get(k, []))} for k, v in gen.items()},
+           "notes": notes}
+    if out["generated_median_db"] is not None and out["real_median_db"] is not None:
+        out["gap_db"] = round(out["real_median_db"] - out["generated_median_db"], 2)
+    return out
 
 
 NOISE_SNRS_DB = (30.0, 25.0, 20.0, 15.0)  # the noise-robust timbre reference: each real note also this far over noise
@@ -531,6 +580,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     # auto probed once here, not once per generated note
     engine = resolve_engine(engine or preset.model.engine, model, preset.model.compute, log)
     preset = replace(preset, model=replace(preset.model, engine=engine))
+    network_less = engine in REFERENCE_ENGINES  # no network: nothing to teacher-force
     data = load_dataset(data_dir) if data_dir else None
     names = list(model.config.conditioning.instruments)
     tonal = tonal_instruments(model, data)
@@ -578,6 +628,9 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
         if rows:
             res["envelope"] = envelope_figures(rows)
             log(f"envelope: {without_notes({'e': res['envelope']})['e']}")
+    # the noise floor: harmonic-to-noise ratio of the generated notes against the real ones'
+    res["hnr"] = hnr_figures(generated, data, names, sr)
+    log(f"hnr: {without_notes({'h': res['hnr']})['h']}")
 
     # timbre: classifier fitted on the real notes as the model is trained to reproduce them, through
     # 8-bit mu-law (a classifier fitted on the clean float notes hears the codec's noise floor as timbre:
@@ -614,7 +667,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
             robust = noise_robust_classifier(ref_notes, sr)
             res["timbre"] |= noise_robust_timbre(ref_notes, [n for n in data.notes if n.velocity != REF_VELOCITY],
                                                  xg, yg, names, sr, clf, robust)
-            res["timbre"]["resynthesis"] = resynthesis_timbre(
+            res["timbre"]["resynthesis"] = None if network_less else resynthesis_timbre(
                 model, data, preset.model.engine, [k for k, _ in gen_items], preset.model.temperature, seed,
                 {"generated": clf, "generated_noise_robust": robust})
             res["timbre"]["profile_excess_db"] = spectral_profile(dict(gen_items), data, names, sr)
@@ -687,8 +740,8 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     if png:
         write_sheet(png, model, data, generated, names, sr)
         res["png"] = png
-    nll, res["teacher_forced_spread_db"] = teacher_forced_figures(model, data, preset.model.engine,
-                                                                  preset.model.temperature)
+    nll, res["teacher_forced_spread_db"] = (None, None) if network_less else teacher_forced_figures(
+        model, data, preset.model.engine, preset.model.temperature)
     res["teacher_forced_nll"] = round(nll, 5) if nll is not None else None
     log(f"teacher-forced NLL of real notes: {res['teacher_forced_nll']} nats/sample")
     log(f"teacher-forced sampling spread below the real notes (dB, at {preset.model.temperature}): "
