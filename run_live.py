@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True,
                    help="output audio file (.wav or .flac), or a session folder (audio, events, manifest)")
     r.add_argument("--seconds", type=float, help="length (default: the MIDI file's length, or 8 s)")
+    r.add_argument("--max-seconds", type=float, metavar="N",
+                   help="render the MIDI file's length but at most N seconds; also needed for a file over an hour "
+                        "long or with a long silence after its last event")
     r.add_argument("--midi", help="standard MIDI file to play")
     r.add_argument("--samplerate", type=int, help="resample the output to this rate (Hz)")
     r.add_argument("--block", type=int, default=1024, help="engine block size in samples")
@@ -98,28 +101,39 @@ def load_session_preset(a):
 
 
 def cmd_render(a) -> int:
-    import numpy as np
-    import soundfile as sf
-
+    """Render offline, streaming to the output as it goes (flat memory), with a progress bar on a terminal."""
     from realtime.offline.demo import demo_events
-    from realtime.offline.midi_file import load_events
-    from realtime.offline.render import Session, timed_render
+    from realtime.offline.midi_file import check_length, load_events
+    from realtime.offline.progress import RenderProgress
+    from realtime.offline.render import Session
 
+    if a.max_seconds is not None and not a.max_seconds > 0:
+        raise ValueError(f"--max-seconds must be > 0, got {a.max_seconds}")
     preset = load_session_preset(a)
     session = Session.open(preset, say=lambda m: print(f"wavenet-live: {m}", file=sys.stderr))
     sr = session.engine.sample_rate
     if a.midi:
         timeline, length = load_events(a.midi, sr)
+        if a.seconds is None and a.max_seconds is None:
+            check_length(a.midi, timeline, length, sr)
         seconds = a.seconds if a.seconds is not None else length + preset.sound.release_ms / 1000.0 + 0.2
     else:
         seconds = a.seconds if a.seconds is not None else 8.0
         progs = sorted(preset.midi.programs) or list(range(len(session.controller.instruments)))
         timeline = demo_events(sr, seconds, progs)
+    if a.max_seconds is not None and a.seconds is None:
+        seconds = min(seconds, a.max_seconds)
     if not seconds > 0:
         raise ValueError(f"--seconds must be > 0, got {seconds}")
     out = Path(a.out)
     n = int(round(seconds * sr))
+    from realtime.offline.render_file import render_to_file, warm_up
+
+    warm_up(session)
+    progress = RenderProgress(n, sr)
     if out.suffix.lower() not in (".wav", ".flac"):  # a session folder: the same kind of thing as a live take
+        import time
+
         from realtime.live.recorder import Recorder
         from realtime.offline.render import run_stream
         from realtime.offline.replay import manifest_for
@@ -129,29 +143,20 @@ def cmd_render(a) -> int:
         rec = Recorder(out, synchronous=True)
         rec.begin(out_sr, {**manifest_for(session), "device_rate": out_sr, "gen_block": a.block, "resample": "hq",
                            "kind": "render"})
-        import time
-
+        session.keep_log = False  # the events go to events.jsonl as they happen
         t0 = time.perf_counter()
-        run_stream(session, timeline, n, a.block, Resampler(sr, out_sr, "hq") if out_sr != sr else None,
-                   sink=rec, keep=False)
+        with progress:
+            run_stream(session, timeline, n, a.block, Resampler(sr, out_sr, "hq") if out_sr != sr else None,
+                       sink=rec, keep=False, progress=progress)
         wall = time.perf_counter() - t0
         rec.close({"recoveries": session.watchdog.total if session.watchdog else 0})
         info = {"seconds": round(n / sr, 6), "samples": n, "sample_rate": sr, "rtf": round(n / sr / wall, 3),
                 "engine": session.engine.name, "out": str(out), "frames_written": rec.frames_written}
         print(json.dumps(info), flush=True)
         return 0
-    audio, info = timed_render(session, timeline, n, a.block)
-    out_sr = sr
-    if a.samplerate and a.samplerate != sr:
-        import soxr
-
-        audio = soxr.resample(audio, sr, a.samplerate).astype(np.float32)
-        out_sr = a.samplerate
-    try:
-        sf.write(str(out), audio, out_sr, subtype="PCM_16" if out.suffix.lower() == ".wav" else None)
-    except (OSError, RuntimeError, TypeError, ValueError) as e:
-        raise OSError(f"output {out}: cannot write ({e})") from None
-    info["out"] = str(out)
+    with progress:
+        info = render_to_file(session, timeline, n, out, a.block, a.samplerate or sr, progress=progress)
+    info.pop("frames")
     print(json.dumps(info), flush=True)
     return 0
 
@@ -220,7 +225,7 @@ def cmd_play(a) -> int:
         out = Path(tempfile.gettempdir()) / "wavenet-live-demo.wav"
         print(f"wavenet-live: no audio output device (no sound card, no JACK server): "
               f"rendering a demo to {out}", file=sys.stderr)
-        a.out, a.midi, a.samplerate, a.block = str(out), None, None, 1024
+        a.out, a.midi, a.samplerate, a.block, a.max_seconds = str(out), None, None, 1024, None
         a.seconds = a.seconds or 8.0
         code = cmd_render(a)
         print(out, flush=True)
@@ -240,6 +245,7 @@ def cmd_play(a) -> int:
     try:
         session = Session.open(preset, say=lambda m: print(f"wavenet-live: {m}", file=sys.stderr))
         session.keep_log = False  # events go to the recorder, if any
+        session.prepare_live(say=lambda m: print(f"wavenet-live: {m}", file=sys.stderr, flush=True))
         if a.record:  # fails here, before any sound, if the path is not writable
             from realtime.live.recorder import Recorder
             from realtime.offline.replay import manifest_for
@@ -312,7 +318,8 @@ def cmd_play(a) -> int:
             print(f"wavenet-live: plot {plot_session(recorder.path)}", file=sys.stderr, flush=True)
     print(json.dumps({"seconds": round(st.seconds, 3), "samplerate": st.samplerate, "device": st.device,
                       "frames": st.frames, "underruns": st.underruns, "pa_underflows": st.pa_underflows,
-                      "rtf": round(st.rtf, 3), "events": st.events, "midi": st.midi or None}), flush=True)
+                      "rtf": round(st.rtf, 3), "events": st.events, "midi": st.midi or None,
+                      "priority": st.priority or None}), flush=True)
     if host.error is not None:
         print(f"wavenet-live: error: generator stopped: {host.error!r}", file=sys.stderr)
         return 1

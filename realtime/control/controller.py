@@ -15,6 +15,7 @@ import numpy as np
 from realtime.control.midi_parse import _CHANNEL_LEN, MidiParser
 from realtime.control.presets import Preset, SoundSection, instrument_names
 from realtime.engine.base import Engine
+from realtime.engine.prime_bank import SILENCE, PrimeBank
 from realtime.kernel import loop_lowpass, period_noise
 from realtime.sound.output_stage import OutputStage
 
@@ -56,6 +57,8 @@ class Controller:
         self.learn: str | None = None                  # parameter waiting for MIDI learn
         self.learned: tuple[int, str] | None = None    # (cc, parameter) once learned
         self.seedbank = engine.model.seedbank
+        #: the re-prime states, prepared ahead (live) or made at first use (render): a note-on only copies one
+        self.primes = PrimeBank(engine)
         self.crossfade = int(preset.model.reprime_crossfade_ms / 1000.0 * engine.sample_rate)
         self.smooth = max(1, int(0.01 * engine.sample_rate))  # 10 ms for morph changes
         engine.set_temperature(self.state.temperature)
@@ -171,18 +174,15 @@ class Controller:
         if self.seedbank is not None and self.state.note is not None:
             self._reprime()
             return
-        e = self.engine
-        e.reprime(np.full(e.cfg.receptive_field, 128, np.uint8), self.crossfade, key=("silence",))
+        self.engine.reprime_state(self.primes.get(SILENCE), self.crossfade)
         self.state.reprimes += 1
 
     def _reprime(self) -> None:
-        if self.seedbank is None:
-            return
         s = self.state
         pitch = s.note if s.note is not None else int(round(self.engine.pitch))
-        snippet = self.seedbank.lookup(s.instrument, pitch, s.velocity)
-        if snippet is not None:  # keyed by instrument and pitch: a repeated note re-primes from the cache
-            self.engine.reprime(snippet, self.crossfade, key=("seed", s.instrument, pitch))
+        k = self.primes.index(s.instrument, pitch, s.velocity)
+        if k is not None:  # the snippet's prepared state (realtime.engine.prime_bank): a copy, no network pass
+            self.engine.reprime_state(self.primes.get(k), self.crossfade)
             s.reprimes += 1
 
     # ------------------------------------------------------- other messages

@@ -18,6 +18,7 @@ from realtime.control.controller import BEND_GLIDE_S, Controller, expression_off
 from realtime.control.presets import Preset
 from realtime.control.voices import VoiceAllocator
 from realtime.engine.poly_engine import PolyEngine
+from realtime.engine.prime_bank import SILENCE
 from realtime.model.one_pole import one_pole_coeff
 from realtime.sound.output_stage import OutputStage
 
@@ -31,9 +32,7 @@ class PolyController(Controller):
         sr = poly.sample_rate
         self.alloc = VoiceAllocator(poly.n_voices, silence_level=1e-4, silence_hold=int(0.01 * sr),
                                     max_release=int(max(0.05, 4 * preset.sound.release_ms / 1000.0) * sr))
-        shared: dict = {}  # one cache of seed-bank primes for all voices (they share the weights)
-        for e in poly.voices:
-            e._prime_cache = shared
+        for e in poly.voices:  # self.primes (voice 0's) serves every voice: they share the weights
             e.set_temperature(self.state.temperature)
         poly.active[:] = False
         self.env = np.zeros(poly.n_voices, np.float64)         # per-voice amplitude envelope
@@ -67,10 +66,10 @@ class PolyController(Controller):
         e.set_conditioning(pitch=e.embed_pitch(note, s.bend), instrument=s.instrument, velocity=velocity,
                            morph=morph)
         e.set_temperature(s.temperature)
-        if self.preset.model.reprime != "off" and self.seedbank is not None:
-            snippet = self.seedbank.lookup(s.instrument, note, velocity)
-            if snippet is not None:
-                e.reprime(snippet, self.crossfade, key=("seed", s.instrument, note))
+        if self.preset.model.reprime != "off":
+            k = self.primes.index(s.instrument, note, velocity)
+            if k is not None:  # a prepared state (realtime.engine.prime_bank): a copy, no network pass
+                e.reprime_state(self.primes.get(k), self.crossfade)
                 s.reprimes += 1
         level = velocity_level(self.preset.sound, velocity)
         self.env_target[v] = level
@@ -102,13 +101,8 @@ class PolyController(Controller):
         """Watchdog recovery: re-prime every sounding voice from the seed bank (or from silence)."""
         s = self.state
         for v in self.alloc.busy():
-            note = self.alloc.voices[v].note
-            snippet = self.seedbank.lookup(s.instrument, note, s.velocity) if self.seedbank is not None else None
-            if snippet is None:
-                snippet, key = np.full(self.engine.cfg.receptive_field, 128, np.uint8), ("silence",)
-            else:
-                key = ("seed", s.instrument, note)
-            self.poly.voice(v).reprime(snippet, self.crossfade, key=key)
+            k = self.primes.index(s.instrument, self.alloc.voices[v].note, s.velocity)
+            self.poly.voice(v).reprime_state(self.primes.get(SILENCE if k is None else k), self.crossfade)
         s.reprimes += 1
 
     # ------------------------------------------------- shared parameters

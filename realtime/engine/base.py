@@ -69,7 +69,7 @@ class Engine(ABC):
     """Sample-by-sample WaveNet generation with block-wise control."""
 
     name = "base"
-    prime_cache_size = 64  # cached seed-bank primes (~R x sum(dilations) floats each: 262 KB at R32)
+    prime_cache_size = 64  # cached keyed primes (prime_classes; ~R x sum(dilations) floats each: 262 KB at R32)
 
     def __init__(self, model: ModelFile, seed: int = 0, max_block: int = 4096,
                  attack_s: float = 0.002, release_s: float = 0.05,
@@ -100,7 +100,7 @@ class Engine(ABC):
         self._empty_logits = np.zeros((0, 256), np.float32)
         self._xfade_old = np.zeros(0, np.float32)  # pending crossfade tail (old state's continuation)
         self._xfade_pos = 0
-        self._prime_cache: dict[Any, tuple[np.ndarray, int]] = {}
+        self._prime_cache: dict[Any, priming.PrimeState] = {}
         self.pitch, self.instrument, self.velocity = 60.0, 0, 100
         self.morph: tuple[int, float] | None = None
         self.reset(seed)
@@ -261,31 +261,29 @@ class Engine(ABC):
     def prime_classes(self, classes: np.ndarray, key: Any = None) -> None:
         """Fill the queues from mu-law classes (one parallel pass); the last class is the next input.
 
-        With a ``key`` (e.g. a seed-bank entry) the resulting queue contents are cached: the next
-        prime with the same key is a copy instead of a ~10-25 ms pass (a note-on must not stall the
-        audio). The cached state was computed under the conditioning of the key's first use.
+        The pass runs under the current conditioning and control state, in the caller's thread (10-25 ms
+        on the default model): a note-on uses a prepared state instead (:meth:`reprime_state`,
+        :mod:`realtime.engine.prime_bank`). With a ``key`` the result is cached: the next prime with the
+        same key is a copy, computed under the conditioning of the key's first use.
         """
         hit = self._prime_cache.get(key) if key is not None else None
         if hit is None:
-            inputs, nxt = priming.prime_inputs(classes)
-            feats = np.empty((len(inputs), local_cond.N_LOCAL), np.float32)
-            local_cond.fill(self.ctrl.copy(), float(self.sample_rate), feats)
-            ring, pos = local_cond.lag_from_reset(inputs, feats)  # the lag over the prime
-            hists = priming.layer_histories(self.w, list(self.dilations), inputs, self.bias, feats, self.loc_idx)
-            queues = np.empty_like(self.queues)
-            for l, hist in enumerate(hists):
-                o, d = int(self.q_off[l]), int(self.dilations[l])
-                queues[o:o + d] = hist
-            hit = (queues, nxt, ring, pos)
+            hit = priming.prime_state(self.w, self.dilations, classes, self.bias, self.ctrl, self.sample_rate,
+                                      self.loc_idx)
             if key is not None:
                 if len(self._prime_cache) >= self.prime_cache_size:
                     self._prime_cache.pop(next(iter(self._prime_cache)))
                 self._prime_cache[key] = hit
-        self.queues[:] = hit[0]
+        self.apply_prime(hit)
+
+    def apply_prime(self, state: priming.PrimeState) -> None:
+        """Put a prepared prime state into the engine: copies (~270 KB on the default model, tens of
+        microseconds), no network pass; the control state, conditioning and RNG stay as they are."""
+        self.queues[:] = state.queues
         self.q_pos[:] = 0
-        self.ints[INT_NEXT] = hit[1]
-        self.hist[:], self.ints[INT_HPOS] = hit[2], hit[3]
-        loop_lowpass.start(self.ctrl, float(mulaw.DECODE_TABLE[hit[1]]))
+        self.ints[INT_NEXT] = state.next_class
+        self.hist[:], self.ints[INT_HPOS] = state.lag_ring, state.lag_pos
+        loop_lowpass.start(self.ctrl, float(mulaw.DECODE_TABLE[state.next_class]))
         self._state_changed()
 
     def reprime(self, classes: np.ndarray, crossfade: int, key: Any = None) -> None:
@@ -295,6 +293,33 @@ class Engine(ABC):
         generated first, then the queues are primed from ``classes``; the fade
         is applied to the output only, the network continues from its own samples.
         """
+        old = self._old_continuation(crossfade)
+        self.prime_classes(classes, key)
+        self._xfade_old, self._xfade_pos = old, 0
+
+    def reprime_state(self, state: priming.PrimeState, crossfade: int) -> None:
+        """:meth:`reprime` from a prepared state (:mod:`realtime.engine.prime_bank`): what a note-on does.
+
+        Its cost on the generator thread is the ``crossfade`` samples of the old state's continuation
+        (80 samples at 5 ms: ~1 ms on the default model) and the copy; it takes effect at the next sample,
+        as every control change does.
+        """
+        if not self.takes_primes:
+            return
+        old = self._old_continuation(crossfade)
+        self.apply_prime(state)
+        self._xfade_old, self._xfade_pos = old, 0
+
+    @property
+    def takes_primes(self) -> bool:
+        """Whether a prepared prime means anything to this engine: not when it defines its own
+        :meth:`reprime` (an engine without the network's state, such as lpc-pulse, re-primes nothing);
+        :meth:`reprime_state` then does nothing either, and no prime bank is prepared for it."""
+        return type(self).reprime is Engine.reprime
+
+    def _old_continuation(self, crossfade: int) -> np.ndarray:
+        """The next ``crossfade`` samples of the current state (clipped to max_block), generated without
+        advancing anything: the RNG, period noise, controls, bias and glide are restored afterwards."""
         crossfade = int(max(0, min(crossfade, self.max_block)))
         old = np.empty(crossfade, np.float32)
         if crossfade:
@@ -309,8 +334,7 @@ class Engine(ABC):
             self.bias[:] = bias
             self.ints[INT_GLIDE] = glide
             self._state_changed()
-        self.prime_classes(classes, key)
-        self._xfade_old, self._xfade_pos = old, 0
+        return old
 
     # ------------------------------------------------------------- generation
     def generate(self, n: int, out: np.ndarray | None = None) -> np.ndarray:

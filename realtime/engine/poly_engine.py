@@ -43,10 +43,12 @@ class _Worker:
         self._job = None
         self._err: BaseException | None = None
         self._go, self._done = threading.Event(), threading.Event()
+        self.native_id: int | None = None  #: the thread's id for the scheduler (once it runs)
         self._thread = threading.Thread(target=self._loop, name="poly-voices", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
+        self.native_id = threading.get_native_id()
         if self._cpu is not None:
             try:
                 os.sched_setaffinity(0, {self._cpu})  # this thread only
@@ -129,6 +131,12 @@ class PolyEngine:
         self._worker = _Worker(worker_cpu) if self.threads == 2 and parallel == "threads" else None
         #: share of the active voices run by the calling thread (threads=2), adapted to the measured speeds
         self.share = 0.5
+
+    @property
+    def worker_thread_ids(self) -> tuple[int, ...]:
+        """Native ids of the threads that generate besides the caller's (a live host raises their priority)."""
+        w = self._worker
+        return () if w is None or w.native_id is None else (w.native_id,)
 
     # ------------------------------------------------------------ per voice
     def voice(self, v: int) -> NumbaEngine:

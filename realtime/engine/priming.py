@@ -8,10 +8,44 @@ queue after teacher-forcing the same samples from a zero state.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from realtime.model import mulaw
+from realtime.model import local_cond, mulaw
+
+
+class PrimeState(NamedTuple):
+    """What priming leaves in an engine (:meth:`realtime.engine.base.Engine.apply_prime` copies it in).
+
+    Read-only once made: a prepared state is shared by every voice and every note that uses it.
+    """
+
+    queues: np.ndarray  #: (sum(dilations), R) float32: every layer's input history, layer l at rows q_off[l]..
+    next_class: int  #: the mu-law class the network consumes next (the prime's last sample)
+    lag_ring: np.ndarray  #: (local_cond.HIST,) float32: the ring of past inputs the lag channels read
+    lag_pos: int  #: that ring's position
+
+
+def prime_state(w: dict[str, np.ndarray], dilations: np.ndarray, classes: np.ndarray, bias: np.ndarray,
+                ctrl: np.ndarray, sample_rate: float, loc_idx: np.ndarray) -> PrimeState:
+    """The state after teacher-forcing mu-law ``classes`` from a zero state, with one parallel pass.
+
+    ``bias`` (L, 2R) is the per-layer bias (global conditioning folded in) the prime runs under; the local
+    features over the prime are those a control state ``ctrl`` (not changed) produces from its next sample
+    on. Pure numpy (matrix products: the BLAS thread count is the caller's, see realtime.engine.blas);
+    10-25 ms on the default model (R32, 2,047 samples) on one core.
+    """
+    inputs, nxt = prime_inputs(classes)
+    feats = np.empty((len(inputs), local_cond.N_LOCAL), np.float32)
+    local_cond.fill(np.array(ctrl, np.float64), float(sample_rate), feats)
+    ring, pos = local_cond.lag_from_reset(inputs, feats)  # the lag over the prime
+    dil = [int(d) for d in dilations]
+    hists = layer_histories(w, dil, inputs, bias, feats, loc_idx)
+    queues = np.concatenate(hists) if hists else np.zeros((0, w["embed"].shape[1]), np.float32)
+    for a in (queues, ring):
+        a.setflags(write=False)
+    return PrimeState(queues, int(nxt), ring, int(pos))
 
 
 def layer_histories(w: dict[str, np.ndarray], dilations: list[int], inputs: np.ndarray,

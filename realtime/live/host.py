@@ -9,6 +9,13 @@ Threads:
   ring. It keeps the ring at most ``lead_ms`` full and otherwise sleeps for
   about the time the device needs to drain what is over the target (short
   polling sleeps: the audio callback signals nothing, it must not touch locks).
+  It runs at a raised priority where permitted (:mod:`realtime.live.priority`:
+  SCHED_FIFO, else a better nice value; ``HostStats.priority`` says which), as
+  does a polyphonic engine's worker thread, and with numpy's BLAS on one thread
+  (:mod:`realtime.engine.blas`), so other work on the machine neither preempts
+  it nor multiplies the cost of a matrix product. Nothing it does at a note-on
+  may take more than a fraction of the lead: re-prime states are prepared
+  before the stream starts (``session.prepare_live``, :mod:`realtime.engine.prime_bank`).
 * audio callback: :mod:`realtime.live.audio_out` (ring -> device, ramps on underflow).
 * MIDI: :mod:`realtime.live.midi_in` (timestamp + enqueue only).
 * main: :meth:`LiveHost.start`, :meth:`LiveHost.stop`, :meth:`LiveHost.snapshot`.
@@ -81,6 +88,7 @@ class HostStats:
     recoveries: int = 0           # watchdog recoveries (collapse, blow-up)
     warning: str = ""             # e.g. the recorder stopped writing (disk full); playback goes on
     voices: str = ""              # polyphony: "busy/total" voices
+    priority: str = ""            # the generator thread's scheduling: "SCHED_FIFO 3", "nice -10" or "normal"
     error: str = ""
 
 
@@ -122,6 +130,8 @@ class LiveHost:
         self._old_switch = sys.getswitchinterval()
         self.device_lost = False
         self._cb_seen, self._cb_time = -1, 0.0
+        #: what the generator thread got from realtime.live.priority.raise_priority ("" before it starts)
+        self.priority = ""
 
     # ------------------------------------------------------------ main thread
     def start(self, prefill_timeout: float = 120.0) -> None:
@@ -234,7 +244,8 @@ class LiveHost:
     def snapshot(self) -> HostStats:
         """Counters and state now (main thread; values are read without locks)."""
         st = HostStats(lead_ms=self.lead_ms, samplerate=getattr(self, "rate", 0.0), generated=self._generated,
-                       events=self._events, rtf=self._rtf, error=repr(self.error) if self.error else "")
+                       events=self._events, rtf=self._rtf, error=repr(self.error) if self.error else "",
+                       priority=self.priority)
         if self.midi is not None:
             st.midi, st.midi_in = self.midi.port_name, self.midi.received
         if self.output is not None and self.ring is not None:
@@ -266,8 +277,15 @@ class LiveHost:
 
     # ------------------------------------------------------- generator thread
     def _run(self) -> None:
+        from realtime.engine.blas import one_blas_thread
+        from realtime.live.priority import raise_priority
+
+        self.priority = raise_priority()
+        for tid in getattr(self.session.engine, "worker_thread_ids", ()):  # a batch's second voice group
+            raise_priority(tid)
         try:
-            self._loop()
+            with one_blas_thread():
+                self._loop()
         except BaseException as e:  # reported by the main thread
             self.error = e
             self._running = False

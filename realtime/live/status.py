@@ -21,7 +21,8 @@ def note_name(note: int | None) -> str:
 
 
 def format_status(st: HostStats) -> str:
-    """One line: time, engine speed, ring fill, underruns, latency, instrument/pitch/temperature, MIDI."""
+    """One line: time, engine speed, ring fill, underruns, latency, instrument/pitch/temperature, MIDI, and the
+    generator thread's scheduling (``prio SCHED_FIFO 3``, ``prio nice -10`` or ``prio normal``)."""
     xruns = f"underruns {st.underruns}" + (f" ({1000.0 * st.missing / st.samplerate:.0f} ms)" if st.missing else "")
     if st.pa_underflows:
         xruns += f" +{st.pa_underflows} xrun flags"
@@ -35,6 +36,8 @@ def format_status(st: HostStats) -> str:
         f"{st.instrument or '-'} {note_name(st.note)} T={temp}" + (f" voices {st.voices}" if st.voices else ""),
         f"MIDI {st.midi or 'none'}",
     ]
+    if st.priority:
+        parts.append(f"prio {st.priority}")
     if st.recoveries:
         parts.append(f"recoveries {st.recoveries}")
     if st.warning:

@@ -9,6 +9,10 @@ from pathlib import Path
 
 MAX_EVENTS = 2_000_000
 MAX_SECONDS = 24 * 3600.0
+#: a render of a MIDI file longer than this (s) must be asked for (--seconds or --max-seconds): see check_length
+LONG_SECONDS = 3600.0
+#: ... and so must one whose end lies more than this (s) beyond its last event (a long silent tail)
+SILENT_TAIL_SECONDS = 60.0
 #: the SMF spec's limit for variable-length numbers (delta times, chunk lengths): 0x0FFFFFFF
 MAX_VLQ_BYTES = 4
 
@@ -92,3 +96,27 @@ def load_events(path: str | Path, sample_rate: int) -> tuple[list[tuple[int, byt
         raise MidiFileError(f"MIDI file {path}: unreadable ({_why(e)})") from None
     events.sort(key=lambda e: e[0])
     return events, t
+
+
+def _clock(seconds: float) -> str:
+    """``seconds`` as h:mm:ss (or m:ss.s under an hour)."""
+    if seconds < 3600:
+        return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def check_length(path: str | Path, events: list[tuple[int, bytes]], length: float, sample_rate: int) -> None:
+    """Refuse to render a MIDI file by its own length when that length is surely not meant.
+
+    A file longer than :data:`LONG_SECONDS`, or whose end lies more than :data:`SILENT_TAIL_SECONDS`
+    beyond its last event (one huge delta time: a long silence), raises a one-line :class:`MidiFileError`
+    stating its length and asking for ``--seconds`` or ``--max-seconds``; the caller skips this check when
+    one of them is given.
+    """
+    last = events[-1][0] / sample_rate if events else 0.0
+    if length <= LONG_SECONDS and length - last <= SILENT_TAIL_SECONDS:
+        return
+    why = "over an hour" if length > LONG_SECONDS else f"{_clock(length - last)} of silence after its last event"
+    raise MidiFileError(f"MIDI file {path}: {_clock(length)} long ({why}, last event at {_clock(last)}); "
+                        f"give --seconds N to render N seconds of it, or --max-seconds N to render up to N")

@@ -108,6 +108,12 @@ class Session:
             controller = Controller(engine, stage, preset)
         return cls(preset, model, engine, stage, controller, Watchdog(preset.watchdog, sr))
 
+    def prepare_live(self, say: Callable[[str], None] | None = None) -> float:
+        """Before live play (main thread): make every re-prime state now (realtime.engine.prime_bank), so
+        no note-on computes one on the generator thread; returns the seconds it took. Offline renders need
+        not: a state made at its first note has the same bits."""
+        return self.controller.primes.prepare(say=say)
+
     def emit(self, ev: dict[str, Any]) -> dict[str, Any]:
         """Log an applied change at the current sample (``position``)."""
         ev = {"sample": self.position, **ev}

@@ -107,4 +107,7 @@ def test_program_change_reprimes_every_sounding_voice(tmp_path):
     s.apply_midi(bytes([0xC0, 1]))
     assert s.controller.state.reprimes == before + 1
     assert {e.instrument for e in (s.engine.voice(0), s.engine.voice(1))} == {1}
-    assert ("seed", 1, 60) in s.engine.voice(0)._prime_cache and ("seed", 1, 64) in s.engine.voice(1)._prime_cache
+    bank = s.controller.primes  # each sounding voice now holds its note's snippet of instrument 1 (rows 2, 3)
+    for v, note, row in ((0, 60, 2), (1, 64, 3)):
+        assert bank.index(1, note, 100) == row
+        np.testing.assert_array_equal(s.engine.voice(v).queues, bank.get(row).queues)
