@@ -78,6 +78,9 @@ class Engine(ABC):
         batch, see :class:`realtime.engine.poly_engine.PolyEngine`); by default the engine allocates its own."""
         self.model = model
         self.cfg = cfg = model.config
+        if cfg.source_filter is not None:
+            raise ValueError(f"model {model.path or 'in memory'}: a source-filter model, which the engines do not "
+                             "play yet (only training reads it)")
         self.sample_rate: int = cfg.sample_rate
         self.max_block = int(max_block)
         w = model.weights
