@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.linalg import solve_toeplitz
 from scipy.signal import freqz, lfilter
 
-from models.envelope import analyse, lpcs_to_lsfs, note_tracks
+from models.envelope import analyse, levinson, lpcs_to_lsfs, note_tracks
 from realtime.model.source_filter import de_emphasis, lpc_to_lsf, lsf_to_lpc, pre_emphasis, predictions, tidy_lsf
 
 SR = 16000
@@ -75,13 +76,14 @@ def test_the_residual_over_the_gain_track_has_unit_rms(kind):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_the_batched_lsf_conversion_is_lpc_to_lsf(seed):
+@pytest.mark.parametrize("max_k", [0.9, 0.97, 0.9999])  # 0.9999: roots closer than the search grid, the fallback
+def test_the_batched_lsf_conversion_is_lpc_to_lsf(seed, max_k):
     """models.envelope.lpcs_to_lsfs (many frames at once) = source_filter.lpc_to_lsf, tidied."""
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(8):
         a = np.array([1.0])
-        for k in rng.uniform(-0.97, 0.97, 16):
+        for k in rng.uniform(-max_k, max_k, 16):
             ext = np.append(a, 0.0)
             a = ext + k * ext[::-1]
         rows.append(a)
@@ -89,4 +91,37 @@ def test_the_batched_lsf_conversion_is_lpc_to_lsf(seed):
     for row, lsf in zip(rows, got):
         want = lpc_to_lsf(row)
         tidy_lsf(want)  # both keep LSF_MIN_GAP between neighbours
-        np.testing.assert_allclose(lsf, want, atol=1e-9)
+        np.testing.assert_allclose(lsf, want, atol=1e-8)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("kind", ["noise", "tone"])
+def test_levinson_solves_the_normal_equations_as_scipy_does(seed, kind):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(320)
+    if kind == "tone":  # nearly singular: two sinusoids and a little noise
+        t = np.arange(320)
+        x = np.sin(0.3 * t) + 0.5 * np.sin(1.1 * t + 1) + 1e-3 * x
+    r = np.correlate(x, x, "full")[319:319 + 17]
+    r[0] *= 1 + 1e-8
+    a = np.empty(17)
+    assert levinson(r, a)
+    np.testing.assert_allclose(a[1:], -solve_toeplitz(r[:-1], r[1:]), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("gap", [3e-5, 1e-4])
+def test_lsfs_closer_than_the_search_grid_take_the_fallback(gap):
+    """Two roots of one polynomial within a grid step (LSF_GRID) show no sign change: the row is solved by
+    eigenvalues instead, and still equals lpc_to_lsf (tidied)."""
+    from models.envelope import LSF_GRID, _deflated, _lsf_roots
+
+    lsf = np.linspace(0.2, 2.9, 16)
+    lsf[5], lsf[6] = lsf[4] + gap, lsf[4] + 2 * gap  # LSFs 5 and 7 (the same polynomial's) 2 gaps apart
+    a = lsf_to_lpc(lsf)
+    pp, qq = _deflated(a[None])
+    ok = np.ones(1, bool)
+    _lsf_roots(pp, qq, np.cos(np.linspace(0.0, np.pi, LSF_GRID + 1)), np.empty((1, 16)), ok)
+    assert not ok[0]
+    want = lpc_to_lsf(a)
+    tidy_lsf(want)
+    np.testing.assert_allclose(lpcs_to_lsfs(a[None])[0], want, atol=1e-6)
