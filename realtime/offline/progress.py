@@ -46,7 +46,7 @@ class RenderProgress:
         if not self.enabled:
             return
         now = time.perf_counter()
-        if now < self._next:
+        if now < self._next and not (self.shown and done >= self.total):  # the last block always shows
             return
         self._next = now + self.every
         wall = now - self._t0
