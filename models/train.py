@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from models.crops import Batch, make_batch
+from models.splits import extra_train_notes, split_notes  # noqa: F401 (re-exported: train's split)
 from models.wavenet import WaveNet
 from realtime.model import mulaw
 from realtime.model.config import ConditioningSpec, WaveNetConfig
@@ -179,20 +180,6 @@ def batch_logits(model: WaveNet, b: Batch, device: torch.device, net=None, self_
     logits = net(t["inputs"], t["pitch"], t["instrument"], t["velocity"], t["local"],
                  keep=b.inputs.shape[1] - s)  # only the scored window's logits
     return logits, t["targets"][:, s:]
-
-
-def split_notes(notes, every: int = 20):
-    """Deterministic train/eval split: every ``every``-th note is held out."""
-    train = [n for i, n in enumerate(notes) if i % every != every // 2]
-    held = [n for i, n in enumerate(notes) if i % every == every // 2]
-    return train, held
-
-
-def extra_train_notes(extra, held) -> list:
-    """The notes of ``extra`` (more data beside the main set) that may train: those whose (instrument, pitch)
-    no held-out note has, so another velocity of an eval note does not leak into training."""
-    keys = {(n.instrument_id, n.pitch) for n in held}
-    return [n for n in extra if (n.instrument_id, n.pitch) not in keys]
 
 
 def only_instruments(notes, names: Sequence[str], instruments: Sequence[str]) -> list:

@@ -83,14 +83,23 @@ def test_a_bad_input_is_a_one_line_error(tiny_data, tmp_path, capsys):
     assert "envelope: error:" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("n", [5, 20, 47])
-def test_the_banks_split_is_trainings(tiny_data, extra_data, n):
-    """models.splits (which the bank imports) keeps models.train's split and extra-note rule."""
+def test_the_banks_split_is_trainings():
+    """The bank (models.envelope) and training keep the held-out notes out by one definition, models.splits."""
     import models.splits
     import models.train
 
+    assert models.train.split_notes is models.splits.split_notes
+    assert models.train.extra_train_notes is models.splits.extra_train_notes
+
+
+@pytest.mark.parametrize("n", [5, 20, 47])
+def test_the_split_holds_out_every_twentieth_and_its_keys(extra_data, tiny_data, n):
+    """Every 20th note (the 11th of each 20) is held out, and no extra note of a held-out (instrument, pitch)
+    trains."""
     notes = (load_dataset(tiny_data).notes * 2)[:n]
-    assert models.splits.split_notes(notes) == models.train.split_notes(notes)
-    held = models.train.split_notes(notes)[1]
+    train, held = split_notes(notes)
+    assert held == [x for i, x in enumerate(notes) if i % 20 == 10] and len(train) + len(held) == n
+    keys = {(x.instrument_id, x.pitch) for x in held}
     extra = load_dataset(extra_data).notes
-    assert models.splits.extra_train_notes(extra, held) == models.train.extra_train_notes(extra, held)
+    assert all((x.instrument_id, x.pitch) not in keys for x in extra_train_notes(extra, held))
+    assert len(extra_train_notes(extra, held)) == sum((x.instrument_id, x.pitch) not in keys for x in extra)
