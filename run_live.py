@@ -21,6 +21,7 @@ from pathlib import Path
 from realtime.control.presets import CC_PARAMS, ENGINES
 
 SUBCOMMANDS = ("play", "render", "replay", "plot", "repair")
+AUDIO_SUFFIXES = (".wav", ".flac")  # what render --out writes as one audio file
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -109,6 +110,10 @@ def cmd_render(a) -> int:
 
     if a.max_seconds is not None and not a.max_seconds > 0:
         raise ValueError(f"--max-seconds must be > 0, got {a.max_seconds}")
+    out = Path(a.out)
+    if out.suffix and out.suffix.lower() not in AUDIO_SUFFIXES:  # not a session folder either
+        raise ValueError(f"--out {out}: unknown extension {out.suffix!r} (supported: "
+                         f"{', '.join(AUDIO_SUFFIXES)}, or a name without one for a session folder)")
     preset = load_session_preset(a)
     session = Session.open(preset, say=lambda m: print(f"wavenet-live: {m}", file=sys.stderr))
     sr = session.engine.sample_rate
@@ -125,13 +130,12 @@ def cmd_render(a) -> int:
         seconds = min(seconds, a.max_seconds)
     if not seconds > 0:
         raise ValueError(f"--seconds must be > 0, got {seconds}")
-    out = Path(a.out)
     n = int(round(seconds * sr))
     from realtime.offline.render_file import render_to_file, warm_up
 
     warm_up(session)
     progress = RenderProgress(n, sr)
-    if out.suffix.lower() not in (".wav", ".flac"):  # a session folder: the same kind of thing as a live take
+    if out.suffix.lower() not in AUDIO_SUFFIXES:  # a session folder: the same kind of thing as a live take
         import time
 
         from realtime.live.recorder import Recorder

@@ -128,7 +128,10 @@ def load_model(path: str | Path) -> ModelFile:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
-        raise ModelFileError(f"model file {path}: not a readable wavenet-live model ({type(e).__name__}: {e})") from None
+        # numpy's own text (e.g. its allow_pickle advice for any non-.npz file) is no help to a player
+        why = "a damaged or cut-short archive" if isinstance(e, (zipfile.BadZipFile, EOFError, KeyError)) \
+            else "not an .npz archive"
+        raise ModelFileError(f"model file {path}: not a wavenet-live model file ({why})") from None
     if "header" not in arrays:
         raise ModelFileError(f"model file {path}: no header entry; not a wavenet-live model")
     try:

@@ -106,3 +106,21 @@ def test_missing_dataset_folder(tmp_path, module, args):
     subst = {"OUT": str(tmp_path / "out"), "MODEL": str(model.save(tmp_path / "m.npz")), "CKPT": str(tmp_path / "c.pt")}
     res = run_module(module, "--data", str(tmp_path / "no_such_data"), *[subst.get(x, x) for x in args])
     one_line_error(res, "no_such_data")
+
+
+def test_unknown_output_extension(tmp_path):
+    """Issue 39 item 3: ``--out x.mp3`` names the supported extensions and creates nothing."""
+    model = small_model().save(tmp_path / "m.npz")
+    err = one_line_error(run_cli("render", "--out", str(tmp_path / "x.mp3"), "--model", str(model)), "x.mp3")
+    assert ".wav" in err and ".flac" in err
+    assert not (tmp_path / "x.mp3").exists()
+
+
+@pytest.mark.parametrize("content", [b"hello, not a model\n" * 10, b"\x93NUMPY\x01\x00" + b"\x00" * 200])
+def test_non_model_file(tmp_path, content):
+    """Issue 39 item 9: a file that is not a model (text, a bare .npy) gets one line, no numpy advice."""
+    bad = tmp_path / "notes.txt"
+    bad.write_bytes(content)
+    err = one_line_error(run_cli("render", "--out", str(tmp_path / "x.wav"), "--model", str(bad)), "notes.txt")
+    assert "not a wavenet-live model file" in err
+    assert "allow_pickle" not in err
