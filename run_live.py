@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 from realtime.control.presets import CC_PARAMS, ENGINES
+from realtime.offline.demo import AUDIO_SUFFIXES  # what render --out writes as one audio file
 
 SUBCOMMANDS = ("play", "render", "replay", "plot", "repair")
-AUDIO_SUFFIXES = (".wav", ".flac")  # what render --out writes as one audio file
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -224,9 +224,9 @@ def cmd_play(a) -> int:
                       latency=a.latency, lead_ms=a.lead_ms, resample=a.resample)
     preset = override(preset, "midi", port=a.midi_port, api=a.midi_api)
     if not devices.has_output_device():
-        import tempfile
+        from realtime.offline.demo import demo_path
 
-        out = Path(tempfile.gettempdir()) / "wavenet-live-demo.wav"
+        out = demo_path(a.record)
         print(f"wavenet-live: no audio output device (no sound card, no JACK server): "
               f"rendering a demo to {out}", file=sys.stderr)
         a.out, a.midi, a.samplerate, a.block, a.max_seconds = str(out), None, None, 1024, None

@@ -66,8 +66,15 @@ def describe_outputs() -> str:
 
 
 def list_devices_text() -> str:
-    """Every device, sounddevice-style (``>`` marks the default output, ``<`` the default input)."""
-    return str(import_sounddevice().query_devices())
+    """Every device, sounddevice-style (``>`` marks the default output, ``<`` the default input); with none,
+    one line saying so and why (PortAudio sees a JACK server only if it runs when the program starts)."""
+    sd = import_sounddevice()
+    text = str(sd.query_devices()).strip()
+    if text:
+        return text
+    apis = ", ".join(a["name"] for a in sd.query_hostapis()) or "none"
+    return (f"no audio devices found (PortAudio host APIs: {apis}): no sound card is visible and no JACK "
+            f"server is running; start one (e.g. `jackd -d dummy &`) or plug in a device, then run again")
 
 
 def choose_output_device(spec: str | int | None) -> int | None:

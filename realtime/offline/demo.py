@@ -1,6 +1,25 @@
 """A built-in demo phrase (used when render/play get no MIDI input)."""
 from __future__ import annotations
 
+from pathlib import Path
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+def demo_path(record: str | None = None) -> Path:
+    """Where ``play`` with no audio device writes its demo: ``record`` if it names a .wav/.flac file (the
+    user's choice), else a new file ``wavenet-live-demo-XXXX.wav`` in the temp folder that no other process
+    has (created empty here, so two demos at once never share a file)."""
+    import tempfile
+
+    if record and Path(record).suffix.lower() in AUDIO_SUFFIXES:
+        return Path(record)
+    import os
+
+    fd, name = tempfile.mkstemp(prefix="wavenet-live-demo-", suffix=".wav")
+    os.close(fd)
+    return Path(name)
+
 
 def demo_events(sample_rate: int, seconds: float, programs: list[int],
                 step_s: float = 0.5) -> list[tuple[int, bytes]]:
