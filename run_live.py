@@ -337,6 +337,12 @@ def cmd_play(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"]):  # the commands, then the live options (play is the default command)
+        ap = build_parser()
+        play = next(act for act in ap._subparsers._group_actions if act.dest == "command").choices["play"]
+        print(ap.format_help() + "\nplay (the default command; `wavenet-live [options]` is "
+              "`wavenet-live play [options]`):\n\n" + play.format_help(), end="")
+        return 0
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
         argv = ["play", *argv]
     a = build_parser().parse_args(argv)
