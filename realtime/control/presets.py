@@ -165,6 +165,9 @@ def preset_from_dict(data: dict[str, Any], path: Path | None = None) -> Preset:
         if not isinstance(raw, dict):
             raise PresetError(f"{where}: [{sec}] must be a table")
         kw[sec] = _section(where, sec, cls, raw)
+    if path is not None and "path" not in data.get("model", {}):
+        # the model path a file does not name is the default preset's, relative to the default preset
+        kw["model"] = replace(kw["model"], path=str((DEFAULT_PRESET.parent / kw["model"].path).resolve()))
     p = Preset(name=name, path=Path(path).resolve() if path else None, **kw)
     _validate(where, p)
     return p

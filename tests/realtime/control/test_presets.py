@@ -74,3 +74,16 @@ def test_unknown_instrument_in_program_map(tmp_path: Path):
 def test_missing_preset_names_the_file(tmp_path: Path):
     with pytest.raises(PresetError, match="nope.toml"):
         load_preset(tmp_path / "nope.toml")
+
+
+def test_partial_preset_uses_the_default_model(tmp_path: Path):
+    """Issue 39 item 2: a preset with only some keys (no [model] path) plays the default preset's model,
+    resolved against presets/default.toml, not against the user's file; a path it names is its own."""
+    only = tmp_path / "only_programs.toml"
+    only.write_text('[midi.programs]\n0 = "piano"\n')
+    p = load_preset(only)
+    assert p.model_path() == (PRESET_DIR / "../models/default/model.npz").resolve()
+    assert p.model_path().is_file()
+    own = tmp_path / "own.toml"
+    own.write_text('[model]\npath = "mine.npz"\n')
+    assert load_preset(own).model_path() == tmp_path / "mine.npz"
