@@ -141,7 +141,7 @@ def spectral_loss(logits: torch.Tensor, targets: torch.Tensor, fb: torch.Tensor,
     crop's inputs) and the target samples, each frame floored SPEC_FLOOR below the target's loudest band.
     Phase-blind: a rollout crop teaches the real note's level and spectral shape at the phase the network
     has reached without asking for its waveform (cross-entropy against the aligned real samples costs
-    ~22 nats there, and the network learns to hedge: README "Training on its own rollouts")."""
+    ~22 nats there, and the network learns to hedge: models/experiments/LOG.md, "Training on its own rollouts")."""
     real = mel_power(class_values(logits.device)[targets], fb)
     floor = SPEC_FLOOR * real.amax(dim=2, keepdim=True) + 1e-7
     return (torch.log(mel_power(expected_samples(logits, temperature), fb) + floor) - torch.log(real + floor)).abs().mean()

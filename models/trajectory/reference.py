@@ -9,7 +9,7 @@ ordinary crops keeps it anchored. The draws are hard; the gradient is the straig
 expected class. It flows from each sample to the loss and, through the lag input (a smooth function
 of the sample: its companded value times LAG_GAIN), on to later periods. Through the input
 embedding it does not: neighbouring classes' embeddings are unrelated vectors, and a gradient along
-their differences grows to 1e9 or more within a few hundred samples (README "Training on its
+their differences grows to 1e9 or more within a few hundred samples (models/experiments/LOG.md, "Training on its
 trajectories"). :func:`free_run` is the autograd graph of it, one sample at a time (``--kernel torch``,
 and the reference models.trajectory.kernel's Numba kernels are tested against; they are the default,
 about 5x faster a note-sample all told). Thread: training (one process, one torch thread).

@@ -5,7 +5,7 @@
 and f_t is both what is heard and, mu-law coded, the network's next input (so the lag inputs read it
 too). Each period the network continues passes the filter once more, so the upper harmonics die
 faster than the lower ones, as a plucked string's do; Karplus-Strong's string model has its low-pass
-in the same place. The prototype (README "A low-pass in the loop") brought the generated notes'
+in the same place. The prototype (models/experiments/LOG.md, "A low-pass in the loop") brought the generated notes'
 spectral profile within ~4-7 dB of the real notes' and lifted the timbre figure from ~21 % to ~38 %.
 
 ``a_t`` is the amount ``a`` faded out as the note gets quiet: scaled by where a 10 ms peak envelope of
@@ -24,7 +24,7 @@ from realtime.model import mulaw
 from realtime.model.local_cond import LOOP_A, LOOP_ENV, LOOP_REL, LOOP_Y
 from realtime.model.one_pole import one_pole_coeff
 
-#: the largest amount a preset or CC may set (more detunes and silences notes: README)
+#: the largest amount a preset or CC may set (more detunes and silences notes: models/experiments/LOG.md)
 A_MAX = 0.5
 #: the envelope (linear amplitude) below which the filter is off (-35 dBFS), and above which it is fully on
 #: (-25 dBFS): a fade from -40 to -30 dBFS left 1.1 % of the held notes' windows silent, this one 0.6 %

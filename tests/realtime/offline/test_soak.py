@@ -1,6 +1,6 @@
 """Offline soak: a long random performance keeps memory flat, never NaNs, counts recoveries.
 
-The 30-minute variant runs with WAVENET_LIVE_LONG=1 (its last result is in the README).
+The 30-minute variant runs with WAVENET_LIVE_LONG=1 (its last result is in realtime/README.md).
 """
 from __future__ import annotations
 
