@@ -149,20 +149,35 @@ def cmd_render(a) -> int:
                            "kind": "render"})
         session.keep_log = False  # the events go to events.jsonl as they happen
         t0 = time.perf_counter()
-        with progress:
-            run_stream(session, timeline, n, a.block, Resampler(sr, out_sr, "hq") if out_sr != sr else None,
-                       sink=rec, keep=False, progress=progress)
+        try:
+            with progress:
+                run_stream(session, timeline, n, a.block, Resampler(sr, out_sr, "hq") if out_sr != sr else None,
+                           sink=rec, keep=False, progress=progress)
+        except KeyboardInterrupt:  # keep what was rendered: a valid, shorter take
+            rec.close({"recoveries": session.watchdog.total if session.watchdog else 0, "interrupted": True})
+            return _interrupted(rec.path, rec.frames_written / out_sr)
         wall = time.perf_counter() - t0
         rec.close({"recoveries": session.watchdog.total if session.watchdog else 0})
         info = {"seconds": round(n / sr, 6), "samples": n, "sample_rate": sr, "rtf": round(n / sr / wall, 3),
                 "engine": session.engine.name, "out": str(out), "frames_written": rec.frames_written}
         print(json.dumps(info), flush=True)
         return 0
-    with progress:
-        info = render_to_file(session, timeline, n, out, a.block, a.samplerate or sr, progress=progress)
+    try:
+        with progress:
+            info = render_to_file(session, timeline, n, out, a.block, a.samplerate or sr, progress=progress)
+    except KeyboardInterrupt:  # render_to_file closed the file: a valid, shorter one
+        import soundfile as sf
+
+        return _interrupted(out, sf.info(str(out)).duration if out.is_file() else 0.0)
     info.pop("frames")
     print(json.dumps(info), flush=True)
     return 0
+
+
+def _interrupted(out: Path, seconds: float) -> int:
+    """Ctrl-C during a render: say what was kept; the exit code is 130 (128 + SIGINT)."""
+    print(f"\nwavenet-live: interrupted: kept the first {seconds:.1f} s in {out}", file=sys.stderr, flush=True)
+    return 130
 
 
 def cmd_replay(a) -> int:
