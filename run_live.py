@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", action="store_true", help="with --record: write a PNG of the take at the end")
     p.add_argument("--learn", choices=CC_PARAMS, metavar="PARAM",
                    help=f"MIDI learn: bind the next CC that moves to PARAM ({', '.join(CC_PARAMS)}) "
-                        "and write it into the preset (--preset, else presets/user.toml)")
+                        "and write it into the preset (--preset, else user.toml in the user's config folder)")
     p.add_argument("--list-midi", action="store_true", help="list MIDI input ports and exit")
     p.add_argument("-m", "--midi-port", help="MIDI input port: number or name substring")
     p.add_argument("--virtual-midi", nargs="?", const="midi_in", metavar="NAME",
@@ -302,13 +302,14 @@ def cmd_play(a) -> int:
                 if host.error is not None or (deadline and time.monotonic() >= deadline):
                     break
                 if a.learn and session.controller.learned is not None:
-                    from realtime.control.learn import save_binding
-                    from realtime.control.presets import DEFAULT_PRESET, PRESET_DIR
+                    from realtime.control.learn import learned_message, save_binding, user_preset_path
+                    from realtime.control.presets import DEFAULT_PRESET
 
                     cc, param = session.controller.learned
-                    target = Path(a.preset) if a.preset else PRESET_DIR / "user.toml"
+                    target = Path(a.preset) if a.preset else user_preset_path()
+                    before = target.read_text() if target.is_file() else DEFAULT_PRESET.read_text()
                     save_binding(target, cc, param, source=DEFAULT_PRESET)
-                    print(f"\nwavenet-live: learned CC {cc} -> {param}; saved in {target}", file=sys.stderr, flush=True)
+                    print("\n" + learned_message(before, cc, param, target), file=sys.stderr, flush=True)
                     a.learn = None
                 if host.device_stalled(2.0):
                     print("\nwavenet-live: error: the audio device stopped (no callbacks for 2 s: "

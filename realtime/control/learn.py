@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from realtime.control.presets import CC_PARAMS, load_preset
+from realtime.control.presets import CC_PARAMS, load_preset, tomllib
 
 
 def bind_cc_text(text: str, cc: int, param: str) -> str:
@@ -24,10 +24,42 @@ def bind_cc_text(text: str, cc: int, param: str) -> str:
     return "\n".join(lines[:head + 1] + [entry] + body + lines[end:]) + "\n"
 
 
+def user_preset_path() -> Path:
+    """Where ``--learn`` writes when no ``--preset`` is given: ``user.toml`` in the user's config folder
+    (platformdirs: ``~/.config/wavenet-live`` on Linux), never the source tree."""
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("wavenet-live")) / "user.toml"
+
+
+def replaced_bindings(text: str, cc: int, param: str) -> list[str]:
+    """The ``[midi.cc]`` bindings of preset ``text`` that binding ``cc`` to ``param`` replaces, as
+    ``CC n -> param`` strings (the CC's old parameter, and the old CC of the parameter)."""
+    try:
+        table = tomllib.loads(text).get("midi", {}).get("cc", {})
+    except tomllib.TOMLDecodeError:
+        return []
+    return [f"CC {k} -> {v}" for k, v in table.items() if (str(k) == str(cc)) != (v == param)]
+
+
+def _as_user_copy(text: str, source: Path) -> str:
+    """``source``'s text for a new user preset: named "user", its relative model path made absolute."""
+    text = re.sub(r'(?m)^name\s*=.*$', 'name = "user"', text, count=1)
+
+    def absolute(m: re.Match) -> str:
+        p = Path(m.group(2)).expanduser()
+        return m.group(1) + str(p if p.is_absolute() else (source.parent / p).resolve()) + '"'
+
+    return re.sub(r'(?m)^(path\s*=\s*")([^"]*)"', absolute, text, count=1)
+
+
 def save_binding(preset_path: str | Path, cc: int, param: str, source: str | Path | None = None) -> Path:
-    """Write the binding into ``preset_path`` (created from ``source`` if missing); validates the result."""
+    """Write the binding into ``preset_path`` (created from ``source`` if missing, named "user", its model
+    path absolute; the folder is created too); validates the result."""
     path = Path(preset_path)
-    text = path.read_text() if path.is_file() else Path(source).read_text() if source else ""
+    text = path.read_text() if path.is_file() else _as_user_copy(Path(source).read_text(), Path(source)) \
+        if source else ""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(bind_cc_text(text, cc, param))
     try:
@@ -37,3 +69,11 @@ def save_binding(preset_path: str | Path, cc: int, param: str, source: str | Pat
         raise
     tmp.replace(path)
     return path
+
+
+def learned_message(before: str, cc: int, param: str, target: Path) -> str:
+    """One line for the player: the binding, what it replaced (from the preset text ``before``), where it
+    was saved and how to play with it."""
+    old = replaced_bindings(before, cc, param)
+    return (f"wavenet-live: learned CC {cc} -> {param}" + (f" (replaces {', '.join(old)})" if old else "")
+            + f"; saved in {target}; play with it: wavenet-live --preset {target}")
