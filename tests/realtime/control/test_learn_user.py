@@ -25,5 +25,5 @@ def test_learned_message_says_what_was_replaced_and_how_to_use_it():
     msg = learned_message(DEFAULT_PRESET.read_text(), 74, "morph", Path("/home/me/user.toml"))
     assert "CC 74 -> loop_lowpass" in msg and "CC 1 -> morph" in msg  # CC 74's old job, morph's old CC
     assert "--preset /home/me/user.toml" in msg and len(msg.splitlines()) == 1
-    assert "replaces CC 5 -> glide;" in learned_message(DEFAULT_PRESET.read_text(), 99, "glide", Path("u.toml"))
+    assert "(replaces CC 5 -> glide);" in learned_message(DEFAULT_PRESET.read_text(), 99, "glide", Path("u.toml"))
     assert "replaces" not in learned_message("", 99, "glide", Path("u.toml"))
