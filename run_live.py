@@ -101,6 +101,15 @@ def load_session_preset(a):
     return preset
 
 
+def _say_starting(preset, stream=None) -> None:
+    """On a terminal, one line before the silent part of a start (loading the model, JIT-compiling the
+    engines); a pipe or log gets nothing (its stderr stays one line on an error)."""
+    stream = stream or sys.stderr
+    if stream.isatty():
+        print(f"wavenet-live: loading model {preset.model_path().name} / compiling engines... "
+              f"(up to a minute on a first start)", file=stream, flush=True)
+
+
 def cmd_render(a) -> int:
     """Render offline, streaming to the output as it goes (flat memory), with a progress bar on a terminal."""
     from realtime.offline.demo import demo_events
@@ -115,6 +124,7 @@ def cmd_render(a) -> int:
         raise ValueError(f"--out {out}: unknown extension {out.suffix!r} (supported: "
                          f"{', '.join(AUDIO_SUFFIXES)}, or a name without one for a session folder)")
     preset = load_session_preset(a)
+    _say_starting(preset)
     session = Session.open(preset, say=lambda m: print(f"wavenet-live: {m}", file=sys.stderr))
     sr = session.engine.sample_rate
     if a.midi:
@@ -262,6 +272,8 @@ def cmd_play(a) -> int:
                               client_name=f"{a.client_name}-midi", required=bool(preset.midi.port))
     recorder = None
     try:
+        if not a.quiet:
+            _say_starting(preset)
         session = Session.open(preset, say=lambda m: print(f"wavenet-live: {m}", file=sys.stderr))
         session.keep_log = False  # events go to the recorder, if any
         session.prepare_live(say=lambda m: print(f"wavenet-live: {m}", file=sys.stderr, flush=True))

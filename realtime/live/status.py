@@ -20,31 +20,33 @@ def note_name(note: int | None) -> str:
     return "-" if note is None else f"{NOTE_NAMES[note % 12]}{note // 12 - 1}"
 
 
-def format_status(st: HostStats) -> str:
-    """One line: time, engine speed, ring fill, underruns, latency, instrument/pitch/temperature, MIDI, and the
-    generator thread's scheduling (``prio SCHED_FIFO 3``, ``prio nice -10`` or ``prio normal``)."""
-    xruns = f"underruns {st.underruns}" + (f" ({1000.0 * st.missing / st.samplerate:.0f} ms)" if st.missing else "")
-    if st.pa_underflows:
-        xruns += f" +{st.pa_underflows} xrun flags"
+def format_status(st: HostStats, width: int | None = None) -> str:
+    """One line, most useful first: instrument, note, temperature (and voices); any warning or error; time;
+    underruns; latency; MIDI port; watchdog recoveries; engine speed (RTF); ring fill; the generator
+    thread's scheduling (``prio SCHED_FIFO 3``, ``prio nice -10`` or ``prio normal``).
+
+    With ``width`` (terminal columns, e.g. 80) the parts after the time are dropped from the end until the
+    line fits, and the line is cut to ``width`` characters at most.
+    """
     temp = "-" if st.temperature is None else f"{st.temperature:.2f}"
-    parts = [
-        f"{st.seconds:6.1f}s",
-        f"RTF {st.rtf:4.1f}x",
-        f"ring {st.ring_ms:5.1f}/{st.lead_ms:.0f} ms",
-        xruns,
-        f"latency ~{st.latency_ms:.0f} ms",
-        f"{st.instrument or '-'} {note_name(st.note)} T={temp}" + (f" voices {st.voices}" if st.voices else ""),
-        f"MIDI {st.midi or 'none'}",
-    ]
-    if st.priority:
-        parts.append(f"prio {st.priority}")
-    if st.recoveries:
-        parts.append(f"recoveries {st.recoveries}")
+    head = [f"{st.instrument or '-'} {note_name(st.note)} T={temp}" + (f" voices {st.voices}" if st.voices else "")]
     if st.warning:
-        parts.append(f"WARNING {st.warning}")
+        head.append(f"WARNING {st.warning}")
     if st.error:
-        parts.append(f"ERROR {st.error}")
-    return " | ".join(parts)
+        head.append(f"ERROR {st.error}")
+    head.append(f"{st.seconds:.1f}s")
+    tail = [f"underruns {st.underruns}" + (f" ({1000.0 * st.missing / st.samplerate:.0f} ms)" if st.missing else ""),
+            f"latency ~{st.latency_ms:.0f} ms", f"MIDI {st.midi or 'none'}"]
+    if st.recoveries:
+        tail.append(f"recoveries {st.recoveries}")
+    tail += [f"RTF {st.rtf:.1f}x", f"ring {st.ring_ms:.0f}/{st.lead_ms:.0f} ms"]
+    if st.priority:
+        tail.append(f"prio {st.priority}")
+    line = " | ".join(head + tail)
+    while width is not None and len(line) > width and tail:
+        tail.pop()
+        line = " | ".join(head + tail)
+    return line if width is None or len(line) <= width else line[:width - 1] + "…"
 
 
 class StatusLine:
@@ -71,10 +73,13 @@ class StatusLine:
     def update(self, st: HostStats) -> None:
         if self.quiet:
             return
-        line = format_status(st)
         if self._live is not None:
+            import shutil
+
+            line = format_status(st, shutil.get_terminal_size((80, 24)).columns - 1)
             self._live.update(self._text(line, no_wrap=True, overflow="ellipsis"), refresh=True)
             return
+        line = format_status(st)
         now = time.monotonic()
         if now - self._last_plain >= self.plain_every:
             self._last_plain = now
