@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--midi-port", help="MIDI input port: number or name substring")
     p.add_argument("--virtual-midi", nargs="?", const="midi_in", metavar="NAME",
                    help="open a virtual MIDI input port (default name: midi_in)")
+    p.add_argument("--demo", action="store_true", help="play the built-in demo phrase instead of a MIDI port")
     p.add_argument("--midi-api", help="MIDI API: alsa, jack, coremidi, winmm (default: env RTMIDI_API, else any)")
     p.add_argument("--client-name", default="wavenet-live", help="JACK client name of the audio output")
     p.add_argument("-q", "--quiet", action="store_true", help="no live status line")
@@ -260,6 +261,7 @@ def cmd_play(a) -> int:
         print(out, flush=True)
         return code
 
+    from realtime.live.demo_midi import NO_MIDI_HINT
     from realtime.live.host import LiveHost
     from realtime.live.status import StatusLine
     from realtime.offline.render import Session
@@ -268,8 +270,9 @@ def cmd_play(a) -> int:
     device = devices.choose_output_device(au.device)
     latency = au.latency if au.latency in ("low", "high") else float(au.latency)
     virtual = a.virtual_midi or ("midi_in" if preset.midi.virtual else None)
-    midi = midi_in.open_input(preset.midi.port or None, virtual, preset.midi.api or None,
-                              client_name=f"{a.client_name}-midi", required=bool(preset.midi.port))
+    midi = None if a.demo else midi_in.open_input(preset.midi.port or None, virtual, preset.midi.api or None,
+                                                  client_name=f"{a.client_name}-midi",
+                                                  required=bool(preset.midi.port))
     recorder = None
     try:
         if not a.quiet:
@@ -277,6 +280,10 @@ def cmd_play(a) -> int:
         session = Session.open(preset, say=lambda m: print(f"wavenet-live: {m}", file=sys.stderr))
         session.keep_log = False  # events go to the recorder, if any
         session.prepare_live(say=lambda m: print(f"wavenet-live: {m}", file=sys.stderr, flush=True))
+        if a.demo:
+            from realtime.live.demo_midi import DemoMidi
+
+            midi = DemoMidi(sorted(preset.midi.programs) or list(range(len(session.controller.instruments))))
         if a.record:  # fails here, before any sound, if the path is not writable
             from realtime.live.recorder import Recorder
             from realtime.offline.replay import manifest_for
@@ -301,7 +308,7 @@ def cmd_play(a) -> int:
         st = host.snapshot()
         if not a.quiet:
             print(f"wavenet-live: playing {preset.name!r} on {st.device} at {st.samplerate:.0f} Hz, "
-                  f"lead {st.lead_ms:.0f} ms; MIDI: {host.midi or 'none (no port found)'}; Ctrl-C stops",
+                  f"lead {st.lead_ms:.0f} ms; MIDI: {host.midi or NO_MIDI_HINT}; Ctrl-C stops",
                   file=sys.stderr, flush=True)
         if a.learn:
             session.controller.learn = a.learn
