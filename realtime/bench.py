@@ -1,8 +1,12 @@
 """Benchmark the engines: samples/s, real-time factors, GFLOP/s, GB/s, fraction of FMA peak, polyphony.
 
-    python -m realtime.bench [--json] [--runs 3] [--configs r32s64l20,r64s128l20]
+    python -m realtime.bench [--json] [--runs 3] [--configs r32s64l20,r64s128l20,model]
                              [--engines numba,numba-int8,numba-bf16,numba-bf16dot,numba-int8dot,torchscript,eager]
                              [--voices 1,2,4,8,16] [--threads 1,2] [--poly-precisions fp32,bf16dot]
+    python -m realtime.bench --targets avx2,avxvnni,host   # the same per compile target (realtime.bench_targets)
+
+The config ``model`` is the ``--model`` file (the shipped model by default) with its trained weights;
+the others are random models of that size.
 
 Same random weights for every engine; medians of ``--runs`` timed runs after a
 warm-up. Single-voice rows run on one thread (torch.set_num_threads(1), the
@@ -22,10 +26,13 @@ core's float32 FMA peak — times the thread count for the two-thread rows. The
 peaks are measured here by realtime.peaks (register-only loops of one
 instruction): float32 FMA at 256 bits (the width Numba's auto-vectoriser emits
 on this CPU) and 512 bits (the hardware's peak, the one fractions use), bf16 dot
-products, float16 FMA and int8 dot products where the CPU has them. bf16dot
+products, float16 FMA and int8 dot products where the compile target has them
+(realtime.kernel.isa: ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` compile for a lower
+CPU, and every figure is then that target's). bf16dot
 and int8dot rows also give ``dot_peak_fraction`` against their instruction's
-peak (int8dot's is at most 0.5: each weight vector takes two ``vpdpbusd``, for
-the high and the low bytes of its 16-bit activation codes), and ``dot_matvec_gflops`` is each one's
+peak (int8dot's routine depends on the target: 512- or 256-bit ``vpdpbusd``, at most
+0.5 of its peak since each weight vector takes two, for the high and the low bytes of
+the 16-bit activation codes; AVX2's ``vpmaddwd``), and ``dot_matvec_gflops`` is each one's
 matrix-vector routine on a matrix
 held in L1 (how close its inner loop comes to that peak). ``best_over_eager`` / ``best_over_torchscript``
 compare the fastest Numba precision with the float32 framework engines.
@@ -39,6 +46,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -49,6 +57,8 @@ CONFIGS = {
     "r64s128l20": (64, 128, 10, 2),
     "r16s32l16": (16, 32, 8, 2),
 }
+#: the config name of the ``--model`` file (trained weights, its own size)
+MODEL_CONFIG = "model"
 RATES = (16000, 22050, 24000, 44100)
 PRECISION_ENGINES = {"numba": "fp32", "numba-int8": "int8", "numba-bf16": "bf16", "numba-bf16dot": "bf16dot",
                      "numba-int8dot": "int8dot"}
@@ -88,6 +98,19 @@ def training_state(pattern: str = "models.train") -> str:
     return "paused" if all(s.startswith("T") for s in states) else "running"
 
 
+def _without_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``option`` and its value (``--opt V`` or ``--opt=V``)."""
+    out, skip = [], False
+    for x in argv:
+        if skip:
+            skip = False
+        elif x == option:
+            skip = True
+        elif not x.startswith(option + "="):
+            out.append(x)
+    return out
+
+
 def _median_rate(fn, n: int, runs: int) -> tuple[float, list[float]]:
     fn(min(n, 64))  # warm-up (compilation, caches)
     rates = []
@@ -108,17 +131,44 @@ def _calibrated_n(fn, seconds: float, lo: int = 64) -> int:
 
 
 # ------------------------------------------------------------------ peaks (see realtime.peaks)
-#: the dot-product precisions and the peak (realtime.peaks kind) their instruction has
-DOT_PEAKS = {"numba-bf16dot": "bf16_dot_512", "numba-int8dot": "int8_dot_512"}
+#: the peak (realtime.peaks kind) of bf16dot's instruction and of each int8dot routine's (realtime.kernel.int8dot.path)
+DOT_PEAKS = {"numba-bf16dot": "bf16_dot_512"}
+INT8_PEAKS = {"avx512vnni": "int8_dot_512", "avxvnni": "int8_dot_256", "avx2": "int16_madd_256"}
+
+
+def dot_peak_kind(engine: str) -> str:
+    """The realtime.peaks kind ``engine``'s dot-product instruction has on the compile target ('' if none)."""
+    if engine == "numba-int8dot":
+        from realtime.kernel import int8dot
+
+        return INT8_PEAKS.get(int8dot.path() or "", "")
+    return DOT_PEAKS.get(engine, "")
+
+
+def load_bench_model(name: str, model_path: str = ""):
+    """``(model, cfg)`` for config ``name``: a random model of a :data:`CONFIGS` size (seed 0), or the
+    ``model_path`` file for :data:`MODEL_CONFIG`."""
+    from realtime.model.config import WaveNetConfig
+    from realtime.model.model_file import load_model, random_model
+
+    if name == MODEL_CONFIG:
+        if not (model_path and os.path.isfile(model_path)):
+            raise SystemExit(f"config {MODEL_CONFIG!r} needs --model FILE (got {model_path!r})")
+        model = load_model(model_path)
+        return model, model.config
+    if name not in CONFIGS:
+        raise SystemExit(f"unknown config {name!r} (known: {', '.join(CONFIGS)}, {MODEL_CONFIG})")
+    cfg = WaveNetConfig(*CONFIGS[name])
+    return random_model(cfg, seed=0), cfg
 
 
 def dot_matvec_gflops(precision: str, seconds: float = 0.3) -> float:
     """GFLOP/s (int8: GOP/s, a multiply-add counted as 2) of the ``bf16dot`` or ``int8dot``
-    matrix-vector routine on a 128 x 128 matrix held in L1 (best of 3), or 0 when this CPU cannot
-    run it: how close the inner loop comes to the instruction's peak."""
+    matrix-vector routine (int8dot: the compile target's) on a 128 x 128 matrix held in L1 (best of 3), or 0
+    when the compile target cannot run it: how close the inner loop comes to the instruction's peak."""
     from numba import njit
 
-    from realtime.kernel import bf16dot, int8dot
+    from realtime.kernel import aligned, bf16dot, int8dot
     from realtime.peaks import best_rate
 
     rng = np.random.default_rng(0)
@@ -134,7 +184,7 @@ def dot_matvec_gflops(precision: str, seconds: float = 0.3) -> float:
                 bf16dot.dot_acc(h, 0, w, 0, xp, 64, 8)
             return h[0]
 
-        w16, xp = bf16dot.pack_matrix(w), np.zeros(64, np.float32)
+        w16, xp = aligned.copy(bf16dot.pack_matrix(w)), aligned.zeros(64, np.float32)  # as the engines' are
         return best_rate(lambda n: loop16(n, h, w16, xp), 128 * 128 * 2, 20_000, seconds)
     if not int8dot.available()[0]:
         return 0.0
@@ -142,11 +192,13 @@ def dot_matvec_gflops(precision: str, seconds: float = 0.3) -> float:
     @njit(nogil=True, cache=True)
     def loop8(n, h, w, xq):
         for _ in range(n):
-            int8dot.dot_acc(h, 0, w, 0, xq, 32, 8, np.float32(1e-9))
+            int8dot.dot_acc(h, 0, w, 0, xq, 32, 8, np.float32(1e-9))  # the compile target's routine
         return h[0]
 
-    # 128 inputs as 16-bit codes: the high-byte plane (at the zero point), then the low-byte plane
-    w8, xq = int8dot.pack_matrix(w, int8dot.ZP_SIGNED), np.r_[np.full(128, 128), np.zeros(128)].astype(np.uint8)
+    # 128 inputs as 16-bit codes: the high-byte plane (at the zero point), then the low-byte plane (AVX2 reads
+    # the same bytes as int16 codes)
+    w8 = aligned.copy(int8dot.pack_matrix(w, int8dot.ZP_SIGNED))
+    xq = aligned.copy(np.r_[np.full(128, 128), np.zeros(128)].astype(np.uint8))
     return best_rate(lambda n: loop8(n, h, w8, xq), 128 * 128 * 2, 20_000, seconds)
 
 
@@ -218,20 +270,17 @@ def _derived(cfg, samples_per_s: float, steps_per_s: float, weight_bytes: int, p
 
 def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak: float = 0.0,
                  dot_peaks: dict[str, float] | None = None,
-                 loop_lowpass: float = 0.0) -> tuple[list[Result], dict[str, str]]:
-    """Single-voice rows of config ``name`` for each engine (the Numba and TorchScript engines with the
-    loop low-pass ``loop_lowpass``); also ``{engine: why}`` for those skipped."""
+                 loop_lowpass: float = 0.0, model_path: str = "") -> tuple[list[Result], dict[str, str]]:
+    """Single-voice rows of config ``name`` (:func:`load_bench_model`) for each engine (the Numba and TorchScript
+    engines with the loop low-pass ``loop_lowpass``); also ``{engine: why}`` for those skipped."""
     import torch
 
     from realtime.engine.numba_engine import NumbaEngine, logit_error, precision_error
     from realtime.engine.torch_engine import TorchScriptEngine
-    from realtime.model.config import WaveNetConfig
-    from realtime.model.model_file import random_model
 
     torch.set_num_threads(1)
-    r, s, lps, st = CONFIGS[name]
-    cfg = WaveNetConfig(r, s, lps, st)
-    model = random_model(cfg, seed=0)
+    model, cfg = load_bench_model(name, model_path)
+    r, s = cfg.residual_channels, cfg.skip_channels
     fp32_bytes = None
     results, skipped = [], {}
     for engine in engines:
@@ -274,7 +323,7 @@ def bench_config(name: str, runs: int, engines: list[str], seconds: float, peak:
 
             extra["read_peak_gbs"] = round(read_gbs(wbytes), 1)
             extra["bandwidth_fraction"] = round(extra["gbytes_per_s"] / extra["read_peak_gbs"], 3)
-        dot_peak = (dot_peaks or {}).get(DOT_PEAKS.get(engine, ""), 0.0)
+        dot_peak = (dot_peaks or {}).get(dot_peak_kind(engine), 0.0)
         if dot_peak > 0:
             extra["dot_peak_fraction"] = round(extra["gflops"] / dot_peak, 3)
         results.append(Result(name, engine, rate, all_rates, extra))
@@ -296,19 +345,15 @@ def poly_precisions(spec: str, r: int, s: int) -> tuple[list[str], dict[str, str
 
 
 def bench_poly(name: str, runs: int, precisions: list[str], voices: list[int], threads: list[int],
-               seconds: float, peak: float, cpus: list[int], parallel: list[str]) -> list[dict]:
+               seconds: float, peak: float, cpus: list[int], parallel: list[str], model_path: str = "") -> list[dict]:
     """Polyphony scaling: voices vs steps/s (= samples/s of each voice), per precision and thread count.
 
     threads=1 runs pinned to the first CPU; threads=2 ("threads") pins the calling thread to the first
     and the worker to the second CPU; "prange" lets Numba's two threads use both.
     """
     from realtime.engine.poly_engine import PolyEngine
-    from realtime.model.config import WaveNetConfig
-    from realtime.model.model_file import random_model
 
-    r, s, lps, st = CONFIGS[name]
-    cfg = WaveNetConfig(r, s, lps, st)
-    model = random_model(cfg, seed=0)
+    model, cfg = load_bench_model(name, model_path)
     rows = []
     for prec in precisions:
         for th in threads:
@@ -390,14 +435,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loop-lowpass", type=float, default=0.0, metavar="A",
                     help="single-voice engines with this loop low-pass (realtime/kernel/loop_lowpass.py; 0 = off)")
     ap.add_argument("--model", default="models/default/model.npz",
-                    help="a trained model to check int8/bf16 logit errors and choose_engine() on ('' to skip)")
+                    help="a trained model to check int8/bf16 logit errors and choose_engine() on ('' to skip), and "
+                         f"the config {MODEL_CONFIG!r}")
+    ap.add_argument("--cpus", default="", metavar="C,C",
+                    help="the CPUs to use, in order: single-voice rows on the first, two-thread rows on the first two "
+                         "(default: the process's affinity, in ascending order)")
+    ap.add_argument("--targets", default="", metavar="T,T",
+                    help="run the benchmark once per compile target (avx2, avxvnni, host: realtime.bench_targets) "
+                         "with the other options, and compare them")
     a = ap.parse_args(argv)
+    if a.targets:
+        from realtime.bench_targets import main as per_target
+
+        rest = _without_option(list(sys.argv[1:] if argv is None else argv), "--targets")
+        return per_target([t for t in a.targets.split(",") if t], [x for x in rest if x != "--json"], a.json)
     training = training_state()
     busy = training == "running"
-    cpus = _affinity()
+    cpus = [int(c) for c in a.cpus.split(",") if c] or _affinity()
     _pin(cpus[:1])
+    from realtime.kernel import int8dot, isa
     from realtime.peaks import all_peaks
 
+    target = isa.describe()
     peaks = all_peaks()
     peak = max(peaks["fp32_fma_256"], peaks["fp32_fma_512"])
     dot_peak = peaks["bf16_dot_512"]
@@ -407,9 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     threads = [int(t) for t in a.threads.split(",") if t]
     rows, ratios, poly, autos, skips = [], [], [], [], []
     for name in a.configs.split(","):
-        if name not in CONFIGS:
-            raise SystemExit(f"unknown config {name!r} (known: {', '.join(CONFIGS)})")
-        results, skipped = bench_config(name, a.runs, engines, a.seconds, peak, peaks, a.loop_lowpass)
+        model, cfg = load_bench_model(name, a.model)
+        results, skipped = bench_config(name, a.runs, engines, a.seconds, peak, peaks, a.loop_lowpass, a.model)
         res = {x.engine: x for x in results}
         rows += [x.row() for x in res.values()]
         skips += [{"config": name, "engine": e, "skipped": why} for e, why in skipped.items()]
@@ -426,22 +484,20 @@ def main(argv: list[str] | None = None) -> int:
                     ratio[f"{p}_over_fp32"] = round(res[e].samples_per_s / res["numba"].samples_per_s, 2)
             ratios.append(ratio)
         if voices:
-            runnable, why_not = poly_precisions(a.poly_precisions, *CONFIGS[name][:2])
+            runnable, why_not = poly_precisions(a.poly_precisions, cfg.residual_channels, cfg.skip_channels)
             skips += [{"config": name, "engine": f"poly-{p}", "skipped": why} for p, why in why_not.items()]
             poly += bench_poly(name, a.runs, runnable, voices, threads, a.poly_seconds, peak,
-                               cpus, a.parallel.split(","))
-        if not a.no_auto:
+                               cpus, a.parallel.split(","), a.model)
+        if not a.no_auto and name != MODEL_CONFIG:  # the model file's pick: trained_model_check below
             from realtime.engine.numba_engine import choose_engine
-            from realtime.model.config import WaveNetConfig
-            from realtime.model.model_file import random_model
 
-            chosen, why = choose_engine(random_model(WaveNetConfig(*CONFIGS[name]), seed=0))
+            chosen, why = choose_engine(model)
             autos.append({"config": name, "auto_engine": chosen, "reason": why})
     if a.model and os.path.isfile(a.model) and not a.no_auto:
         autos.append(trained_model_check(a.model))
     summary = poly_summary(poly)
     meta = {"fma_peak_gflops": round(peak, 1), "peaks_gflops": peaks, "dot_matvec_gflops": matvec,
-            "cpus": len(cpus),
+            "cpus": len(cpus), "target": target, "int8dot_path": int8dot.path(),
             "training_running": busy, "training": training}
     if a.json:
         print(json.dumps(meta))
@@ -450,12 +506,14 @@ def main(argv: list[str] | None = None) -> int:
         for r in skips + ratios + summary + autos:
             print(json.dumps(r))
         return 0
+    int8_kind = dot_peak_kind("numba-int8dot")
+    print(f"compiled for {target}; int8dot routine: {int8dot.INSTRUCTIONS.get(int8dot.path() or '', 'none')}")
     print(f"median of {a.runs} runs; peaks per core (GFLOP/s, measured): float32 FMA {peaks['fp32_fma_256']:.1f} "
           f"(256-bit) / {peaks['fp32_fma_512']:.1f} (512-bit)"
           + (f", bf16 dot products {dot_peak:.1f} (the bf16dot matrix-vector routine, L1-resident: "
              f"{matvec['bf16dot']:.1f})" if dot_peak else "")
-          + (f", int8 dot products {peaks['int8_dot_512']:.1f} GOP/s (int8dot matrix-vector, L1-resident: "
-             f"{matvec['int8dot']:.1f})" if peaks["int8_dot_512"] else "")
+          + (f", int8dot's instruction ({int8_kind}) {peaks[int8_kind]:.1f} GOP/s (its matrix-vector routine, "
+             f"L1-resident: {matvec['int8dot']:.1f})" if int8_kind and peaks[int8_kind] else "")
           + (f", float16 FMA {peaks['fp16_fma_512']:.1f}" if peaks["fp16_fma_512"] else "")
           + f"; 'peak' = of the float32 FMA peak {peak:.1f}"
           + f"; {len(cpus)} CPU(s) available" + ("; a training run was using the machine" if busy else "")

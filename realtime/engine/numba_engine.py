@@ -11,10 +11,11 @@ except in bf16dot):
   CPU's AVX-512 BF16 dot-product instruction with float32 accumulation (see
   :mod:`realtime.kernel.bf16dot`); only on CPUs that have it, and for R, S multiples of 16.
 * ``int8dot`` — int8 weights with per-column scales (the output head's too) *and* activations
-  quantised per vector to 16-bit codes in two byte planes, multiplied by AVX-512 VNNI's int8
-  dot-product instruction with exact int32 sums (see :mod:`realtime.kernel.int8dot`); a quarter of
-  fp32's bytes, so it is the fastest here (~1.9x bf16dot on R64/S128); only on CPUs with
-  AVX-512 VNNI, R, S multiples of 16 (at most 512).
+  quantised per vector to 16-bit codes, multiplied by the CPU's int8 dot-product instructions with
+  exact int32 sums (see :mod:`realtime.kernel.int8dot`): AVX-512 VNNI, AVX-VNNI (256-bit) or AVX2
+  (``vpmaddwd``), whichever is widest on the compile target, all with the same bits; a quarter of
+  fp32's bytes, so it is the fastest with AVX-512 (~1.9x bf16dot on R64/S128); needs AVX2, R, S
+  multiples of 16 (at most 512).
 
 Reduced precisions change the logits by at most :data:`LOGIT_TOLERANCE` of the model's logit
 scale (see tests/realtime/kernel/test_precision.py for how that bound was chosen); bf16 is 2-4x more
@@ -22,7 +23,8 @@ accurate than int8 and, on an AVX-512 machine, about as fast; bf16dot's error is
 about twice bf16's, and it is 1.5-1.9x faster than bf16 where the CPU has it; int8dot's is
 close to int8's.
 :func:`choose_engine` picks the fastest exact-enough precision for a model on
-this machine (``--engine auto``); :func:`engine_from_name` builds it.
+this machine (``--engine auto``); :func:`engine_from_name` builds it. "This machine" is Numba's compile
+target (realtime.kernel.isa): ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` when set, else the CPU.
 """
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ def precision_error(precision: str, r: int, s: int) -> str | None:
         return (None if ok else f"bf16dot needs AVX-512 BF16: {why}") or bf16dot.shape_error(r, s)
     if precision == "int8dot":
         ok, why = int8dot.available()
-        return (None if ok else f"int8dot needs AVX-512 VNNI: {why}") or int8dot.shape_error(r, s)
+        return (None if ok else f"int8dot needs AVX2: {why}") or int8dot.shape_error(r, s)
     return None
 
 
@@ -79,8 +81,8 @@ def kernel_weights(w: dict[str, np.ndarray], loc_idx: np.ndarray, dilations: np.
     """The kernel's weights tuple (see :func:`realtime.kernel.generate.generate_voices`) at ``precision``.
 
     Packed shapes: bf16dot w_dil (L, R, 2R/16, 16), w_rs (L, R/2, (R+S)/16, 16), head (S/2, n/16, 16)
-    uint32 (realtime.kernel.bf16dot.pack_matrix); int8dot w_dil (L, 2, R/4 + 2, 2R/16, 16) (one matrix per
-    tap), w_rs (L, R/4 + 2, (R+S)/16, 16), head (S/4 + 2, n/16, 16) int32 (realtime.kernel.int8dot.pack_matrix).
+    uint32 (realtime.kernel.bf16dot.pack_matrix); int8dot w_dil (L, 2, R/4 + 3, 2R/16, 16) (one matrix per
+    tap), w_rs (L, R/4 + 3, (R+S)/16, 16), head (S/4 + 3, n/16, 16) int32 (realtime.kernel.int8dot.pack_matrix).
     Every array starts on a cache line (realtime.kernel.aligned).
     """
     w_dil, w_rs = w["w_dil"], w["w_rs"]

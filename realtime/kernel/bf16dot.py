@@ -13,7 +13,7 @@ so they fit the kernel's float32 scratch. Needs n_in even and n_out a multiple
 of 16.
 
 Thread: generator (these run inside the kernel, which holds no GIL).
-Only usable when :func:`available` (the CPU has AVX-512 BF16 and LLVM >= 17);
+Only usable when :func:`available` (the compile target has AVX-512 BF16 and LLVM >= 17);
 Numba compiles them only for the kernel specialisation that uses packed weights.
 """
 from __future__ import annotations
@@ -25,17 +25,18 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from realtime.kernel import isa
 from realtime.kernel.dot_loop import LANES, as_i64, broadcast_i32, data_ptr, emit_blocked_dot
 
 
 def available() -> tuple[bool, str]:
-    """``(usable, reason)``: does this CPU and this LLVM support the ``bf16dot`` kernel?"""
+    """``(usable, reason)``: do the compile target (realtime.kernel.isa) and this LLVM support the ``bf16dot``
+    kernel?"""
     if llvm_binding.llvm_version_info < (17,):
         return False, f"LLVM {'.'.join(map(str, llvm_binding.llvm_version_info))} < 17 has no bfloat vectors"
-    features = llvm_binding.get_host_cpu_features()
-    if not features.get("avx512bf16", False):
-        return False, f"this CPU ({llvm_binding.get_host_cpu_name()}) has no AVX-512 BF16"
-    return True, f"AVX-512 BF16 on {llvm_binding.get_host_cpu_name()}"
+    if not isa.has("avx512bf16"):
+        return False, f"the compile target ({isa.describe()}) has no AVX-512 BF16"
+    return True, f"AVX-512 BF16 on {isa.describe()}"
 
 
 def shape_error(r: int, s: int) -> str | None:

@@ -1,11 +1,14 @@
-"""The LLVM loop nest shared by the dot-product matrix-vector routines (bf16dot, int8dot).
+"""The LLVM loop nest shared by the dot-product matrix-vector routines (bf16dot, and int8dot's
+AVX-512 VNNI, AVX-VNNI and AVX2 routines).
 
-Both multiply a packed weight matrix (input groups ``k`` x output blocks of 16
-lanes) by an input vector whose ``k``-th group (a bf16 pair, or four int8) is
-broadcast to every lane. Output blocks run in groups of 8/4/2/1 so several
-accumulator chains are in flight per input group; each chain lives in a stack
-slot that LLVM promotes to a register. Only the instruction, the accumulator's
-start value and what happens to it at the end differ between the precisions.
+All multiply a packed weight matrix (input groups ``k`` x output blocks of 16
+lanes, 64 bytes) by an input vector whose ``k``-th group (a bf16 pair, or four
+activation codes) is broadcast to every lane. Output blocks run in groups (8/4/2/1
+for 512-bit vectors; fewer for 256-bit ones, which have 16 registers and more
+accumulators per block) so several accumulator chains are in flight per input
+group; each chain lives in a stack slot that LLVM promotes to a register. Only the
+instruction, how a block's 64 bytes are loaded, the accumulators' start values and
+what happens to them at the end differ between the routines.
 
 Thread: generator (emitted into the kernel, which holds no GIL).
 """
@@ -48,21 +51,29 @@ def broadcast_i32(builder, base, k):
     return splat(builder, builder.load(builder.gep(base, [k])), I32V)
 
 
+def load_block(builder, ptr):
+    """The default block load: the 64 bytes at i32 pointer ``ptr`` as one 16 x i32 vector."""
+    return builder.load(builder.bitcast(ptr, ir.PointerType(I32V)), align=4)
+
+
 def emit_blocked_dot(builder, n_groups_in, n_ob, wbase, woff,
-                     init: Callable, step: Callable, finish: Callable, load_x: Callable) -> None:
+                     init: Callable, step: Callable, finish: Callable, load_x: Callable,
+                     groups: tuple[int, ...] = GROUPS, load_w: Callable = load_block) -> None:
     """Emit ``for each output block b < n_ob: accs = init(b); for k < n_groups_in: accs = step(accs, W[k, b], x_k);
     finish(b, accs)``, where ``accs`` is a list of accumulator values (one chain each).
 
     ``wbase`` is an i32 pointer to the packed weights, block (k, b) at element ``woff + (k * n_ob + b) * 16``;
-    ``load_x(k)`` returns the broadcast input group k (computed once per k for all blocks of a group, any
-    value ``step`` understands); ``n_groups_in``, ``n_ob``, ``woff`` are i64 values; ``b`` is passed to
-    init/finish as an i64 value. Each weight vector is loaded once per k, whatever ``step`` does with it.
-    The weights should start on a 64-byte boundary (realtime.kernel.aligned): every load is one 64-byte vector.
+    ``load_w(ptr)`` loads a block from its i32 pointer (any value ``step`` understands; default: one
+    16 x i32 vector); ``load_x(k)`` returns the broadcast input group k (computed once per k for all blocks
+    of a group); ``n_groups_in``, ``n_ob``, ``woff`` are i64 values; ``b`` is passed to init/finish as an i64
+    value; ``groups``: the block counts run together, largest first (ending in 1). Each block is loaded once
+    per k, whatever ``step`` does with it. The weights should start on a 64-byte boundary
+    (realtime.kernel.aligned): then no load straddles two cache lines.
     """
     lanes = ir.Constant(I64, LANES)
     row = builder.mul(n_ob, lanes)  # i32 elements per input group
     first = cgutils.alloca_once_value(builder, ir.Constant(I64, 0))
-    for g in GROUPS:
+    for g in groups:
         ob0 = builder.load(first)
         n_outer = builder.udiv(builder.sub(n_ob, ob0), ir.Constant(I64, g))
         with cgutils.for_range(builder, n_outer) as outer:
@@ -75,7 +86,7 @@ def emit_blocked_dot(builder, n_groups_in, n_ob, wbase, woff,
                 rowbase = builder.add(woff, builder.mul(k, row))
                 for b, bslots in zip(blocks, slots):
                     off = builder.add(rowbase, builder.mul(b, lanes))
-                    wv = builder.load(builder.bitcast(builder.gep(wbase, [off]), ir.PointerType(I32V)), align=4)
+                    wv = load_w(builder, builder.gep(wbase, [off]))
                     for slot, acc in zip(bslots, step([builder.load(sl) for sl in bslots], wv, x)):
                         builder.store(acc, slot)
             for b, bslots in zip(blocks, slots):

@@ -15,8 +15,9 @@ stack's weights may be float32, int8 with per-output-column scales, or bfloat16
 (see "weight formats"): one kernel source, one Numba specialisation per dtype.
 Packed bf16 pairs (uint32, the ``bf16dot`` precision) take AVX-512 BF16 dot
 products instead (see :mod:`realtime.kernel.bf16dot`), output head included; packed int8
-quads (int32, ``int8dot``) take AVX-512 VNNI dot products on activations quantised
-per vector to 16-bit codes (see :mod:`realtime.kernel.int8dot`).
+quads (int32, ``int8dot``) take the compile target's int8 dot products (AVX-512 VNNI,
+AVX-VNNI or AVX2, the same bits) on activations quantised per vector to 16-bit codes
+(see :mod:`realtime.kernel.int8dot`).
 The float32 arithmetic (order of every add) is the same for any number of
 voices and identical to the original single-voice kernel; so is bf16dot's and
 int8dot's, whose rounding differs from float32 (see realtime.engine.numba_engine.LOGIT_TOLERANCE).
