@@ -39,7 +39,7 @@ def replaced_bindings(text: str, cc: int, param: str) -> list[str]:
         table = tomllib.loads(text).get("midi", {}).get("cc", {})
     except tomllib.TOMLDecodeError:
         return []
-    return [f"CC {k} -> {v}" for k, v in table.items() if (str(k) == str(cc)) != (v == param)]
+    return [f"CC {k} -> {v}" for k, v in table.items() if v and (str(k) == str(cc)) != (v == param)]
 
 
 def _as_user_copy(text: str, source: Path) -> str:

@@ -1,7 +1,10 @@
 """TOML presets: model, engine, sound, audio and MIDI mapping, validated with one-line errors.
 
-Every error names the file, the key and the problem. Relative paths in a
-preset are relative to the preset file's folder.
+Every error names the file, the key and the problem. A preset file inherits presets/default.toml: each
+table is merged key by key (a key the file gives wins; an array, such as an array of tables, replaces the
+default's whole), and a CC or program bound to "" in [midi.cc] / [midi.programs] drops the inherited binding.
+A relative path is relative to the folder of the file that names it: the default's against presets/, a
+user preset's (anywhere, e.g. the config folder ``--learn`` writes to) against its own.
 """
 from __future__ import annotations
 
@@ -140,15 +143,54 @@ _SECTIONS = {"model": ModelSection, "sound": SoundSection, "audio": AudioSection
 
 
 def load_preset(path: str | Path | None = None) -> Preset:
-    """Read and validate a preset file (default: presets/default.toml)."""
+    """Read and validate a preset file (default: presets/default.toml) over presets/default.toml's values."""
     path = Path(path) if path is not None else DEFAULT_PRESET
+    data = _absolute_paths(_read(path), path, ("prime",))
+    if path.resolve() != DEFAULT_PRESET.resolve():
+        base = _absolute_paths(_read(DEFAULT_PRESET), DEFAULT_PRESET, ("path", "prime"))
+        preset_from_dict(base, DEFAULT_PRESET)  # a bad value there is named as the default's
+        base.pop("name", None)  # a file's name is its own (or its file name)
+        data = merged(base, data)
+    return preset_from_dict(data, path)
+
+
+def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise PresetError(f"preset {path}: not found")
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise PresetError(f"preset {path}: not valid TOML ({e})") from None
-    return preset_from_dict(data, path)
+
+
+def merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: tables merged key by key, any other value (arrays included) replaced."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _absolute_paths(data: dict[str, Any], path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """``data`` with the relative paths among [model] ``keys`` (``path``; ``prime`` when it names an audio
+    file) made absolute against ``path``'s folder. A user file's own model path stays as written
+    (:meth:`Preset.model_path` resolves it against the file); an inherited one cannot."""
+    model = data.get("model")
+    if not isinstance(model, dict):
+        return data
+    model = dict(model)
+    for key in keys:
+        value = model.get(key)
+        if not isinstance(value, str):
+            continue
+        kind, _, arg = value.strip().partition(":")
+        if key == "prime" and kind in ("silence", "sine", "noise"):
+            continue
+        p = Path(arg if key == "prime" and kind == "file" else value.strip()).expanduser()
+        if not p.is_absolute():
+            p = (path.parent / p).resolve()
+            model[key] = f"file:{p}" if key == "prime" else str(p)
+    return dict(data, model=model)
 
 
 def preset_from_dict(data: dict[str, Any], path: Path | None = None) -> Preset:
@@ -165,9 +207,6 @@ def preset_from_dict(data: dict[str, Any], path: Path | None = None) -> Preset:
         if not isinstance(raw, dict):
             raise PresetError(f"{where}: [{sec}] must be a table")
         kw[sec] = _section(where, sec, cls, raw)
-    if path is not None and "path" not in data.get("model", {}):
-        # the model path a file does not name is the default preset's, relative to the default preset
-        kw["model"] = replace(kw["model"], path=str((DEFAULT_PRESET.parent / kw["model"].path).resolve()))
     p = Preset(name=name, path=Path(path).resolve() if path else None, **kw)
     _validate(where, p)
     return p
@@ -209,7 +248,8 @@ def _number_table(where, key: str, value: Any) -> dict[int, str]:
             raise PresetError(f"{where}: {key}.{k}: number out of range 0-127")
         if not isinstance(v, str):
             raise PresetError(f"{where}: {key}.{k}: expected a string, got {type(v).__name__} {v!r}")
-        out[n] = v
+        if v:  # "" unbinds (drops a binding inherited from presets/default.toml)
+            out[n] = v
     return out
 
 
