@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="PATH",
                    help="record: PATH.wav/.flac is the audio only, any other PATH a session folder")
     p.add_argument("--plot", action="store_true", help="with --record: write a PNG of the take at the end")
-    p.add_argument("--learn", choices=CC_PARAMS, metavar="PARAM",
-                   help=f"MIDI learn: bind the next CC that moves to PARAM ({', '.join(CC_PARAMS)}) "
+    p.add_argument("--learn", type=_learnable, metavar="PARAM",
+                   help=f"MIDI learn: bind the next CC that moves to PARAM ({', '.join(CC_PARAMS)}, or fxN.PARAM: "
+                        "a parameter of the preset's effect N, e.g. fx1.wet_level) "
                         "and write it into the preset (--preset, else user.toml in the user's config folder)")
     p.add_argument("--list-midi", action="store_true", help="list MIDI input ports and exit")
     p.add_argument("-m", "--midi-port", help="MIDI input port: number or name substring")
@@ -88,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     rr = sub.add_parser("repair", help="fix the header of a WAV cut short by a crash")
     rr.add_argument("file", help="WAV file")
     return ap
+
+
+def _learnable(param: str) -> str:
+    """--learn's PARAM: a CC parameter, or an effect's fxN.PARAM (checked against the preset once it loads)."""
+    from realtime.sound.effects import FX_PARAM
+
+    if param in CC_PARAMS or FX_PARAM.match(param):
+        return param
+    raise argparse.ArgumentTypeError(f"invalid choice: {param!r} (choose from {', '.join(CC_PARAMS)}, or fxN.PARAM)")
 
 
 def load_session_preset(a):
@@ -150,7 +160,7 @@ def cmd_render(a) -> int:
         import time
 
         from realtime.live.recorder import Recorder
-        from realtime.offline.render import run_stream
+        from realtime.offline.render import run_stream, tail_room
         from realtime.offline.replay import manifest_for
         from realtime.sound.resample import Resampler
 
@@ -162,8 +172,9 @@ def cmd_render(a) -> int:
         t0 = time.perf_counter()
         try:
             with progress:
-                run_stream(session, timeline, n, a.block, Resampler(sr, out_sr, "hq") if out_sr != sr else None,
-                           sink=rec, keep=False, progress=progress)
+                total, stop_at = tail_room(session, n)  # an effect chain's tail rings out after the end
+                run_stream(session, timeline, total, a.block, Resampler(sr, out_sr, "hq") if out_sr != sr else None,
+                           sink=rec, keep=False, progress=progress, stop_at=stop_at)
         except KeyboardInterrupt:  # keep what was rendered: a valid, shorter take
             rec.close({"recoveries": session.watchdog.total if session.watchdog else 0, "interrupted": True})
             return _interrupted(rec.path, rec.frames_written / out_sr)
@@ -311,6 +322,12 @@ def cmd_play(a) -> int:
                   f"lead {st.lead_ms:.0f} ms; MIDI: {host.midi or NO_MIDI_HINT}; Ctrl-C stops",
                   file=sys.stderr, flush=True)
         if a.learn:
+            if a.learn.startswith("fx"):  # an effect's parameter: the preset must have that effect
+                from realtime.sound.effects import check_fx_param
+
+                problem = check_fx_param(preset.path, a.learn, preset.effects)
+                if problem:
+                    raise ValueError(f"--learn {problem}")
             session.controller.learn = a.learn
             print(f"wavenet-live: MIDI learn: move the control to use for {a.learn}", file=sys.stderr, flush=True)
         deadline = time.monotonic() + a.seconds if a.seconds else None

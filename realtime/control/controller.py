@@ -226,6 +226,8 @@ class Controller:
 
     def set_param(self, param: str, x: float) -> dict[str, Any]:
         """Set a mapped parameter from a normalised position ``x`` in 0..1."""
+        if param.startswith("fx") and getattr(self, "effects", None) is not None:  # fxN.PARAM: the effect chain
+            return self.effects.set_param(param, x)
         s, snd = self.state, self.preset.sound
         if param == "temperature":
             s.temperature = snd.temperature_min + x * (snd.temperature_max - snd.temperature_min)

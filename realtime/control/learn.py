@@ -9,7 +9,9 @@ from realtime.control.presets import CC_PARAMS, load_preset, tomllib
 
 def bind_cc_text(text: str, cc: int, param: str) -> str:
     """Preset TOML text with ``cc = "param"`` in [midi.cc]; other bindings of that CC or param removed."""
-    if param not in CC_PARAMS:
+    from realtime.sound.effects import FX_PARAM
+
+    if param not in CC_PARAMS and not FX_PARAM.match(param):
         raise ValueError(f"cannot learn {param!r} (one of {', '.join(CC_PARAMS)})")
     if not 0 <= cc <= 127:
         raise ValueError(f"CC {cc} out of range 0-127")

@@ -117,6 +117,8 @@ class Preset:
     audio: AudioSection = field(default_factory=AudioSection)
     midi: MidiSection = field(default_factory=MidiSection)
     watchdog: WatchdogSection = field(default_factory=WatchdogSection)
+    # [[effects]]: pedalboard effects in order, each {"type": ..., parameters} (realtime/sound/effects.py)
+    effects: list[dict[str, Any]] = field(default_factory=list)
     name: str = "default"
     path: Path | None = None
 
@@ -195,7 +197,7 @@ def _absolute_paths(data: dict[str, Any], path: Path, keys: tuple[str, ...]) -> 
 
 def preset_from_dict(data: dict[str, Any], path: Path | None = None) -> Preset:
     where = path or "preset"
-    unknown = set(data) - set(_SECTIONS) - {"name"}
+    unknown = set(data) - set(_SECTIONS) - {"name", "effects"}
     if unknown:
         raise PresetError(f"{where}: unknown key {sorted(unknown)[0]!r} (sections: {', '.join(_SECTIONS)})")
     name = data.get("name", path.stem if path else "preset")
@@ -207,6 +209,12 @@ def preset_from_dict(data: dict[str, Any], path: Path | None = None) -> Preset:
         if not isinstance(raw, dict):
             raise PresetError(f"{where}: [{sec}] must be a table")
         kw[sec] = _section(where, sec, cls, raw)
+    from realtime.sound.effects import EffectError, check_effects
+
+    try:
+        kw["effects"] = check_effects(where, data.get("effects", []), Path(path).resolve().parent if path else None)
+    except EffectError as e:
+        raise PresetError(str(e)) from None
     p = Preset(name=name, path=Path(path).resolve() if path else None, **kw)
     _validate(where, p)
     return p
@@ -327,8 +335,15 @@ def _validate(where, p: Preset) -> None:
     if not 0 <= p.midi.channel <= 16:
         bad("midi.channel", "must be 0 (omni) or 1-16")
     for cc, param in p.midi.cc.items():
-        if param not in CC_PARAMS:
-            bad(f"midi.cc.{cc}", f"unknown parameter {param!r} (known: {', '.join(CC_PARAMS)})")
+        if param.startswith("fx") and p.effects:  # an effect's parameter: fxN.PARAM (realtime/sound/effects.py)
+            from realtime.sound.effects import check_fx_param
+
+            problem = check_fx_param(where, param, p.effects)
+            if problem:
+                bad(f"midi.cc.{cc}", problem)
+        elif param not in CC_PARAMS:
+            bad(f"midi.cc.{cc}", f"unknown parameter {param!r} (known: {', '.join(CC_PARAMS)}, or fxN.PARAM "
+                                 f"for an effect)")
 
 
 def override(p: Preset, section: str, **values: Any) -> Preset:

@@ -88,6 +88,7 @@ class HostStats:
     recoveries: int = 0           # watchdog recoveries (collapse, blow-up)
     warning: str = ""             # e.g. the recorder stopped writing (disk full); playback goes on
     voices: str = ""              # polyphony: "busy/total" voices
+    effects: str = ""             # the effect chain: "fx Reverb>Delay" ("" = none)
     priority: str = ""            # the generator thread's scheduling: "SCHED_FIFO 3", "nice -10" or "normal"
     error: str = ""
 
@@ -127,6 +128,8 @@ class LiveHost:
         self._generated = 0
         self._events = 0
         self._rtf = 0.0
+        self._ring_out = False   # main -> generator: stop the session, let its effect chain's tail ring out
+        self._rung_out = False   # generator -> main: the tail has decayed (nothing more is generated)
         self._old_switch = sys.getswitchinterval()
         self.device_lost = False
         self._cb_seen, self._cb_time = -1, 0.0
@@ -160,6 +163,7 @@ class LiveHost:
         self.rate = self.output.samplerate
         self.resampler = Resampler(self.model_rate, self.rate, self.resample_mode)
         self._block = np.zeros(self.gen_block, np.float32)
+        self._silence = np.zeros(int(np.ceil(self.block_out)), np.float32)
         self._pos0 = int(getattr(self.session, "position", 0))  # session sample index of our first block
         if self.tee is not None and hasattr(self.tee, "begin"):  # e.g. a recorder opens its files now
             self.tee.begin(self.rate, self.stream_info())
@@ -182,9 +186,18 @@ class LiveHost:
         self.close_devices()
 
     def stop_generator(self) -> None:
-        """Fade out (if the device still runs), stop the generator thread and join it (idempotent)."""
-        if (self.output is not None and self._running and not self.device_lost
-                and not self.output.stream.closed and self.output.stream.active):
+        """Let an effect chain's tail ring out, fade out (if the device still runs), stop the generator
+        thread and join it (idempotent)."""
+        playing = (self.output is not None and self._running and not self.device_lost
+                   and not self.output.stream.closed and self.output.stream.active)
+        if playing and getattr(self.session, "effects", None) is not None and self.error is None:
+            from realtime.sound.effects import TAIL_MAX_S
+
+            self._ring_out = True  # the generator stops the session at its next block; the tail plays out
+            deadline = time.monotonic() + TAIL_MAX_S + 2.0
+            while not self._rung_out and self.alive and time.monotonic() < deadline and not self.device_lost:
+                time.sleep(0.01)
+        if playing:
             time.sleep(self.output.fade_out())
         self._running = False
         if self._thread is not None:
@@ -262,6 +275,9 @@ class LiveHost:
             st.seconds = time.monotonic() - self._started_at
         st.warning = str(getattr(self.tee, "error", "") or (f"recorder detached: {self.tee_error}"
                                                             if self.tee_error else ""))
+        fx = getattr(self.session, "effects", None)
+        if fx is not None:
+            st.effects = fx.describe()
         dog = getattr(self.session, "watchdog", None)
         if dog is not None:
             st.recoveries = dog.total
@@ -306,6 +322,15 @@ class LiveHost:
             if over > 0:
                 time.sleep(min(0.004, max(0.0002, over / rate)))
                 continue
+            if self._rung_out:  # the tail has decayed: silence until the fade (no underrun, nothing recorded)
+                ring.write(self._silence)
+                continue
+            if self._ring_out:  # stopping: silence into the effect chain until its tail has decayed
+                if not self.session.stopped:
+                    self.session.stop()
+                elif not self.session.ringing:
+                    self._rung_out = True
+                    continue
             while q:
                 _, data = q.popleft()
                 evs = self.session.apply_midi(data)

@@ -18,6 +18,7 @@ from realtime.control.presets import ENGINES, Preset
 from realtime.engine.base import Engine
 from realtime.engine.priming import prime_waveform
 from realtime.model.model_file import ModelFile, load_model
+from realtime.sound.effects import EffectChain
 from realtime.sound.output_stage import OutputStage
 from realtime.sound.watchdog import Watchdog
 
@@ -80,6 +81,8 @@ class Session:
     pending: list[dict[str, Any]] = field(default_factory=list)  # not yet taken by take_events()
     position: int = 0  # samples generated so far (model rate)
     keep_log: bool = True
+    effects: EffectChain | None = None  # the preset's [[effects]] (realtime/sound/effects.py), before the limiter
+    stopped: bool = False  # after stop(): silence into the effect chain, whose tail rings out
 
     @classmethod
     def open(cls, preset: Preset, model: ModelFile | None = None,
@@ -106,7 +109,9 @@ class Session:
             engine = make_engine(preset.model.engine, model, preset.model.seed, preset.model.compute, say)
             engine.prime(prime)
             controller = Controller(engine, stage, preset)
-        return cls(preset, model, engine, stage, controller, Watchdog(preset.watchdog, sr))
+        effects = EffectChain(preset.effects, sr, preset.path or "preset", say) if preset.effects else None
+        controller.effects = effects
+        return cls(preset, model, engine, stage, controller, Watchdog(preset.watchdog, sr), effects=effects)
 
     def prepare_live(self, say: Callable[[str], None] | None = None) -> float:
         """Before live play (main thread): make every re-prime state now (realtime.engine.prime_bank), so
@@ -134,8 +139,26 @@ class Session:
             self.watchdog.note_started()
         return evs
 
+    def stop(self) -> None:
+        """The player stopped: from now on the engine is idle and the effect chain gets silence, so its
+        tail rings out (see ``ringing``); logged as an event, so a replay stops at the same sample."""
+        if not self.stopped:
+            self.stopped = True
+            self.emit({"param": "stop", "value": 0})
+
+    @property
+    def ringing(self) -> bool:
+        """After stop(): whether the effect chain's tail still sounds (above -90 dBFS, at most 10 s)."""
+        return self.effects is not None and self.effects.ringing
+
     def generate(self, out: np.ndarray) -> np.ndarray:
-        """Generate ``len(out)`` samples through engine, watchdog and output stage into ``out``."""
+        """Generate ``len(out)`` samples through engine, watchdog, output stage and effect chain into ``out``."""
+        if self.stopped:
+            out[:] = 0.0
+            self.position += len(out)
+            if self.effects is not None:
+                self.effects.process(out, stopped=True)
+            return self.stage.limit(out)
         ctl = self.controller
         ctl.generate(out)
         self.position += len(out)
@@ -146,13 +169,19 @@ class Session:
             if reason is not None:
                 ctl.recover()
                 self.emit({"param": "recovery", "value": reason, "count": self.watchdog.total})
-        self.stage.process(out)
+        if self.effects is None:
+            self.stage.process(out)
+        else:  # the chain between the output stage and its safety limiter
+            self.stage.process(out, limit=False)
+            self.effects.process(out)
+            self.stage.limit(out)
         return out
 
 
 def run_stream(session: Session, timeline: list[tuple[int, bytes]], n_samples: int, block: int = 1024,
                resampler=None, sink=None, stop_after: int | None = None,
-               progress: Callable[[int], None] | None = None, keep: bool = True) -> np.ndarray:
+               progress: Callable[[int], None] | None = None, keep: bool = True,
+               stop_at: int | None = None) -> np.ndarray:
     """Generate ``n_samples`` (model rate) in blocks of ``block``, applying each (sample, bytes)
     event at its exact sample index (blocks are split there).
 
@@ -160,18 +189,26 @@ def run_stream(session: Session, timeline: list[tuple[int, bytes]], n_samples: i
     events go to ``sink.event``. Returns the concatenated output (resampled if a resampler is
     given), stopping early once ``stop_after`` output samples exist; with ``keep=False`` nothing
     is kept (long renders that only stream to the sink) and an empty array is returned.
+    At sample ``stop_at`` the session stops (``Session.stop``); the stream then ends once the effect
+    chain's tail has rung out (at once without effects).
     """
     buf = np.zeros(max(1, block), np.float32)
     chunks: list[np.ndarray] = []
     have = 0
     k = pos = 0
     while pos < n_samples and (stop_after is None or have < stop_after):
+        if stop_at is not None and pos >= stop_at:
+            if session.stopped and not session.ringing:
+                break
+            session.stop()
         while k < len(timeline) and timeline[k][0] <= pos:
             session.apply_midi(timeline[k][1])
             k += 1
         end = min(n_samples, pos + block)
         if k < len(timeline):
             end = min(end, max(timeline[k][0], pos + 1))
+        if stop_at is not None and pos < stop_at:
+            end = min(end, stop_at)
         x = session.generate(buf[:end - pos])
         if sink is not None:
             for ev in session.take_events():
@@ -189,10 +226,21 @@ def run_stream(session: Session, timeline: list[tuple[int, bytes]], n_samples: i
     return out if stop_after is None else out[:stop_after]
 
 
+def tail_room(session: Session, n_samples: int) -> tuple[int, int | None]:
+    """(samples to run at most, stop_at) for a render of ``n_samples``: with an effect chain the session
+    stops there and its tail rings out (up to TAIL_MAX_S more); without, just ``n_samples``."""
+    if session.effects is None:
+        return n_samples, None
+    from realtime.sound.effects import TAIL_MAX_S
+
+    return n_samples + int(TAIL_MAX_S * session.engine.sample_rate) + 1, n_samples
+
+
 def render_timeline(session: Session, timeline: list[tuple[int, bytes]], n_samples: int,
                     block: int = 1024, progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Render ``n_samples`` at the model rate applying each (sample, bytes) event at its exact sample index."""
-    return run_stream(session, timeline, n_samples, block, progress=progress)
+    total, stop_at = tail_room(session, n_samples)
+    return run_stream(session, timeline, total, block, progress=progress, stop_at=stop_at)
 
 
 def timed_render(session: Session, timeline, n_samples: int, block: int = 1024) -> tuple[np.ndarray, dict]:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from realtime.offline.render import Session, make_engine, run_stream
+from realtime.offline.render import Session, make_engine, run_stream, tail_room
 
 
 class AudioFileSink:
@@ -78,7 +78,8 @@ def render_to_file(session: Session, timeline: list[tuple[int, bytes]], n_sample
     sink = AudioFileSink(path, sr, out_rate or sr)
     t0 = time.perf_counter()
     try:
-        run_stream(session, timeline, n_samples, block, sink=sink, progress=progress, keep=False)
+        total, stop_at = tail_room(session, n_samples)  # an effect chain's tail rings out after the end
+        run_stream(session, timeline, total, block, sink=sink, progress=progress, keep=False, stop_at=stop_at)
     finally:
         sink.close()
     wall = time.perf_counter() - t0

@@ -113,5 +113,7 @@ def replay(folder: str | Path) -> tuple[np.ndarray, int]:
     resampler = Resampler(model_rate, rate, manifest.get("resample", "hq")) if rate != model_rate else None
     block = int(manifest.get("gen_block", 1024))
     n_model = int(np.ceil(frames * model_rate / rate)) + block + 4096
-    out = run_stream(session, timeline_of(events), n_model, block, resampler, stop_after=int(frames))
+    stops = [int(e["sample"]) for e in events if e.get("param") == "stop" and "sample" in e]
+    out = run_stream(session, timeline_of(events), n_model, block, resampler, stop_after=int(frames),
+                     stop_at=stops[0] if stops else None)
     return out[:frames], rate

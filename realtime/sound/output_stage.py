@@ -59,29 +59,41 @@ class OutputStage:
         """How many non-finite input samples were replaced by silence."""
         return int(self.state[NONFINITE])
 
-    def process(self, x: np.ndarray) -> np.ndarray:
-        """Process ``x`` (float32, model rate) in place and return it."""
-        _process(x, self.state)
+    def process(self, x: np.ndarray, limit: bool = True) -> np.ndarray:
+        """Process ``x`` (float32, model rate) in place and return it; ``limit=False`` stops before the
+        limiter (an effect chain runs between, then :meth:`limit`)."""
+        _process(x, self.state, True, limit)
+        return x
+
+    def limit(self, x: np.ndarray) -> np.ndarray:
+        """Only the safety limiter (non-finite samples become silence), in place."""
+        _process(x, self.state, False, True)
         return x
 
 
 @njit(nogil=True, cache=True)
-def _process(x, s):
+def _process(x, s, pre, limit):
     ceiling = s[CEILING]
     for t in range(x.shape[0]):
         v = np.float64(x[t])
         if not np.isfinite(v):
             v = 0.0
             s[NONFINITE] += 1
-        c = s[ATTACK_C] if s[ENV_T] > s[ENV] else s[RELEASE_C]
-        s[ENV] += (s[ENV_T] - s[ENV]) * c
-        s[LEVEL] += (s[LEVEL_T] - s[LEVEL]) * s[SMOOTH_C]
-        s[GAIN] += (s[GAIN_T] - s[GAIN]) * s[SMOOTH_C]
-        v *= s[ENV] * s[LEVEL] * s[GAIN]
-        # DC blocker: y = x - x1 + r*y1
-        y = v - s[DC_X1] + s[DC_R] * s[DC_Y1]
-        s[DC_X1] = v
-        s[DC_Y1] = y
+        if not pre:
+            y = v
+        else:
+            c = s[ATTACK_C] if s[ENV_T] > s[ENV] else s[RELEASE_C]
+            s[ENV] += (s[ENV_T] - s[ENV]) * c
+            s[LEVEL] += (s[LEVEL_T] - s[LEVEL]) * s[SMOOTH_C]
+            s[GAIN] += (s[GAIN_T] - s[GAIN]) * s[SMOOTH_C]
+            v *= s[ENV] * s[LEVEL] * s[GAIN]
+            # DC blocker: y = x - x1 + r*y1
+            y = v - s[DC_X1] + s[DC_R] * s[DC_Y1]
+            s[DC_X1] = v
+            s[DC_Y1] = y
+        if not limit:
+            x[t] = np.float32(y)
+            continue
         # limiter: instant attack (never above the ceiling), smooth release
         g = s[LIM] + (1.0 - s[LIM]) * s[LIM_REL]
         a = abs(y)
