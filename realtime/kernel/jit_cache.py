@@ -1,26 +1,93 @@
-"""Drop Numba's on-disk cache when any of the project's sources changed. Thread: import time (main).
+"""Drop Numba's cached code whose sources changed. Thread: import time (main).
 
 Numba's ``cache=True`` keys a compiled function on its own file only. The kernel
 in realtime/kernel/generate.py inlines code from realtime/kernel/int8dot.py, bf16dot.py,
 dot_loop.py, realtime/model/local_cond.py and more; after an edit to one of those (or a
 ``git pull``), the cached kernel would silently run the old code. So the first
-import of :mod:`realtime` hashes the sources of ``realtime/`` and ``models/`` and,
-when the hash differs from the one stamped beside the cache, deletes the cached
-machine code (``*.nbi``, ``*.nbc``) there and in ``tests/``: the next call
-recompiles (1-2 minutes once).
+import of :mod:`realtime` computes, for each file that uses Numba, a digest over that
+file and every project module it imports (transitively, imports inside functions
+included), and deletes the cached machine code (``*.nbi``, ``*.nbc``) of each file
+whose digest differs from the one stamped beside the cache: the next call recompiles
+it (1-2 minutes for the generation kernel). An edit to a module no cached code
+imports (the preset loader, the host, a test) keeps every compiled kernel.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-#: the packages whose sources Numba compiles into the cached kernels
+#: the packages whose modules Numba may compile into cached code
 SOURCE_DIRS = ("realtime", "models")
 #: where Numba keeps the cache of functions defined in these folders (next to the sources)
 CACHE_DIRS = ("realtime", "models", "tests")
-STAMP = ROOT / "realtime" / "__pycache__" / "numba-sources.sha1"
+#: each Numba-using file's digest when its cached code was (or is about to be) compiled
+STAMP = ROOT / "realtime" / "__pycache__" / "numba-sources.json"
+
+_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+((?:realtime|models)(?:\.\w+)*)[ \t]+import[ \t]+(\([^)]*\)|[^#\n]+)"
+                     r"|import[ \t]+((?:realtime|models)(?:\.\w+)*))", re.M)
+
+
+class _Sources:
+    """The project's ``.py`` files below ``root`` and the project modules each imports."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.text: dict[Path, bytes] = {}
+        self.deps: dict[Path, set[Path]] = {}
+        self.digests: dict[Path, str] = {}
+
+    def _read(self, f: Path) -> bytes:
+        if f not in self.text:
+            try:
+                self.text[f] = f.read_bytes()
+            except OSError:
+                self.text[f] = b""
+        return self.text[f]
+
+    def _module(self, name: str) -> list[Path]:
+        """The files importing module ``name`` runs: the module and its packages' ``__init__.py``."""
+        parts = name.split(".")
+        out = [self.root.joinpath(*parts[:i], "__init__.py") for i in range(1, len(parts))]
+        for f in (self.root.joinpath(*parts).with_suffix(".py"), self.root.joinpath(*parts, "__init__.py")):
+            if f.is_file():
+                out.append(f)
+        return [f for f in out if f.is_file()]
+
+    def imports(self, f: Path) -> set[Path]:
+        if f in self.deps:
+            return self.deps[f]
+        out: set[Path] = set()
+        for m in _IMPORT.finditer(self._read(f).decode("utf-8", "replace")):
+            if m.group(3):
+                out.update(self._module(m.group(3)))
+                continue
+            out.update(self._module(m.group(1)))
+            for name in m.group(2).strip("()").split(","):
+                name = name.split(" as ")[0].strip()
+                if name.isidentifier():
+                    out.update(self._module(f"{m.group(1)}.{name}"))
+        self.deps[f] = out
+        return out
+
+    def digest(self, f: Path) -> str:
+        """SHA-1 over the paths and contents of ``f`` and every project module it imports, transitively."""
+        if f not in self.digests:
+            seen, todo = set(), [f]
+            while todo:
+                g = todo.pop()
+                if g not in seen:
+                    seen.add(g)
+                    todo.extend(self.imports(g))
+            h = hashlib.sha1()
+            for g in sorted(seen):
+                h.update(str(g.relative_to(self.root) if g.is_relative_to(self.root) else g).encode())
+                h.update(self._read(g))
+            self.digests[f] = h.hexdigest()
+        return self.digests[f]
 
 
 def sources_digest(root: Path = ROOT) -> str:
@@ -34,24 +101,31 @@ def sources_digest(root: Path = ROOT) -> str:
 
 
 def invalidate_stale(root: Path = ROOT, stamp: Path = STAMP) -> int:
-    """Delete the cached Numba code under ``root`` if the sources changed since the stamp; returns how many
-    files were deleted. Does nothing when ``NUMBA_CACHE_DIR`` points elsewhere or the tree is read-only."""
+    """Delete the cached Numba code under ``root`` whose file or any module it imports changed since the
+    stamp (all of it when there is no stamp); returns how many files were deleted. Does nothing when
+    ``NUMBA_CACHE_DIR`` points elsewhere or the tree is read-only."""
     if os.environ.get("NUMBA_CACHE_DIR"):
         return 0
-    digest = sources_digest(root)
     try:
-        if stamp.read_text().strip() == digest:
-            return 0
-    except OSError:
-        pass
+        old = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        old = {}
+    src = _Sources(root)
+    cached = [f for d in CACHE_DIRS for f in (root / d).rglob("__pycache__/*.nb[ic]")]
+    sources = {f.parent.parent / (f.name.split(".")[0] + ".py") for f in cached}
+    for d in CACHE_DIRS:  # every file that compiles cached code: what it compiles from now on is current
+        sources.update(f for f in (root / d).rglob("*.py") if b"cache=True" in src._read(f))
+    new = {str(f.relative_to(root)): src.digest(f) for f in sorted(sources) if f.is_file()}
     removed = 0
     try:
-        for d in CACHE_DIRS:
-            for f in (root / d).rglob("__pycache__/*.nb[ic]"):
+        for f in cached:
+            key = str((f.parent.parent / (f.name.split(".")[0] + ".py")).relative_to(root))
+            if key not in new or old.get(key) != new[key]:  # changed, gone, or never stamped
                 f.unlink(missing_ok=True)
                 removed += 1
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(digest + "\n")
+        if new != old:
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(json.dumps(new, indent=0, sort_keys=True) + "\n")
     except OSError:  # a read-only install: Numba then caches elsewhere or not at all
         pass
     return removed

@@ -1,17 +1,39 @@
-"""Numba's cache is dropped when any source it compiles changed (it only tracks each function's own file)."""
+"""Numba's cached code is dropped when its file or any project module it imports changed (Numba itself only
+tracks each function's own file), and kept when an edit touches nothing it imports."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from realtime.kernel import jit_cache
 
+KERNEL = """from numba import njit
+from realtime import int8dot
+from models.local_cond import z
+
+
+def helper():
+    from realtime.lazy import (
+        w,
+    )
+    return w
+
+
+@njit(cache=True)
+def generate_voices():
+    return int8dot.y + z
+"""
+
 
 def _tree(tmp: Path) -> Path:
     for d in ("realtime", "models", "tests"):
         (tmp / d / "__pycache__").mkdir(parents=True)
-    (tmp / "realtime" / "kernel.py").write_text("x = 1\n")
+    (tmp / "realtime" / "__init__.py").write_text("")
+    (tmp / "realtime" / "kernel.py").write_text(KERNEL)
     (tmp / "realtime" / "int8dot.py").write_text("y = 2\n")
+    (tmp / "realtime" / "lazy.py").write_text("w = 5\n")
+    (tmp / "realtime" / "presets.py").write_text("from realtime.kernel import generate_voices\n")
     (tmp / "models" / "local_cond.py").write_text("z = 3\n")
+    (tmp / "tests" / "test_int8dot.py").write_text("from realtime.int8dot import y  # @njit(cache=True) helpers\n")
     return tmp
 
 
@@ -33,13 +55,50 @@ def test_an_edit_to_a_dependency_drops_the_cache(tmp_path, monkeypatch):
     assert not any(f.exists() for f in files)
     files = _cache_files(root)
     assert jit_cache.invalidate_stale(root, stamp) == 0 and all(f.exists() for f in files)  # unchanged: kept
-    (root / "realtime" / "int8dot.py").write_text("y = 3\n")  # a file the cached kernel inlines
+    (root / "realtime" / "int8dot.py").write_text("y = 3\n")  # a file both cached files' sources import
     assert jit_cache.invalidate_stale(root, stamp) == 3 and not any(f.exists() for f in files)
     other = root / "realtime" / "__pycache__" / "kernel.cpython-311.pyc"
     other.write_bytes(b"bytecode")
-    (root / "models" / "local_cond.py").write_text("z = 4\n")
-    jit_cache.invalidate_stale(root, stamp)
+    files = _cache_files(root)
+    assert jit_cache.invalidate_stale(root, stamp) == 0  # compiled after the new stamp: current
+    (root / "models" / "local_cond.py").write_text("z = 4\n")  # only the kernel imports it
+    assert jit_cache.invalidate_stale(root, stamp) == 2
+    assert [f.exists() for f in files] == [False, False, True]
     assert other.exists()  # Python's own bytecode is not Numba's to delete
+
+
+def test_lazy_and_parenthesised_imports_count(tmp_path, monkeypatch):
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    root = _tree(tmp_path)
+    stamp = root / "stamp"
+    jit_cache.invalidate_stale(root, stamp)
+    files = _cache_files(root)
+    (root / "realtime" / "lazy.py").write_text("w = 6\n")  # imported inside a function, in parentheses
+    assert jit_cache.invalidate_stale(root, stamp) == 2
+    assert [f.exists() for f in files] == [False, False, True]
+
+
+def test_an_edit_nothing_cached_imports_keeps_the_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    root = _tree(tmp_path)
+    stamp = root / "stamp"
+    jit_cache.invalidate_stale(root, stamp)
+    files = _cache_files(root)
+    assert jit_cache.invalidate_stale(root, stamp) == 0
+    (root / "realtime" / "presets.py").write_text("from realtime.kernel import generate_voices  # edited\n")
+    (root / "tests" / "test_other.py").write_text("def test_x():\n    pass\n")
+    assert jit_cache.invalidate_stale(root, stamp) == 0 and all(f.exists() for f in files)
+
+
+def test_cached_code_of_a_deleted_file_is_dropped(tmp_path, monkeypatch):
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    root = _tree(tmp_path)
+    stamp = root / "stamp"
+    jit_cache.invalidate_stale(root, stamp)
+    files = _cache_files(root)
+    (root / "tests" / "test_int8dot.py").unlink()
+    assert jit_cache.invalidate_stale(root, stamp) == 1
+    assert [f.exists() for f in files] == [True, True, False]
 
 
 def test_a_separate_numba_cache_dir_is_left_alone(tmp_path, monkeypatch):
