@@ -260,6 +260,12 @@ def cmd_play(a) -> int:
     preset = override(preset, "audio", device=a.device, samplerate=a.samplerate, blocksize=a.blocksize,
                       latency=a.latency, lead_ms=a.lead_ms, resample=a.resample)
     preset = override(preset, "midi", port=a.midi_port, api=a.midi_api)
+    if a.learn and a.learn.startswith("fx"):  # an effect's parameter: the preset must have that effect
+        from realtime.sound.effects import check_fx_param
+
+        problem = check_fx_param(preset.path, a.learn, preset.effects)
+        if problem:
+            raise ValueError(f"--learn {problem}")
     if not devices.has_output_device():
         from realtime.offline.demo import demo_path
 
@@ -322,12 +328,6 @@ def cmd_play(a) -> int:
                   f"lead {st.lead_ms:.0f} ms; MIDI: {host.midi or NO_MIDI_HINT}; Ctrl-C stops",
                   file=sys.stderr, flush=True)
         if a.learn:
-            if a.learn.startswith("fx"):  # an effect's parameter: the preset must have that effect
-                from realtime.sound.effects import check_fx_param
-
-                problem = check_fx_param(preset.path, a.learn, preset.effects)
-                if problem:
-                    raise ValueError(f"--learn {problem}")
             session.controller.learn = a.learn
             print(f"wavenet-live: MIDI learn: move the control to use for {a.learn}", file=sys.stderr, flush=True)
         deadline = time.monotonic() + a.seconds if a.seconds else None
