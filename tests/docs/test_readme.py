@@ -310,12 +310,19 @@ def check_render(argv: list[str], cwd: Path, info: dict) -> None:
     assert info["samples"] == want and info["sample_rate"] == MODEL_RATE, info
     engine = option(argv, "--engine") or "numba"
     assert info["rtf"] > 0 and (info["engine"] == engine or engine == "auto"), info
+    tail = 0  # a preset's effect chain rings out after the end: up to TAIL_MAX_S more (realtime/sound/effects.py)
+    if option(argv, "--preset"):
+        from realtime.control.presets import load_preset
+        from realtime.sound.effects import TAIL_MAX_S
+
+        tail = int(TAIL_MAX_S * MODEL_RATE) if load_preset(resolved([option(argv, "--preset")])[0]).effects else 0
     audio_path = out / "audio.wav" if out.suffix.lower() not in (".wav", ".flac") else out
     if audio_path is not out:  # a session folder, as a live take
         assert (out / "events.jsonl").is_file() and (out / "session.json").is_file()
-        assert info["frames_written"] == want
+        assert want + (tail > 0) <= info["frames_written"] <= want + tail, (info, tail)
     audio, sr = sf.read(str(audio_path), dtype="float32")
-    assert sr == rate and len(audio) == round(want * rate / MODEL_RATE)
+    assert sr == rate and round(want * rate / MODEL_RATE) + (tail > 0) <= len(audio) <= round((want + tail) * rate
+                                                                                              / MODEL_RATE)
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0.01, "the take is silent"
 
 
