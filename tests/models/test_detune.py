@@ -74,6 +74,7 @@ def test_f0_shift_probe_moves_the_f0_input_alone():
         assert midi_of((ph[-1] - ph[0]) / (2 * np.pi) / (len(ph) - 1) * SR) - 62 == pytest.approx(want, abs=0.01)
 
 
+@pytest.mark.slow  # not in make test-fast: a training run
 def test_train_detune_is_logged_and_its_probe_runs(tiny_data, tmp_path):
     out = tmp_path / "o"
     r = train("--data", str(tiny_data), "--out", str(out), "--config", str(tiny_data / "config.json"),

@@ -145,7 +145,8 @@ def test_weight_ema_is_the_moving_average_across_a_resume_and_is_what_ships(tiny
     assert "weight_ema" not in c3 and "weight_ema" not in load_model(out / "model.npz").metadata["training"]
 
 
-@pytest.mark.parametrize("bad", ["1", "-0.1", "nan"])
+@pytest.mark.parametrize("bad", ["1", pytest.param("-0.1", marks=pytest.mark.slow),  # one in the fast subset
+                                 pytest.param("nan", marks=pytest.mark.slow)])
 def test_weight_ema_out_of_range_is_refused(tiny_data, tmp_path, bad):
     r = train("--data", str(tiny_data), "--out", str(tmp_path / "o"), "--weight-ema", bad, "--max-steps", "1")
     assert r.returncode == 2 and f"--weight-ema {float(bad)}" in r.stderr and "Traceback" not in r.stderr
@@ -235,6 +236,7 @@ def extra_velocity_data(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # not in make test-fast: a training run
 def test_data_extra_adds_training_notes_and_is_logged(tiny_data, extra_velocity_data, tmp_path):
     out = tmp_path / "o"
     r = train("--data", str(tiny_data), "--data-extra", str(extra_velocity_data), "--out", str(out),
@@ -249,6 +251,7 @@ def test_data_extra_adds_training_notes_and_is_logged(tiny_data, extra_velocity_
             "notes.") in card
 
 
+@pytest.mark.slow  # not in make test-fast: a training run
 def test_instruments_restricts_training_and_eval_to_them_and_the_card_says_so(tiny_data, tmp_path):
     out = tmp_path / "o"
     r = train("--data", str(tiny_data), "--out", str(out), "--config", str(tiny_data / "config.json"),
@@ -323,6 +326,7 @@ def rollout_bank(data_dir, path, files=None) -> str:
     return str(path)
 
 
+@pytest.mark.slow  # not in make test-fast: a training run
 def test_rollouts_train_with_the_spectral_loss_and_log_it(tiny_data, tmp_path):
     out = tmp_path / "o"
     bank = rollout_bank(tiny_data, tmp_path / "bank.npz")

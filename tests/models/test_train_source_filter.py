@@ -44,7 +44,9 @@ def test_a_source_filter_model_trains_resumes_and_ships_its_envelope_bank(tiny_d
     assert m.metadata["training"]["steps"] == 120
 
 
-@pytest.mark.parametrize("flag,value", [("--self-feed", "0.25"), ("--input-tilt", "1"), ("--level-gain-db", "6")])
+@pytest.mark.parametrize("flag,value", [("--self-feed", "0.25"),  # the others: the same check, in make test
+                                        pytest.param("--input-tilt", "1", marks=pytest.mark.slow),
+                                        pytest.param("--level-gain-db", "6", marks=pytest.mark.slow)])
 def test_options_that_do_not_apply_are_refused(tiny_data, tmp_path, sf_config, flag, value):
     r = train("--data", str(tiny_data), "--out", str(tmp_path / "o"), "--config", str(sf_config), flag, value,
               "--max-steps", "1")

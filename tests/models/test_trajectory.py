@@ -61,6 +61,7 @@ def test_teacher_forced_steps_give_the_parallel_forwards_logits(start):
     np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=2e-4)
 
 
+@pytest.mark.slow  # not in make test-fast: a free run with autograd, ~10 s
 def test_the_trajectory_loss_reaches_later_samples_through_the_lag():
     """The free run's spectral loss has a finite gradient, and the feedback through the lag changes it."""
     m = tiny_model(1)

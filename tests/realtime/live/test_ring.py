@@ -5,6 +5,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from realtime.live.audio_out import GAIN, MISSING, N_STATE, N_STATS, SHORT, STEP, UNDERRUNS, fill_output
 from realtime.live.ring import Ring
@@ -58,6 +59,7 @@ def test_block_by_block_equals_whole_signal():
     np.testing.assert_array_equal(got, sig)
 
 
+@pytest.mark.slow  # not in make test-fast: two threads spinning on one core take ~10 s
 def test_threaded_producer_consumer_every_sample_in_order():
     """A producer and a consumer thread hammer a small ring; the consumer sees 0, 1, 2, ... exactly."""
     total = 400_000
