@@ -46,11 +46,11 @@ def write_midi(path, sweep_cc: int | None):
     return path
 
 
-def render(tmp_path, name: str, sweep_cc: int | None, rate: int = 44100):
+def render(tmp_path, name: str, sweep_cc: int | None, rate: int = 44100, voices: int = 1):
     model = tmp_path / "m.npz"
     if not model.exists():
         small_model().save(model)
-    preset = write_preset(tmp_path / "p.toml", model, EFFECTS)
+    preset = write_preset(tmp_path / "p.toml", model, EFFECTS.replace("[sound]\n", f"[sound]\nvoices = {voices}\n"))
     out = tmp_path / name
     r = run_cli("render", "--out", str(out), "--midi", str(write_midi(tmp_path / f"{name}.mid", sweep_cc)),
                 "--preset", str(preset), "--samplerate", str(rate), "--seconds", "1.3")
@@ -61,9 +61,10 @@ def render(tmp_path, name: str, sweep_cc: int | None, rate: int = 44100):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cc, param", [(91, "fx1.wet_level"), (92, "fx2.feedback")])
-def test_render_with_effects_and_a_cc_sweep_replays_exactly(tmp_path, cc, param):
-    out, audio, evs = render(tmp_path, "take", cc)
+@pytest.mark.parametrize("cc, param, voices", [(91, "fx1.wet_level", 1), (92, "fx2.feedback", 1),
+                                              (91, "fx1.wet_level", 4)])
+def test_render_with_effects_and_a_cc_sweep_replays_exactly(tmp_path, cc, param, voices):
+    out, audio, evs = render(tmp_path, "take", cc, voices=voices)
     swept = [e for e in evs if e["param"] == param]
     assert len(swept) == 33 and [e["midi"] for e in swept][-1] == [0xB0, cc, 127]
     values = [e["value"] for e in swept]
@@ -79,10 +80,12 @@ def test_render_with_effects_and_a_cc_sweep_replays_exactly(tmp_path, cc, param)
     again, _ = sf.read(str(tmp_path / "again.wav"), dtype="float32")
     np.testing.assert_array_equal(again, audio)
     # the sweep is heard: without it the render is the same up to the first CC, different after
-    _, plain, _ = render(tmp_path, "plain", None)
+    _, plain, _ = render(tmp_path, "plain", None, voices=voices)
     first = int(round(swept[0]["device_frame"] if "device_frame" in swept[0] else swept[0]["sample"] * 44100 / 16000))
     n = min(len(plain), len(audio))
     assert np.array_equal(plain[:first - 1000], audio[:first - 1000])
     diff = np.abs(plain[first:n] - audio[first:n]).max()
-    print(f"\n{param} swept: {len(audio) / 44100:.2f} s with the tail, max difference from no sweep {diff:.3f}")
+    assert man["engine"].startswith("poly") == (voices > 1)
+    print(f"\n{voices} voice(s), {param} swept: {len(audio) / 44100:.2f} s with the tail, "
+          f"max difference from no sweep {diff:.3f}")
     assert diff > 0.01
