@@ -174,7 +174,7 @@ def cmd_render(a) -> int:
             with progress:
                 total, stop_at = tail_room(session, n)  # an effect chain's tail rings out after the end
                 run_stream(session, timeline, total, a.block, Resampler(sr, out_sr, "hq") if out_sr != sr else None,
-                           sink=rec, keep=False, progress=progress, stop_at=stop_at)
+                           sink=rec, keep=False, progress=lambda pos: progress(min(pos, n)), stop_at=stop_at)
         except KeyboardInterrupt:  # keep what was rendered: a valid, shorter take
             rec.close({"recoveries": session.watchdog.total if session.watchdog else 0, "interrupted": True})
             return _interrupted(rec.path, rec.frames_written / out_sr)

@@ -79,7 +79,8 @@ def render_to_file(session: Session, timeline: list[tuple[int, bytes]], n_sample
     t0 = time.perf_counter()
     try:
         total, stop_at = tail_room(session, n_samples)  # an effect chain's tail rings out after the end
-        run_stream(session, timeline, total, block, sink=sink, progress=progress, keep=False, stop_at=stop_at)
+        shown = None if progress is None else (lambda pos: progress(min(pos, n_samples)))  # the tail: at 100 %
+        run_stream(session, timeline, total, block, sink=sink, progress=shown, keep=False, stop_at=stop_at)
     finally:
         sink.close()
     wall = time.perf_counter() - t0
