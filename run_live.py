@@ -123,7 +123,7 @@ def _say_starting(preset, stream=None) -> None:
 
 def cmd_render(a) -> int:
     """Render offline, streaming to the output as it goes (flat memory), with a progress bar on a terminal."""
-    from realtime.offline.demo import demo_events
+    from realtime.offline.demo import demo_events, demo_programs
     from realtime.offline.midi_file import check_length, load_events
     from realtime.offline.progress import RenderProgress
     from realtime.offline.render import Session
@@ -140,12 +140,13 @@ def cmd_render(a) -> int:
     sr = session.engine.sample_rate
     if a.midi:
         timeline, length = load_events(a.midi, sr)
+        session = _voices_for_file(a.midi, preset, session, timeline)
         if a.seconds is None and a.max_seconds is None:
             check_length(a.midi, timeline, length, sr)
         seconds = a.seconds if a.seconds is not None else length + preset.sound.release_ms / 1000.0 + 0.2
     else:
         seconds = a.seconds if a.seconds is not None else 8.0
-        progs = sorted(preset.midi.programs) or list(range(len(session.controller.instruments)))
+        progs = demo_programs(session.controller.programs, session.controller.instruments)
         timeline = demo_events(sr, seconds, progs)
     if a.max_seconds is not None and a.seconds is None:
         seconds = min(seconds, a.max_seconds)
@@ -182,7 +183,7 @@ def cmd_render(a) -> int:
         rec.close({"recoveries": session.watchdog.total if session.watchdog else 0})
         info = {"seconds": round(n / sr, 6), "samples": n, "sample_rate": sr, "rtf": round(n / sr / wall, 3),
                 "engine": session.engine.name, "out": str(out), "frames_written": rec.frames_written}
-        print(json.dumps(info), flush=True)
+        print(json.dumps(_program_notes(session, info)), flush=True)
         return 0
     try:
         with progress:
@@ -192,8 +193,34 @@ def cmd_render(a) -> int:
 
         return _interrupted(out, sf.info(str(out)).duration if out.is_file() else 0.0)
     info.pop("frames")
-    print(json.dumps(info), flush=True)
+    print(json.dumps(_program_notes(session, info)), flush=True)
     return 0
+
+
+def _voices_for_file(path, preset, session, timeline):
+    """render --midi plays every note of every channel: a one-voice preset gets a pool of as many voices as
+    the file holds notes at once, plus two for release tails (at most 16), each channel its own part."""
+    from realtime.control.presets import override
+    from realtime.offline.midi_file import peak_notes
+    from realtime.offline.render import Session
+
+    need = peak_notes(timeline)
+    if preset.sound.voices > 1 or need < 2:
+        return session
+    voices = min(16, need + 2)
+    print(f"wavenet-live: {Path(path).name} holds {need} notes at once: playing it on {voices} voices",
+          file=sys.stderr)
+    return Session.open(override(preset, "sound", voices=voices), session.model,
+                        say=lambda m: print(f"wavenet-live: {m}", file=sys.stderr))
+
+
+def _program_notes(session, info: dict) -> dict:
+    """The render summary's note of each General MIDI family the model lacks that the file asked for (also
+    said once on stderr)."""
+    notes = list(getattr(session.controller, "program_notes", []))
+    for line in notes:
+        print(f"wavenet-live: {line}", file=sys.stderr)
+    return {**info, "programs": notes} if notes else info
 
 
 def _interrupted(out: Path, seconds: float) -> int:
@@ -299,8 +326,9 @@ def cmd_play(a) -> int:
         session.prepare_live(say=lambda m: print(f"wavenet-live: {m}", file=sys.stderr, flush=True))
         if a.demo:
             from realtime.live.demo_midi import DemoMidi
+            from realtime.offline.demo import demo_programs
 
-            midi = DemoMidi(sorted(preset.midi.programs) or list(range(len(session.controller.instruments))))
+            midi = DemoMidi(demo_programs(session.controller.programs, session.controller.instruments))
         if a.record:  # fails here, before any sound, if the path is not writable
             from realtime.live.recorder import Recorder
             from realtime.offline.replay import manifest_for
@@ -331,9 +359,14 @@ def cmd_play(a) -> int:
             session.controller.learn = a.learn
             print(f"wavenet-live: MIDI learn: move the control to use for {a.learn}", file=sys.stderr, flush=True)
         deadline = time.monotonic() + a.seconds if a.seconds else None
+        said = 0  # program notes said (a GM family the model lacks), each once
         with StatusLine(quiet=a.quiet) as status:
             while not stopping:
                 time.sleep(0.25)
+                notes = session.controller.program_notes
+                while said < len(notes):
+                    print(f"\nwavenet-live: {notes[said]}", file=sys.stderr, flush=True)
+                    said += 1
                 status.update(host.snapshot())
                 if host.error is not None or (deadline and time.monotonic() >= deadline):
                     break

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from realtime.control import gm
+from realtime.control.attack import AttackLine, attack_audio
 from realtime.control.midi_parse import _CHANNEL_LEN, MidiParser
 from realtime.control.presets import Preset, SoundSection, instrument_names
 from realtime.engine.base import Engine
@@ -57,6 +59,20 @@ class Controller:
         self.learn: str | None = None                  # parameter waiting for MIDI learn
         self.learned: tuple[int, str] | None = None    # (cc, parameter) once learned
         self.seedbank = engine.model.seedbank
+        self.programs = preset.program_map(self.instruments)  # [midi.programs], if it is for this model
+        self.ch = 1                                    # the channel of the message being applied (1-16)
+        self._note_ch = 1                              # the channel of the sounding note
+        #: one line per GM family the model lacks that a program change asked for (the status line and
+        #: render summary say each once): "program 56 (brass): the model has no brass; plays lead, the closest"
+        self.program_notes: list[str] = []
+        self._noted: set[str] = set()
+        self.channel_inst: dict[int, int] = {}         # one voice: each channel's instrument, taken at its notes
+        self.drums = self.instruments.index("drums") if "drums" in self.instruments else None
+        self.bank_attack = instrument_names(preset.model.bank_attack)
+        rf = engine.cfg.receptive_field
+        self.line = AttackLine(rf if self.seedbank is None else max(rf, self.seedbank.snippets.shape[1]))
+        self._attacks: dict[int, np.ndarray] = {}
+        self._net = np.zeros(0, np.float32)
         #: the re-prime states, prepared ahead (live) or made at first use (render): a note-on only copies one
         self.primes = PrimeBank(engine)
         self.crossfade = int(preset.model.reprime_crossfade_ms / 1000.0 * engine.sample_rate)
@@ -82,7 +98,26 @@ class Controller:
     # ---------------------------------------------------------------- audio
     def generate(self, out: np.ndarray) -> np.ndarray:
         """Generate ``len(out)`` samples of the instrument into ``out`` (model rate)."""
-        return self.engine.generate(len(out), out)
+        n, line = len(out), self.line
+        if line.idle:
+            return self.engine.generate(n, out)
+        net = None
+        if line.needs_network(n):  # else the recorded attack fills the block and the network waits
+            if len(self._net) < n:
+                self._net = np.zeros(n, np.float32)
+            net = self.engine.generate(n, self._net[:n])
+        return line.process(out, net)
+
+    def watch(self, out: np.ndarray, dog) -> list[str]:
+        """The watchdog (realtime.sound.watchdog) on the block just generated; a recovery when it asks.
+        Returns the reasons (logged by the session)."""
+        inst = self.instruments[self.state.instrument]
+        reason = dog.check(out, self.nonfinite_count(), self.state.note is not None,
+                           inst in dog.noise_ok, inst in dog.decay_ok)
+        if reason is None:
+            return []
+        self.recover()
+        return [reason]
 
     def nonfinite_count(self) -> int:
         """Samples so far whose logits were not finite."""
@@ -107,6 +142,7 @@ class Controller:
         kind, ch = status & 0xF0, (status & 0x0F) + 1
         if status >= 0xF0 or (self.preset.midi.channel and ch != self.preset.midi.channel):
             return None
+        self.ch = ch
         if kind == 0x90 and msg[2] > 0:
             return self.note_on(msg[1], msg[2]) | {"midi": msg}
         if kind == 0x80 or kind == 0x90:
@@ -125,6 +161,10 @@ class Controller:
     def note_on(self, note: int, velocity: int) -> dict[str, Any]:
         s, e = self.state, self.engine
         was_sounding = s.note is not None
+        want = self._channel_instrument(self.ch)
+        if want is not None and want != s.instrument:  # one voice: it plays the instrument of this note's channel
+            self._set_instrument(want)
+        self._note_ch = self.ch
         if note in s.held:
             s.held.remove(note)
         s.held.append(note)
@@ -141,8 +181,10 @@ class Controller:
         e.set_note(gate=1.0, pitch=note + s.bend, glide_s=0.0)
         e.play_level(s.instrument, note, velocity)
         e.set_conditioning(pitch=e.embed_pitch(note, s.bend), velocity=velocity)
-        if self.preset.model.reprime != "off":
-            self._reprime()
+        k = self._reprime() if self.preset.model.reprime != "off" else None
+        # the recorded attack (a drum hit) first, when the network goes on from that very snippet
+        bank = self.instruments[s.instrument] in self.bank_attack
+        self.line.start(attack_audio(self.seedbank, k, self._attacks) if bank else None)
         return {"param": "note_on", "value": note, "velocity": velocity, "legato": False}
 
     def note_off(self, note: int) -> dict[str, Any]:
@@ -177,23 +219,50 @@ class Controller:
         self.engine.reprime_state(self.primes.get(SILENCE), self.crossfade)
         self.state.reprimes += 1
 
-    def _reprime(self) -> None:
+    def _reprime(self) -> int | None:
         s = self.state
         pitch = s.note if s.note is not None else int(round(self.engine.pitch))
         k = self.primes.index(s.instrument, pitch, s.velocity)
         if k is not None:  # the snippet's prepared state (realtime.engine.prime_bank): a copy, no network pass
             self.engine.reprime_state(self.primes.get(k), self.crossfade)
             s.reprimes += 1
+        return k
 
     # ------------------------------------------------------- other messages
+    def _program_instrument(self, program: int) -> int | None:
+        """The instrument ``program`` plays: the preset's [midi.programs] (None: not in it), else the
+        program modulo the model's instruments. A GM family the model lacks is noted once."""
+        progs = self.programs
+        if not progs:
+            return program % len(self.instruments)
+        if program not in progs:
+            return None
+        name = progs[program]
+        sub = gm.substitution(program, name, self.instruments)
+        if sub is not None and sub[0] not in self._noted:
+            self._noted.add(sub[0])
+            self.program_notes.append(sub[1])
+        return self.instruments.index(name)
+
+    def _channel_instrument(self, ch: int) -> int | None:
+        """One voice: the instrument channel ``ch`` last chose (the drums on the drum channel); None if it
+        chose none (the voice keeps what it plays)."""
+        if ch == self.preset.midi.drum_channel and self.drums is not None:
+            return self.drums
+        return self.channel_inst.get(ch)
+
     def program_change(self, program: int) -> dict[str, Any] | None:
-        progs = self.preset.midi.programs
-        if progs:
-            if program not in progs:
-                return None
-            inst = self.instruments.index(progs[program])
-        else:
-            inst = program % len(self.instruments)
+        if self.ch == self.preset.midi.drum_channel and self.drums is not None:
+            return None  # GM drum kits: the model has one
+        inst = self._program_instrument(program)
+        if inst is None:
+            return None
+        self.channel_inst[self.ch] = inst
+        if self.state.note is not None and self._note_ch != self.ch:  # another channel's note: its next note
+            return {"param": "instrument", "value": inst, "name": self.instruments[inst], "channel": self.ch}
+        return self._set_instrument(inst)
+
+    def _set_instrument(self, inst: int) -> dict[str, Any]:
         self.state.instrument = inst
         self.engine.set_conditioning(instrument=inst, glide_samples=self.smooth)
         self._set_pitched_loop()

@@ -55,6 +55,8 @@ class ModelSection:
     # low-pass inside the feedback loop, pitched instruments (0..0.5; realtime/kernel/loop_lowpass.py)
     loop_lowpass: float = 0.0
     unpitched: str = "drums"   # comma-separated instrument names without an f0: independent noise, no loop low-pass
+    # instruments whose note-on plays the seed bank's recorded attack before the network goes on from it
+    bank_attack: str = "drums"
 
 
 @dataclass
@@ -70,6 +72,7 @@ class SoundSection:
     max_glide_ms: float = 500.0
     voices: int = 1            # 1 = monophonic (legato glide); 2-16 = polyphonic (one batched kernel call)
     threads: int = 0           # polyphonic voice groups on 1 or 2 cores; 0 = as many as this process may use (max 2)
+    legato: bool = False       # with voices > 1: each MIDI channel monophonic (last-note priority, glide)
 
 
 @dataclass
@@ -91,6 +94,7 @@ class MidiSection:
     virtual: bool = False
     cc: dict[int, str] = field(default_factory=dict)
     programs: dict[int, str] = field(default_factory=dict)
+    drum_channel: int = 10     # General MIDI's percussion channel (1-16; 0 = none): notes pick drums
 
 
 @dataclass
@@ -128,10 +132,18 @@ class Preset:
             p = self.path.parent / p
         return p
 
+    def program_map(self, instruments: tuple[str, ...] | list[str]) -> dict[int, str]:
+        """[midi.programs] for a model with ``instruments``: without the entries inherited from the default
+        preset's General MIDI map (the same program and name as there) that name an instrument this model
+        lacks, so a preset for a model of other instruments keeps only its own entries."""
+        gm = default_programs()
+        return {k: v for k, v in self.midi.programs.items() if v in instruments or gm.get(k) != v}
+
     def check_instruments(self, instruments: tuple[str, ...] | list[str]) -> None:
-        """Check names in [midi.programs] and sound.morph_to against the model's instruments."""
+        """Check names in [midi.programs] (see program_map) and sound.morph_to against the model's
+        instruments."""
         where = self.path or "preset"
-        for prog, name in self.midi.programs.items():
+        for prog, name in self.program_map(instruments).items():
             if name not in instruments:
                 raise PresetError(f"{where}: midi.programs.{prog}: unknown instrument {name!r} "
                                   f"(model has: {', '.join(instruments)})")
@@ -142,6 +154,21 @@ class Preset:
 
 _SECTIONS = {"model": ModelSection, "sound": SoundSection, "audio": AudioSection, "midi": MidiSection,
              "watchdog": WatchdogSection}
+
+
+_DEFAULT_PROGRAMS: dict[int, str] | None = None
+
+
+def default_programs() -> dict[int, str]:
+    """presets/default.toml's [midi.programs] (read once; {} if it cannot be read)."""
+    global _DEFAULT_PROGRAMS
+    if _DEFAULT_PROGRAMS is None:
+        try:
+            raw = tomllib.loads(DEFAULT_PRESET.read_text()).get("midi", {}).get("programs", {})
+            _DEFAULT_PROGRAMS = _number_table(DEFAULT_PRESET, "midi.programs", raw)
+        except (OSError, ValueError, AttributeError):
+            _DEFAULT_PROGRAMS = {}
+    return _DEFAULT_PROGRAMS
 
 
 def load_preset(path: str | Path | None = None) -> Preset:
@@ -244,20 +271,33 @@ def _typed(where, key: str, value: Any, want: str):
 
 
 def _number_table(where, key: str, value: Any) -> dict[int, str]:
+    """NUMBER = "name"; [midi.programs] also takes "FIRST-LAST" = "name" (a range, e.g. a GM family
+    "24-31"), which single numbers override whatever their order in the file."""
     if not isinstance(value, dict):
         raise PresetError(f"{where}: [{key}] must be a table of NUMBER = \"name\"")
-    out = {}
+    ranges = key == "midi.programs"
+    spans = []
     for k, v in value.items():
+        lo, dash, hi = str(k).partition("-") if ranges else (str(k), "", "")
         try:
-            n = int(k)
+            a, b = int(lo), int(hi if dash else lo)
         except ValueError:
-            raise PresetError(f"{where}: {key}.{k}: key must be a number 0-127") from None
-        if not 0 <= n <= 127:
+            raise PresetError(f"{where}: {key}.{k}: key must be a number 0-127"
+                              + (" or a range FIRST-LAST" if ranges else "")) from None
+        if not (0 <= a <= 127 and 0 <= b <= 127):
             raise PresetError(f"{where}: {key}.{k}: number out of range 0-127")
+        if a > b:
+            raise PresetError(f"{where}: {key}.{k}: range runs backwards (FIRST-LAST with FIRST <= LAST)")
         if not isinstance(v, str):
             raise PresetError(f"{where}: {key}.{k}: expected a string, got {type(v).__name__} {v!r}")
-        if v:  # "" unbinds (drops a binding inherited from presets/default.toml)
-            out[n] = v
+        spans.append((not dash, a, b, v))
+    out = {}
+    for _, a, b, v in sorted(spans, key=lambda s: s[0]):  # ranges first, single numbers over them
+        for n in range(a, b + 1):
+            if v:  # "" unbinds (drops a binding inherited from presets/default.toml)
+                out[n] = v
+            else:
+                out.pop(n, None)
     return out
 
 
@@ -334,6 +374,8 @@ def _validate(where, p: Preset) -> None:
         bad("watchdog.flatness_max", "must be within 0-1")
     if not 0 <= p.midi.channel <= 16:
         bad("midi.channel", "must be 0 (omni) or 1-16")
+    if not 0 <= p.midi.drum_channel <= 16:
+        bad("midi.drum_channel", "must be 0 (none) or 1-16")
     for cc, param in p.midi.cc.items():
         if param.startswith("fx") and p.effects:  # an effect's parameter: fxN.PARAM (realtime/sound/effects.py)
             from realtime.sound.effects import check_fx_param

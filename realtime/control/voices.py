@@ -123,6 +123,10 @@ class VoiceAllocator:
                 return v.index
         return None
 
+    def retune(self, voice: int, note: int) -> None:
+        """A held voice now plays ``note`` (a legato glide: no new attack, no new allocation)."""
+        self.voices[voice].note = int(note)
+
     def release_all(self) -> list[int]:
         """All notes off (sustain/panic): every held voice becomes released."""
         out = []

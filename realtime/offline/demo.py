@@ -21,6 +21,17 @@ def demo_path(record: str | None = None) -> Path:
     return Path(name)
 
 
+def demo_programs(programs: dict[int, str], instruments) -> list[int]:
+    """One program per instrument, in the model's order: the lowest program number the preset's program map
+    (the controller's, ``{}`` for none) gives to it; with no map, 0..N-1 (program N plays instrument N)."""
+    if not programs:
+        return list(range(len(instruments)))
+    first: dict[str, int] = {}
+    for prog in sorted(programs):
+        first.setdefault(programs[prog], prog)
+    return [first[name] for name in instruments if name in first]
+
+
 def demo_events(sample_rate: int, seconds: float, programs: list[int],
                 step_s: float = 0.5) -> list[tuple[int, bytes]]:
     """A slow C-minor arpeggio that moves to the next program every 4 notes; (sample, bytes) events."""

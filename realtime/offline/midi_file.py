@@ -120,3 +120,20 @@ def check_length(path: str | Path, events: list[tuple[int, bytes]], length: floa
     why = "over an hour" if length > LONG_SECONDS else f"{_clock(length - last)} of silence after its last event"
     raise MidiFileError(f"MIDI file {path}: {_clock(length)} long ({why}, last event at {_clock(last)}); "
                         f"give --seconds N to render N seconds of it, or --max-seconds N to render up to N")
+
+
+def peak_notes(events: list[tuple[int, bytes]]) -> int:
+    """The most notes the timeline holds down at once, over all channels (a note-on of a key already down
+    counts once): how many voices it needs to sound as written."""
+    down: set[tuple[int, int]] = set()
+    peak = 0
+    for _, data in events:
+        if len(data) < 3 or data[0] & 0xE0 != 0x80:  # note on (0x9n) and note off (0x8n) only
+            continue
+        key = (data[0] & 0x0F, data[1])
+        if data[0] & 0xF0 == 0x90 and data[2] > 0:
+            down.add(key)
+            peak = max(peak, len(down))
+        else:
+            down.discard(key)
+    return peak

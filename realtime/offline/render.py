@@ -91,13 +91,16 @@ class Session:
         sr, rf = model.config.sample_rate, model.config.receptive_field
         prime = prime_waveform(preset.model.prime, sr, rf, seed=preset.model.seed)
         stage = OutputStage(sr, release_s=preset.sound.release_ms / 1000.0)
-        if preset.sound.voices > 1:  # polyphonic: one batched kernel call for all voices
+        name = preset.model.engine
+        if preset.sound.voices > 1:  # the batch is Numba only: another engine plays one voice for every channel
+            name = resolve_engine(name, model, "cpu", say)
+            if not name.startswith("numba") and say is not None:
+                say(f"engine {name} plays one voice (sound.voices = {preset.sound.voices} needs a numba engine): "
+                    f"one note at a time, across all channels")
+        if preset.sound.voices > 1 and name.startswith("numba"):  # polyphonic: one batched kernel call for all voices
             from realtime.control.poly_controller import PolyController
             from realtime.engine.poly_engine import PolyEngine
 
-            name = resolve_engine(preset.model.engine, model, "cpu", say)  # the batch is Numba only
-            if not name.startswith("numba"):
-                raise ValueError(f"{preset.path or 'preset'}: sound.voices > 1 needs a numba engine, not {name!r}")
             threads = preset.sound.threads or min(2, len(os.sched_getaffinity(0)))
             engine = PolyEngine(model, preset.sound.voices, preset.model.seed, name.partition("-")[2] or "fp32",
                                 threads=threads)
@@ -106,7 +109,7 @@ class Session:
                 engine.prime(v, prime)
             controller: Controller = PolyController(engine, stage, preset)
         else:
-            engine = make_engine(preset.model.engine, model, preset.model.seed, preset.model.compute, say)
+            engine = make_engine(name, model, preset.model.seed, preset.model.compute, say)
             engine.prime(prime)
             controller = Controller(engine, stage, preset)
         effects = EffectChain(preset.effects, sr, preset.path or "preset", say) if preset.effects else None
@@ -162,12 +165,8 @@ class Session:
         ctl = self.controller
         ctl.generate(out)
         self.position += len(out)
-        if self.watchdog is not None:
-            inst = ctl.instruments[ctl.state.instrument]
-            reason = self.watchdog.check(out, ctl.nonfinite_count(), ctl.state.note is not None,
-                                         inst in self.watchdog.noise_ok, inst in self.watchdog.decay_ok)
-            if reason is not None:
-                ctl.recover()
+        if self.watchdog is not None:  # the controller's watch: per voice when polyphonic
+            for reason in ctl.watch(out, self.watchdog):
                 self.emit({"param": "recovery", "value": reason, "count": self.watchdog.total})
         if self.effects is None:
             self.stage.process(out)

@@ -57,6 +57,7 @@ def rss_mib() -> float:
 def soak(minutes: float, preset_path: str | None = None, model_path: str | None = None, seed: int = 0,
          block: int = 256) -> dict:
     from realtime.control.presets import load_preset, override
+    from realtime.offline.demo import demo_programs
     from realtime.offline.render import Session, run_stream
 
     preset = load_preset(preset_path)
@@ -65,7 +66,7 @@ def soak(minutes: float, preset_path: str | None = None, model_path: str | None 
     session = Session.open(preset)
     session.keep_log = False
     sr = session.engine.sample_rate
-    progs = sorted(preset.midi.programs) or list(range(len(session.controller.instruments)))
+    progs = demo_programs(session.controller.programs, session.controller.instruments)
     tl = random_performance(sr, minutes * 60.0, progs, sorted(preset.midi.cc), seed)
 
     class Meter:
