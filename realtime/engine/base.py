@@ -17,17 +17,21 @@ from typing import Any
 
 import numpy as np
 
-from realtime.engine import priming
+from realtime.engine import priming, sf_tracks
 from realtime.kernel import aligned, loop_lowpass, period_noise
 from realtime.model import level, local_cond, mulaw
 from realtime.model.config import LOCAL_CHANNELS, WaveNetConfig
 from realtime.model.model_file import ModelFile
+from realtime.model.source_filter import ORDER
 
 #: ints[] layout: next input class, glide samples left, non-finite logit count, lag ring position
 INT_NEXT, INT_GLIDE, INT_BAD, INT_HPOS = 0, 1, 2, 3
+#: sf_f[] layout after sf_tracks' two gain knots: the current short-term prediction, the de-emphasis memory
+SF_P, SF_X = 2, 3
 
 #: the per-voice generation state, as attributes of an :class:`Engine` (see :func:`allocate_state`)
-STATE_ARRAYS = ("queues", "q_pos", "bias", "bias_target", "bias_step", "ints", "temperature", "ctrl", "hist")
+STATE_ARRAYS = ("queues", "q_pos", "bias", "bias_target", "bias_step", "ints", "temperature", "ctrl", "hist",
+                "sf_f", "sf_i", "sf_lpc", "sf_ring")
 
 
 def allocate_state(cfg: WaveNetConfig, voices: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
@@ -36,7 +40,11 @@ def allocate_state(cfg: WaveNetConfig, voices: tuple[int, ...] = ()) -> dict[str
     queues (sum(d), R) float32 layer input histories; q_pos (L,) ring positions; bias,
     bias_target, bias_step (L, 2R) float32 per-layer bias (conditioning folded in) and its glide;
     ints (4,) (see INT_*); temperature (1,) float64; ctrl (local_cond.STATE_SIZE,) float64;
-    hist (local_cond.HIST,) float32 the ring of past inputs the lag channel reads.
+    hist (local_cond.HIST,) float32 the ring of past inputs the lag channel reads; the envelope and filter state of
+    a source-filter model (realtime.engine.sf_tracks; unused otherwise): sf_f (4,) float64 [gain knot before,
+    after, the current prediction, de-emphasis memory], sf_i (3,) int64 [samples since key-down, key-up,
+    ring position], sf_lpc (ORDER + 1,) float64 the current polynomial, sf_ring (sf_tracks.RING,) float64 the
+    past pre-emphasised samples.
     """
     r, L = cfg.residual_channels, cfg.n_layers
     f32 = np.float32
@@ -50,6 +58,10 @@ def allocate_state(cfg: WaveNetConfig, voices: tuple[int, ...] = ()) -> dict[str
         "temperature": np.ones(voices + (1,), np.float64),
         "ctrl": np.zeros(voices + (local_cond.STATE_SIZE,), np.float64),
         "hist": aligned.zeros(voices + (local_cond.HIST,), f32),
+        "sf_f": np.zeros(voices + (4,), np.float64),
+        "sf_i": np.zeros(voices + (3,), np.int64),
+        "sf_lpc": np.zeros(voices + (ORDER + 1,), np.float64),
+        "sf_ring": np.zeros(voices + (sf_tracks.RING,), np.float64),
     }
 
 
@@ -78,9 +90,10 @@ class Engine(ABC):
         batch, see :class:`realtime.engine.poly_engine.PolyEngine`); by default the engine allocates its own."""
         self.model = model
         self.cfg = cfg = model.config
-        if cfg.source_filter is not None:
-            raise ValueError(f"model {model.path or 'in memory'}: a source-filter model, which the engines do not "
-                             "play yet (only training reads it)")
+        #: a source-filter model: the network's samples are the excitation of the envelope bank's filter
+        self.source_filter = cfg.source_filter is not None
+        if self.source_filter and model.envelopebank is None:
+            raise ValueError(f"model {model.path or 'in memory'}: a source-filter model without its envelope bank")
         self.sample_rate: int = cfg.sample_rate
         self.max_block = int(max_block)
         w = model.weights
@@ -104,6 +117,8 @@ class Engine(ABC):
         self._xfade_old = np.zeros(0, np.float32)  # pending crossfade tail (old state's continuation)
         self._xfade_pos = 0
         self._prime_cache: dict[Any, priming.PrimeState] = {}
+        bank = model.envelopebank
+        self.tracks = sf_tracks.Tracks(bank, self.sample_rate) if bank is not None else None
         self.pitch, self.instrument, self.velocity = 60.0, 0, 100
         self.morph: tuple[int, float] | None = None
         self.reset(seed)
@@ -183,6 +198,11 @@ class Engine(ABC):
     def set_note(self, gate: float | None = None, pitch: float | None = None, glide_s: float | None = None) -> None:
         """Local control: gate target (0..1), pitch target (MIDI, fractional for bends), glide time (s)."""
         if gate is not None:
+            was, now = self.ctrl[local_cond.GATE_TARGET] > 0.5, gate > 0.5
+            if now and not was:  # the envelope bank's note starts from its key-down, or its release
+                sf_tracks.key_down(self.sf_i)
+            elif was and not now:
+                sf_tracks.key_up(self.sf_i)
             self.ctrl[local_cond.GATE_TARGET] = float(gate)
         if glide_s is not None:
             self.ctrl[local_cond.PITCH_COEFF] = local_cond.one_pole_coeff(glide_s, self.sample_rate)
@@ -225,6 +245,13 @@ class Engine(ABC):
         for i in (local_cond.LOOP_A, local_cond.LOOP_REL):
             self._ctrl_rest[i] = self.ctrl[i]
 
+    def envelope_tracks(self, out_a: np.ndarray, out_g: np.ndarray) -> None:
+        """The envelope bank's LPC rows (n, ORDER + 1) and excitation gains (n,) for the next ``len(out_g)``
+        samples of the sounding note (realtime.engine.sf_tracks.play_tracks), advancing its timing; call once per
+        block, before the block is generated (the control state is read as it is then). Thread: generator."""
+        self.tracks.fill(self.ctrl, self.sf_f, self.sf_i, self.sf_lpc, self.instrument, self.velocity, self.morph,
+                         out_a, out_g)
+
     def draw_uniforms(self, u: np.ndarray) -> None:
         """Fill ``u`` with the sampler's uniforms for the next ``len(u)`` samples (generator thread):
         the PCG64 stream, or with :attr:`period_noise` its normals correlated one period back, the
@@ -251,6 +278,9 @@ class Engine(ABC):
         self.ints[:] = 0
         self.ints[INT_NEXT] = mulaw.SILENCE
         self.hist[:], self.ints[INT_HPOS] = local_cond.new_lag_ring()
+        self.sf_f[:] = 0.0
+        self.sf_i[:], self.sf_lpc[:] = sf_tracks.new_state()[1:]
+        self.sf_ring[:] = 0.0
         self.ctrl[:] = self._ctrl_rest
         self._xfade_old = np.zeros(0, np.float32)
         self._prime_cache.clear()
@@ -272,7 +302,7 @@ class Engine(ABC):
         hit = self._prime_cache.get(key) if key is not None else None
         if hit is None:
             hit = priming.prime_state(self.w, self.dilations, classes, self.bias, self.ctrl, self.sample_rate,
-                                      self.loc_idx)
+                                      self.loc_idx, self.source_filter)
             if key is not None:
                 if len(self._prime_cache) >= self.prime_cache_size:
                     self._prime_cache.pop(next(iter(self._prime_cache)))
@@ -286,6 +316,10 @@ class Engine(ABC):
         self.q_pos[:] = 0
         self.ints[INT_NEXT] = state.next_class
         self.hist[:], self.ints[INT_HPOS] = state.lag_ring, state.lag_pos
+        if state.sf_ring is not None:
+            self.sf_ring[:] = state.sf_ring
+            self.sf_i[sf_tracks.I_HPOS] = sf_tracks.RING - 1
+            self.sf_f[SF_X] = state.sf_x
         loop_lowpass.start(self.ctrl, float(mulaw.DECODE_TABLE[state.next_class]))
         self._state_changed()
 
@@ -330,7 +364,9 @@ class Engine(ABC):
             pn = (self._pn_ring.copy(), self._pn_ints.copy(), self._pn_acc.copy())
             ctrl = self.ctrl.copy()
             bias, glide = self.bias.copy(), int(self.ints[INT_GLIDE])
+            sf = (self.sf_f.copy(), self.sf_i.copy(), self.sf_lpc.copy(), self.sf_ring.copy())
             self._generate_raw(old)
+            self.sf_f[:], self.sf_i[:], self.sf_lpc[:], self.sf_ring[:] = sf
             self.rng.bit_generator.state = rng_state
             self._pn_ring[:], self._pn_ints[:], self._pn_acc[:] = pn
             self.ctrl[:] = ctrl

@@ -38,6 +38,7 @@ from realtime.kernel import aligned, bf16dot, int8dot
 from realtime.kernel.generate import POW2_NEG, float32_to_bf16, generate_block, quantize_int8
 from realtime.model import local_cond, mulaw
 from realtime.model.model_file import ModelFile
+from realtime.model.source_filter import ORDER
 
 PRECISIONS = ("fp32", "int8", "bf16", "bf16dot", "int8dot")
 
@@ -134,12 +135,21 @@ def weight_bytes_per_sample(weights: tuple) -> int:
     return int(embed.shape[1] * embed.itemsize + sum(named[k].nbytes for k in STREAMED))
 
 
-def scratch(voices: tuple[int, ...], r: int, s: int, max_block: int) -> tuple[np.ndarray, ...]:
-    """The kernel's scratch arrays (feats, h, z, acc, o1, logits, probs, xq, tmp, wb), leading axes ``voices``,
-    cache-line aligned."""
+#: the engine state arrays (realtime.engine.base.allocate_state) the kernel's state tuple starts with, in its order
+KERNEL_STATE = ("queues", "q_pos", "bias", "bias_target", "bias_step", "ints", "ctrl", "temperature", "hist", "sf_f",
+                "sf_i", "sf_ring")
+
+
+def scratch(voices: tuple[int, ...], r: int, s: int, max_block: int,
+            source_filter: bool = False) -> tuple[np.ndarray, ...]:
+    """The kernel's scratch arrays (feats, h, z, acc, o1, logits, probs, xq, tmp, wb, sf_a, sf_g), leading axes
+    ``voices``, cache-line aligned; sf_a and sf_g (a source-filter model's per-sample LPC rows and gains) hold no
+    samples unless ``source_filter``."""
     e = lambda *shape: aligned.zeros(voices + shape, np.float32)  # noqa: E731
     n = max(2 * r, r + s)
-    return (e(max_block, local_cond.N_LOCAL), e(2 * r), e(r), e(r + s), e(s), e(256), e(256), e(r), e(n), e(4, n))
+    m = max_block if source_filter else 0
+    return (e(max_block, local_cond.N_LOCAL), e(2 * r), e(r), e(r + s), e(s), e(256), e(256), e(r), e(n), e(4, n),
+            np.zeros(voices + (m, ORDER + 1)), np.zeros(voices + (m,)))
 
 
 class NumbaEngine(Engine):
@@ -158,8 +168,9 @@ class NumbaEngine(Engine):
         if weights is None:
             weights = kernel_weights(self.w, self.loc_idx, self.dilations, self.q_off, self.sample_rate, precision)
         self._weights = weights
-        self._state = (self.queues, self.q_pos, self.bias, self.bias_target, self.bias_step, self.ints, self.ctrl,
-                       self.temperature, self.hist) + scratch((), cfg.residual_channels, cfg.skip_channels, self.max_block)
+        self._state = tuple(getattr(self, k) for k in KERNEL_STATE) + scratch(
+            (), cfg.residual_channels, cfg.skip_channels, self.max_block, self.source_filter)
+        self._sf_a, self._sf_g = self._state[-2:]
 
     def kernel_array(self, name: str) -> np.ndarray:
         """The array the kernel reads for weight ``name`` (see :data:`KERNEL_WEIGHT_NAMES`): a cache-line
@@ -172,6 +183,8 @@ class NumbaEngine(Engine):
         return weight_bytes_per_sample(self._weights)
 
     def _run(self, n, uniforms, forced, out, logits):
+        if self.source_filter:
+            self.envelope_tracks(self._sf_a[:n], self._sf_g[:n])
         if out.flags.c_contiguous:
             generate_block(n, self._weights, self._state, uniforms, forced, out, logits)
         else:

@@ -28,11 +28,9 @@ import time
 import numpy as np
 
 from realtime.engine.base import allocate_state
-from realtime.engine.numba_engine import NumbaEngine, scratch, weight_bytes_per_sample
+from realtime.engine.numba_engine import KERNEL_STATE, NumbaEngine, scratch, weight_bytes_per_sample
 from realtime.kernel.generate import generate_groups, generate_voices
 from realtime.model.model_file import ModelFile
-
-_KERNEL_STATE = ("queues", "q_pos", "bias", "bias_target", "bias_step", "ints", "ctrl", "temperature", "hist")
 
 
 class _Worker:
@@ -114,8 +112,9 @@ class PolyEngine:
             weights = e._weights
             self.voices.append(e)
         self._weights = weights
-        self._st = tuple(self.state[k] for k in _KERNEL_STATE) + scratch(
-            (self.n_voices,), cfg.residual_channels, cfg.skip_channels, self.max_block)
+        self._st = tuple(self.state[k] for k in KERNEL_STATE) + scratch(
+            (self.n_voices,), cfg.residual_channels, cfg.skip_channels, self.max_block, cfg.source_filter is not None)
+        self._sf_a, self._sf_g = self._st[-2:]
         #: which voices are computed; the others are frozen and silent
         self.active = np.ones(self.n_voices, bool)
         #: peak |output| of each voice over the last generate() call (0 for inactive voices)
@@ -217,6 +216,8 @@ class PolyEngine:
             o = self._obuf[:V * m].reshape(V, m)
             for v in act:
                 self.voices[v].draw_uniforms(u[v])
+                if self.voices[v].source_filter:
+                    self.voices[v].envelope_tracks(self._sf_a[v, :m], self._sf_g[v, :m])
             self._run(m, groups, u, o)
             res[act, done:done + m] = o[act]
             done += m

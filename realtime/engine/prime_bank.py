@@ -126,4 +126,5 @@ class PrimeBank:
             local_cond.start_level(ctrl, e.note_level(inst, pitch, vel), e.sample_rate, attack=True)
         bias = e.layer_bias(e.global_vector(float(pitch), inst, float(vel)))
         with one_blas_thread():
-            return priming.prime_state(e.w, e.dilations, classes, bias, ctrl, e.sample_rate, e.loc_idx)
+            return priming.prime_state(e.w, e.dilations, classes, bias, ctrl, e.sample_rate, e.loc_idx,
+                                       e.source_filter)

@@ -12,7 +12,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from realtime.engine.sf_tracks import RING
 from realtime.model import local_cond, mulaw
+from realtime.model.source_filter import pre_emphasis
 
 
 class PrimeState(NamedTuple):
@@ -25,17 +27,28 @@ class PrimeState(NamedTuple):
     next_class: int  #: the mu-law class the network consumes next (the prime's last sample)
     lag_ring: np.ndarray  #: (local_cond.HIST,) float32: the ring of past inputs the lag channels read
     lag_pos: int  #: that ring's position
+    #: a source-filter model's filter memory: the pre-emphasised prime's last sf_tracks.RING samples, newest last
+    sf_ring: np.ndarray | None = None
+    sf_x: float = 0.0  #: and its de-emphasis memory: the prime's last sample
 
 
 def prime_state(w: dict[str, np.ndarray], dilations: np.ndarray, classes: np.ndarray, bias: np.ndarray,
-                ctrl: np.ndarray, sample_rate: float, loc_idx: np.ndarray) -> PrimeState:
+                ctrl: np.ndarray, sample_rate: float, loc_idx: np.ndarray, source_filter: bool = False) -> PrimeState:
     """The state after teacher-forcing mu-law ``classes`` from a zero state, with one parallel pass.
 
     ``bias`` (L, 2R) is the per-layer bias (global conditioning folded in) the prime runs under; the local
     features over the prime are those a control state ``ctrl`` (not changed) produces from its next sample
     on. Pure numpy (matrix products: the BLAS thread count is the caller's, see realtime.engine.blas);
     10-25 ms on the default model (R32, 2,047 samples) on one core.
+
+    ``source_filter``: the network reads the pre-emphasised signal (realtime.model.source_filter), so the prime
+    is decoded, pre-emphasised and coded again, and its last samples fill the filter's memory; its prediction
+    input stays 0 over the prime (the prime has no envelope), a difference the first 1 ms of the note's own
+    envelope replaces.
     """
+    sf_ring, sf_x = None, 0.0
+    if source_filter:
+        classes, sf_ring, sf_x = _emphasised(classes)
     inputs, nxt = prime_inputs(classes)
     feats = np.empty((len(inputs), local_cond.N_LOCAL), np.float32)
     local_cond.fill(np.array(ctrl, np.float64), float(sample_rate), feats)
@@ -43,9 +56,21 @@ def prime_state(w: dict[str, np.ndarray], dilations: np.ndarray, classes: np.nda
     dil = [int(d) for d in dilations]
     hists = layer_histories(w, dil, inputs, bias, feats, loc_idx)
     queues = np.concatenate(hists) if hists else np.zeros((0, w["embed"].shape[1]), np.float32)
-    for a in (queues, ring):
+    for a in (queues, ring) + (() if sf_ring is None else (sf_ring,)):
         a.setflags(write=False)
-    return PrimeState(queues, int(nxt), ring, int(pos))
+    return PrimeState(queues, int(nxt), ring, int(pos), sf_ring, sf_x)
+
+
+def _emphasised(classes: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """A mu-law prime as a source-filter network reads it: (the pre-emphasised signal's classes, its last
+    sf_tracks.RING samples (float64, newest last), the prime's last sample)."""
+    x = mulaw.decode(np.asarray(classes, np.int64)).astype(np.float64)
+    s = pre_emphasis(x) if x.size else np.zeros(0)
+    ring = np.zeros(RING)
+    k = min(RING, s.size)
+    if k:
+        ring[RING - k:] = s[s.size - k:]
+    return mulaw.encode(s), ring, float(x[-1]) if x.size else 0.0
 
 
 def layer_histories(w: dict[str, np.ndarray], dilations: list[int], inputs: np.ndarray,

@@ -27,69 +27,29 @@ import numpy as np
 from numba import njit
 
 from realtime.engine.base import Engine
+from realtime.engine.sf_tracks import I_HPOS, RING
 from realtime.model import local_cond, mulaw
-from realtime.model.envelope import envelope_at, neighbours, update_samples
 from realtime.model.model_file import ModelFile
-from realtime.model.source_filter import EMPHASIS, ORDER, lsf_to_lpc_into, predict
+from realtime.model.source_filter import EMPHASIS, ORDER, predict
 
 #: the excitation's harmonic-to-noise ratio (dB) unless told otherwise (issue 37: the prototype's 30 dB)
 DEFAULT_HNR_DB = 30.0
-#: float state: f0 phase (cycles), gain knots (previous, next), de-emphasis memory
-F_PHASE, F_K_PREV, F_K_NEXT, F_X_PREV = range(4)
-#: int state: samples since key-down (-1: no note yet), key-up at this many samples after key-down (-1: held),
-#: the filter ring's position
-I_SINCE_ON, I_OFF_AT, I_HPOS = range(3)
-#: the all-pole filter's ring of past pre-emphasised samples (a power of two > ORDER)
-RING = 32
+#: float state: f0 phase (cycles), de-emphasis memory
+F_PHASE, F_X_PREV = range(2)
 
 
 @njit(cache=True, nogil=True)
-def _lookup(tables, inst: int, pitch: float, vel: float, morph_inst: int, morph_amt: float, tau: int, off_at: int,
-            known_at: int, hop: float, idx, w, lsf, lsf2) -> float:
-    """The envelope (LSFs into ``lsf``, log gain returned) of the played note ``tau`` samples after key-down,
-    released when its key-up (``off_at``) came by ``known_at``; morphed towards ``morph_inst`` by ``morph_amt``."""
-    pos_off = (tau - off_at) / hop if 0 <= off_at <= known_at else -1.0
-    n = neighbours(tables, inst, pitch, vel, idx, w)
-    lg = envelope_at(tables, idx, w, n, tau / hop, pos_off, lsf)
-    if morph_amt > 0.0:
-        n2 = neighbours(tables, morph_inst, pitch, vel, idx, w)
-        lg2 = envelope_at(tables, idx, w, n2, tau / hop, pos_off, lsf2)
-        for k in range(lsf.shape[0]):
-            lsf[k] = (1.0 - morph_amt) * lsf[k] + morph_amt * lsf2[k]
-        lg = (1.0 - morph_amt) * lg + morph_amt * lg2
-    return lg
-
-
-@njit(cache=True, nogil=True)
-def pulse_block(tables, fs: np.ndarray, ints: np.ndarray, ctrl: np.ndarray, ring: np.ndarray, a: np.ndarray,
-                lsf: np.ndarray, lsf2: np.ndarray, work: np.ndarray, idx: np.ndarray, w: np.ndarray, inst: int,
-                vel: float, morph_inst: int, morph_amt: float, tonal: bool, hnr_db: float, hop: int, update: int,
-                sample_rate: float, normals: np.ndarray, out: np.ndarray) -> None:
-    """Generate ``len(out)`` samples (see the module docstring); ``normals`` one standard normal per sample."""
+def pulse_block(fs: np.ndarray, ring: np.ndarray, ints: np.ndarray, ctrl: np.ndarray, a: np.ndarray, g: np.ndarray,
+                tonal: bool, hnr_db: float, sample_rate: float, normals: np.ndarray, out: np.ndarray) -> None:
+    """Generate ``len(out)`` samples (see the module docstring) filtered by the LPC rows ``a`` (n, ORDER + 1) with
+    gains ``g`` (n,) (realtime.engine.sf_tracks.play_tracks); ``normals`` one standard normal per sample."""
     r = 10.0 ** (hnr_db / 10.0)
     h_amp = math.sqrt(r / (1.0 + r)) if tonal else 0.0
     n_amp = math.sqrt(1.0 / (1.0 + r)) if tonal else 1.0
     inv_sr = 1.0 / sample_rate
-    level = 10.0 ** (3.0 * ctrl[local_cond.LEVEL_OFFSET])  # level units: 1 = 60 dB
     for t in range(out.shape[0]):
         ctrl[local_cond.PITCH] += (ctrl[local_cond.PITCH_TARGET] - ctrl[local_cond.PITCH]) * ctrl[local_cond.PITCH_COEFF]
-        pitch = ctrl[local_cond.PITCH]
-        g = 0.0
-        since = ints[I_SINCE_ON]
-        if since >= 0:
-            j = since % update
-            if j == 0:
-                if since == 0:
-                    fs[F_K_PREV] = level * math.exp(_lookup(tables, inst, pitch, vel, morph_inst, morph_amt, 0,
-                                                            ints[I_OFF_AT], -update, hop, idx, w, lsf, lsf2))
-                else:
-                    fs[F_K_PREV] = fs[F_K_NEXT]
-                fs[F_K_NEXT] = level * math.exp(_lookup(tables, inst, pitch, vel, morph_inst, morph_amt, since + update,
-                                                        ints[I_OFF_AT], since, hop, idx, w, lsf, lsf2))
-                lsf_to_lpc_into(lsf, a, work)
-            g = fs[F_K_PREV] + (fs[F_K_NEXT] - fs[F_K_PREV]) * (j + 1) / update
-            ints[I_SINCE_ON] = since + 1
-        f0 = 440.0 * 2.0 ** ((pitch - 69.0) / 12.0)
+        f0 = 440.0 * 2.0 ** ((ctrl[local_cond.PITCH] - 69.0) / 12.0)
         ph = fs[F_PHASE] + f0 * inv_sr
         ph -= math.floor(ph)
         fs[F_PHASE] = ph
@@ -100,7 +60,7 @@ def pulse_block(tables, fs: np.ndarray, ints: np.ndarray, ctrl: np.ndarray, ring
             d = (2 * k + 1) if abs(den) < 1e-9 else math.sin((2 * k + 1) * math.pi * ph) / den
             e += h_amp * 0.5 * (d - 1.0) / math.sqrt(0.5 * k)  # sum of k unit cosines, unit RMS
         pos = ints[I_HPOS]
-        s = g * e + predict(a, ring, pos)
+        s = g[t] * e + predict(a[t], ring, pos)
         pos = (pos + 1) & (RING - 1)
         ring[pos] = s
         ints[I_HPOS] = pos
@@ -127,38 +87,17 @@ class PulseEngine(Engine):
         if not np.isfinite(hnr_db):
             raise ValueError(f"engine lpc-pulse: hnr_db must be finite, got {hnr_db}")
         self.bank, self.hnr_db, self.mulaw_output = bank, float(hnr_db), bool(mulaw_output)
-        self.fs = np.zeros(4)
-        self.pints = np.zeros(3, np.int64)
-        self.ring = np.zeros(RING)
-        self.a = np.zeros(ORDER + 1)
-        self.lsf, self.lsf2 = np.zeros(ORDER), np.zeros(ORDER)
-        self.work = np.zeros((2, ORDER + 2))
-        self.idx, self.wts = np.zeros(4, np.int64), np.zeros(4)
+        self.fs = np.zeros(2)
         self._tonal = {}
         super().__init__(model, seed=seed, max_block=max_block, **kw)
         if self.mulaw_output:
             self.name = "lpc-pulse-mulaw"
         self._normals = np.empty(self.max_block)
-        self.update = update_samples(self.sample_rate)
+        self._a, self._g = np.empty((self.max_block, ORDER + 1)), np.empty(self.max_block)
 
     def reset(self, seed: int = 0) -> None:
         self.fs[:] = 0.0
-        self.pints[:] = (-1, -1, 0)
-        self.ring[:] = 0.0
-        self.a[:] = 0.0
-        self.a[0] = 1.0
         super().reset(seed)
-
-    def set_note(self, gate: float | None = None, pitch: float | None = None, glide_s: float | None = None) -> None:
-        """As :meth:`Engine.set_note`; the gate opening starts the note's envelope from its key-down, closing it
-        starts the release."""
-        if gate is not None:
-            was, now = self.ctrl[local_cond.GATE_TARGET] > 0.5, gate > 0.5
-            if now and not was:
-                self.pints[I_SINCE_ON], self.pints[I_OFF_AT] = 0, -1
-            elif was and not now and self.pints[I_SINCE_ON] >= 0:
-                self.pints[I_OFF_AT] = self.pints[I_SINCE_ON]
-        super().set_note(gate, pitch, glide_s)
 
     def prime_classes(self, classes: np.ndarray, key=None) -> None:
         """Nothing to prime: the filter keeps its own past."""
@@ -177,15 +116,14 @@ class PulseEngine(Engine):
     def _generate_raw(self, out: np.ndarray) -> None:
         n = len(out)
         done = 0
-        morph_inst, morph_amt = (self.morph[0], float(self.morph[1])) if self.morph is not None else (0, 0.0)
         while done < n:
             m = min(self.max_block, n - done)
             z = self._normals[:m]
             self.rng.standard_normal(out=z)
-            pulse_block(self.bank.tables, self.fs, self.pints, self.ctrl, self.ring, self.a, self.lsf, self.lsf2,
-                        self.work, self.idx, self.wts, int(self.instrument), float(self.velocity), int(morph_inst),
-                        morph_amt, self.tonal(int(self.instrument)), self.hnr_db, self.bank.hop_samples, self.update,
-                        float(self.sample_rate), z, out[done:done + m])
+            a, g = self._a[:m], self._g[:m]
+            self.envelope_tracks(a, g)
+            pulse_block(self.fs, self.sf_ring, self.sf_i, self.ctrl, a, g, self.tonal(int(self.instrument)),
+                        self.hnr_db, float(self.sample_rate), z, out[done:done + m])
             if self.mulaw_output:
                 out[done:done + m] = mulaw.roundtrip(out[done:done + m])
             done += m

@@ -7,16 +7,19 @@ kernel (same weights + same uniforms -> same samples).
 """
 from __future__ import annotations
 
+import math
 from typing import List
 
 import numpy as np
 import torch
 
+from realtime.engine import sf_tracks
 from realtime.engine.base import Engine
 from realtime.kernel import loop_lowpass
 from realtime.kernel.generate import EXP2_POLY, LOG2E, POW2_NEG
-from realtime.model import local_cond, mulaw
+from realtime.model import local_cond, mulaw, source_filter
 from realtime.model.model_file import ModelFile
+from realtime.model.source_filter import ORDER
 
 
 class IncrementalStep(torch.nn.Module):
@@ -59,6 +62,25 @@ class IncrementalStep(torch.nn.Module):
         self.q_off: List[int] = list(q_off)
         self.r: int = int(w["embed"].shape[1])
         self.log2e: float = LOG2E
+        # a source-filter model (realtime.model.source_filter), as the kernel's sf_predict / sf_emit
+        self.pred_slot: int = loc_idx.index(local_cond.PRED) if local_cond.PRED in loc_idx else -1
+        self.emphasis: float = source_filter.EMPHASIS
+        self.exc_scale: float = source_filter.EXC_SCALE
+        self.gain_floor: float = source_filter.GAIN_FLOOR
+        self.log1p_mu: float = math.log1p(255.0)
+        self.sf_mask: int = sf_tracks.RING - 1
+
+    def encode1(self, x: float) -> int:
+        """realtime.model.source_filter.encode1: one float's mu-law class (round half to even, as np.rint)."""
+        x = min(max(x, -1.0), 1.0)
+        y = math.copysign(math.log1p(255.0 * abs(x)) / self.log1p_mu, x) if x != 0.0 else 0.0
+        k = float(torch.round(torch.tensor((y + 1.0) * 0.5 * 255.0, dtype=torch.float64)))
+        return int(min(max(k, 0.0), 255.0))
+
+    def compand(self, x: float) -> float:
+        """realtime.model.source_filter.compand (the float32 rounding happens where it is stored)."""
+        x = min(max(x, -1.0), 1.0)
+        return math.copysign(math.log1p(255.0 * abs(x)) / self.log1p_mu, x)
 
     def cdf(self, logits: torch.Tensor, m: torch.Tensor, temperature: float) -> torch.Tensor:
         """The kernel's softmax CDF, operation for operation in float32 (see kernel.sample_from_logits)."""
@@ -84,11 +106,17 @@ class IncrementalStep(torch.nn.Module):
     def forward(self, n: int, queues: torch.Tensor, q_pos: torch.Tensor, bias: torch.Tensor,
                 bias_target: torch.Tensor, bias_step: torch.Tensor, ints: torch.Tensor, temperature: float,
                 feats: torch.Tensor, uniforms: torch.Tensor, forced: torch.Tensor, out: torch.Tensor,
-                logits_out: torch.Tensor, hist: torch.Tensor, loop: torch.Tensor) -> int:
+                logits_out: torch.Tensor, hist: torch.Tensor, loop: torch.Tensor, sf_a: torch.Tensor,
+                sf_g: torch.Tensor, sf_ring: torch.Tensor, sf_f: torch.Tensor, sf_i: torch.Tensor) -> int:
         r = self.r
+        source_filter = sf_a.shape[0] > 0
+        sf_pos = int(sf_i[2])
+        sf_x = float(sf_f[3])
+        sf_p = 0.0
         # the loop low-pass (realtime.kernel.loop_lowpass.step, operation for operation in float64)
         loop_a, loop_y, loop_env, loop_rel = float(loop[0]), float(loop[1]), float(loop[2]), float(loop[3])
-        forcing = forced.shape[0] > 0
+        forcing = forced.shape[0] > 0 and not source_filter  # a source filter's forced classes: its excitation's
+        forcing_exc = forced.shape[0] > 0 and source_filter
         keep = logits_out.shape[0] > 0
         loc = feats.index_select(1, self.loc_idx) if self.loc_idx.shape[0] > 0 else feats[:, :0]
         inp = int(ints[0])
@@ -122,6 +150,13 @@ class IncrementalStep(torch.nn.Module):
                 for m in range(1, self.lagavg_periods):
                     total = total + taps[m]
                 loc[t, self.lagavg_slot] = total * (1.0 / self.lagavg_periods)
+            if source_filter:  # the short-term prediction (source_filter.predict, operation for operation)
+                acc = 0.0
+                for k in range(1, sf_a.shape[1]):
+                    acc -= float(sf_a[t, k]) * float(sf_ring[(sf_pos - k + 1) & self.sf_mask])
+                sf_p = acc
+                if self.pred_slot >= 0:
+                    loc[t, self.pred_slot] = self.compand(sf_p)
             x = self.embed[inp]
             skip = self.b_skip
             lt = loc[t]
@@ -142,7 +177,9 @@ class IncrementalStep(torch.nn.Module):
                 logits_out[t] = logits
             m = logits.max()
             held = False
-            if not bool(torch.isfinite(m)):
+            if forcing_exc:
+                k = int(forced[t])
+            elif not bool(torch.isfinite(m)):
                 held = True
                 k = inp
             elif temperature <= 0.0:
@@ -155,7 +192,18 @@ class IncrementalStep(torch.nn.Module):
                 else:
                     target = uniforms[t] * cdf[-1].to(torch.float64)
                     k = min(int(torch.searchsorted(cdf.to(torch.float64), target.reshape(1), right=True)[0]), 255)
-            if held:
+            if source_filter:  # the excitation through the filter (the kernel's sf_emit)
+                s = sf_p
+                if held:
+                    bad += 1
+                else:
+                    s += max(float(sf_g[t]), self.gain_floor) * self.exc_scale * float(self.decode[k])
+                sf_pos = (sf_pos + 1) & self.sf_mask
+                sf_ring[sf_pos].fill_(s)  # (TorchScript's ``t[i] = float`` rounds through a float32 tensor)
+                sf_x = s + self.emphasis * sf_x
+                out[t] = sf_x
+                k = self.encode1(s)
+            elif held:
                 bad += 1
                 out[t] = self.decode[k]
             elif loop_a > 0.0:
@@ -173,6 +221,9 @@ class IncrementalStep(torch.nn.Module):
             else:
                 out[t] = self.decode[k]
             inp = k
+        sf_i[2] = sf_pos
+        sf_f[2].fill_(sf_p)
+        sf_f[3].fill_(sf_x)
         loop[1] = loop_y
         loop[2] = loop_env
         ints[0] = inp
@@ -197,7 +248,9 @@ class TorchScriptEngine(Engine):
                                [int(i) for i in self.loc_idx]).to(self.device)
         self.step = torch.jit.script(step)
         self._feats = np.empty((self.max_block, local_cond.N_LOCAL), np.float32)
-        self._names = ("queues", "q_pos", "bias", "bias_target", "bias_step", "ints", "hist")
+        self._names = ("queues", "q_pos", "bias", "bias_target", "bias_step", "ints", "hist", "sf_ring", "sf_f", "sf_i")
+        m = self.max_block if self.source_filter else 0
+        self._sf_a, self._sf_g = np.zeros((m, ORDER + 1)), np.zeros(m)
         self._state_changed()
 
     def _state_changed(self) -> None:
@@ -206,6 +259,9 @@ class TorchScriptEngine(Engine):
         self._dev = {k: torch.from_numpy(getattr(self, k)).to(self.device) for k in self._names}
 
     def _run(self, n, uniforms, forced, out, logits):
+        sf_a, sf_g = self._sf_a[:n], self._sf_g[:n]
+        if self.source_filter:  # before the control state moves on
+            self.envelope_tracks(sf_a, sf_g)
         feats = self._feats[:n]
         local_cond.fill(self.ctrl, float(self.sample_rate), feats)
         d, dev = self._dev, self.device
@@ -217,7 +273,8 @@ class TorchScriptEngine(Engine):
             self.step(n, d["queues"], d["q_pos"], d["bias"], d["bias_target"], d["bias_step"], d["ints"],
                       float(self.temperature[0]), torch.from_numpy(feats).to(dev),
                       torch.from_numpy(uniforms).to(dev), torch.from_numpy(forced).to(dev), out_t, logits_t,
-                      d["hist"], loop_t)
+                      d["hist"], loop_t, torch.from_numpy(sf_a).to(dev), torch.from_numpy(sf_g).to(dev),
+                      d["sf_ring"], d["sf_f"], d["sf_i"])
         if dev.type != "cpu":
             loop_np[:] = loop_t.cpu().numpy()
             out[:] = out_t.cpu().numpy()

@@ -38,7 +38,8 @@ from realtime.kernel.float_bits import f32_bits as _f32_bits
 from realtime.kernel.float_bits import f32_from_bits as _f32_from_bits
 from realtime.kernel.int8dot import ZP_RELU, ZP_SIGNED, quantize_int8  # noqa: F401 (re-exported)
 from realtime.kernel.loop_lowpass import step as loop_step
-from realtime.model.local_cond import LAG, LAG2, LAGAVG, LOOP_A, PERIOD, push_lag
+from realtime.model import source_filter as sf
+from realtime.model.local_cond import LAG, LAG2, LAGAVG, LOOP_A, PERIOD, PRED, push_lag
 from realtime.model.local_cond import fill as fill_local
 
 # fast-math without nnan/ninf: NaN and Inf must stay visible to the watchdog.
@@ -441,6 +442,38 @@ def sample_row(logits, v, temperature, u, probs, pow2):
     return lo if lo < n else arg
 
 
+#: the source filter's arithmetic is training's, bit for bit: no fast-math, said explicitly (a callee otherwise
+#: inherits the calling kernel's flags, and contracts multiply-adds into FMAs)
+SF_STRICT = dict(STRICT, fastmath=False)
+
+
+@njit(**SF_STRICT)
+def sf_predict(a, ring, ints, fs):
+    """A source-filter step's short-term prediction p_t from the filter ring (kept in ``fs[2]`` for
+    :func:`sf_emit`); returns the network's PRED input, compand(p_t). Strict float64 (no fast-math), as
+    realtime.model.source_filter.teacher_forced computes it in training."""
+    p = sf.predict(a, ring, ints[2])
+    fs[2] = p
+    return sf.compand(p)
+
+
+@njit(**SF_STRICT)
+def sf_emit(k, decode, g, ring, ints, fs):
+    """The step's excitation class ``k`` (< 0: none, the logits were not finite) through the filter: s = p +
+    max(g, GAIN_FLOOR) EXC_SCALE decode(k) into the ring; returns (the played sample, de-emphasised, float32; the
+    class of s, the next input)."""
+    p = fs[2]
+    s = p
+    if k >= 0:
+        s += max(g, sf.GAIN_FLOOR) * sf.EXC_SCALE * np.float64(decode[k])
+    pos = (ints[2] + 1) & (ring.shape[0] - 1)
+    ring[pos] = s
+    ints[2] = pos
+    x = s + sf.EMPHASIS * fs[3]
+    fs[3] = x
+    return np.float32(x), sf.encode1(s)
+
+
 #: voice index list of the single-voice wrapper (a read-only constant, like the engines' index lists)
 _VOICE0 = np.zeros(1, np.int64)
 
@@ -455,8 +488,8 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
     float32, int8 or uint16 (bfloat16); ``s_dil`` (L, 2R) / ``s_rs`` (L, R+S)
     are the int8 per-output-column scales, or (L, 0) for unscaled weights.
     ``st``: state tuple, every array with a leading voice axis: (queues,
-    q_pos, bias, bias_target, bias_step, ints, ctrl, temperature, hist, feats, h, z,
-    acc, o1, logits, probs, xq, tmp, wb), where ints[v] = [next input class, glide
+    q_pos, bias, bias_target, bias_step, ints, ctrl, temperature, hist, sf_f, sf_i, sf_ring, feats, h, z,
+    acc, o1, logits, probs, xq, tmp, wb, sf_a, sf_g), where ints[v] = [next input class, glide
     samples left, NaN count, lag ring position] and hist[v] the ring of past inputs the
     lag channel reads (realtime.model.local_cond.push_lag); feats..wb are scratch (wb: (V, 4, max(2R, R+S))).
     Packed weights (bf16dot, int8dot) and their
@@ -465,12 +498,19 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
     its second axis is non-empty; ``logits_out`` (V, n, 256) receives the
     logits when its second axis is non-empty. Voices not in ``vidx`` are not
     touched; each voice's numbers do not depend on the others.
+    A source-filter model (realtime.model.source_filter) has ``sf_a`` (V, n, ORDER + 1) float64, each sample's LPC
+    row, and ``sf_g`` (V, n) its excitation gain (realtime.engine.sf_tracks.play_tracks), and its filter state in
+    ``sf_f`` (V, 4), ``sf_i`` (V, 3), ``sf_ring`` (V, RING) (realtime.engine.base.allocate_state); otherwise
+    ``sf_a`` has no samples (V, 0, ORDER + 1) and those go unread. Each step then reads the prediction p_t as its
+    PRED input, its sampled class k is the excitation e = g EXC_SCALE decode(k), the step plays the de-emphasised
+    s = p + e and the next input is the class of s (:func:`sf_predict`, :func:`sf_emit`); ``forced`` then forces
+    the excitation's class (each step's logits still from the model's own inputs).
     Returns the number of samples whose logits were not finite.
     """
     (embed, w_dil, s_dil, w_loc, loc_idx, w_rs, s_rs, b_res, b_skip, w_out1, b_out1, w_out2, b_out2,
      decode, dilations, q_off, sample_rate, pow2) = w
-    (queues, q_pos, bias, bias_target, bias_step, ints, ctrl, temperature, hist,
-     feats, h, z, acc, o1, logits, probs, xq, tmp, wb) = st
+    (queues, q_pos, bias, bias_target, bias_step, ints, ctrl, temperature, hist, sf_f, sf_i, sf_ring,
+     feats, h, z, acc, o1, logits, probs, xq, tmp, wb, sf_a, sf_g) = st
     nv = vidx.shape[0]
     n_layers = w_dil.shape[0]
     R = embed.shape[1]
@@ -479,7 +519,9 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
     S = RS - R
     C = loc_idx.shape[0]
     Q = logits.shape[1]
-    forcing = forced.shape[1] > 0
+    source_filter = sf_a.shape[1] > 0
+    forcing = forced.shape[1] > 0 and not source_filter  # a source filter's forced classes are its excitation's
+    forcing_exc = forced.shape[1] > 0 and source_filter
     keep_logits = logits_out.shape[1] > 0
     scaled = s_dil.shape[1] > 0
     hd = tmp if scaled else h  # int8: accumulate w8 @ x unscaled into tmp, then h += scale * tmp
@@ -501,6 +543,8 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
                     for o in range(R2):
                         bias[v, l, o] = bias_target[v, l, o] if ints[v, 1] == 0 else bias[v, l, o] + bias_step[v, l, o]
             inp = ints[v, 0]
+            if source_filter:
+                feats[v, t, PRED] = sf_predict(sf_a[v, t], sf_ring[v], sf_i[v], sf_f[v])
             pos, lag, lag2, lagavg = push_lag(hist[v], ints[v, 3], inp, feats[v, t, PERIOD])
             ints[v, 3] = pos
             feats[v, t, LAG] = lag
@@ -579,8 +623,14 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
             if keep_logits:
                 for o in range(Q):
                     logits_out[v, t, o] = logits[v, o]
-            k = sample_row(logits, v, temperature[v, 0], uniforms[v, t], probs, pow2)
-            if k < 0:
+            k = forced[v, t] if forcing_exc else sample_row(logits, v, temperature[v, 0], uniforms[v, t], probs, pow2)
+            if source_filter:
+                if k < 0:
+                    bad += 1
+                    ints[v, 2] += 1
+                x, k = sf_emit(k, decode, sf_g[v, t], sf_ring[v], sf_i[v], sf_f[v])
+                out[v, t] = x
+            elif k < 0:
                 bad += 1
                 ints[v, 2] += 1
                 k = ints[v, 0]  # hold the last value; the watchdog sees the count
@@ -599,21 +649,23 @@ def generate_block(n, w, st, uniforms, forced, out, logits_out):
     """Single-voice :func:`generate_voices`: the same tuples without the voice axis.
 
     ``st`` = (queues, q_pos, bias, bias_target, bias_step, ints, ctrl,
-    temperature, hist, feats, h, z, acc, o1, logits, probs, xq, tmp, wb); ``uniforms``,
+    temperature, hist, sf_f, sf_i, sf_ring, feats, h, z, acc, o1, logits, probs, xq, tmp, wb, sf_a, sf_g);
+    ``uniforms``,
     ``out`` (n,); ``forced`` (n,) or empty; ``logits_out`` (n, 256) or empty.
     All contiguous. Returns the number of samples whose logits were not finite.
     """
-    (queues, q_pos, bias, bias_target, bias_step, ints, ctrl, temperature, hist,
-     feats, h, z, acc, o1, logits, probs, xq, tmp, wb) = st
+    (queues, q_pos, bias, bias_target, bias_step, ints, ctrl, temperature, hist, sf_f, sf_i, sf_ring,
+     feats, h, z, acc, o1, logits, probs, xq, tmp, wb, sf_a, sf_g) = st
     st1 = (queues.reshape((1,) + queues.shape), q_pos.reshape((1,) + q_pos.shape),
            bias.reshape((1,) + bias.shape), bias_target.reshape((1,) + bias_target.shape),
            bias_step.reshape((1,) + bias_step.shape), ints.reshape((1,) + ints.shape),
            ctrl.reshape((1,) + ctrl.shape), temperature.reshape((1,) + temperature.shape),
-           hist.reshape((1,) + hist.shape), feats.reshape((1,) + feats.shape), h.reshape((1,) + h.shape),
+           hist.reshape((1,) + hist.shape), sf_f.reshape((1,) + sf_f.shape), sf_i.reshape((1,) + sf_i.shape),
+           sf_ring.reshape((1,) + sf_ring.shape), feats.reshape((1,) + feats.shape), h.reshape((1,) + h.shape),
            z.reshape((1,) + z.shape),
            acc.reshape((1,) + acc.shape), o1.reshape((1,) + o1.shape), logits.reshape((1,) + logits.shape),
            probs.reshape((1,) + probs.shape), xq.reshape((1,) + xq.shape), tmp.reshape((1,) + tmp.shape),
-           wb.reshape((1,) + wb.shape))
+           wb.reshape((1,) + wb.shape), sf_a.reshape((1,) + sf_a.shape), sf_g.reshape((1,) + sf_g.shape))
     return generate_voices(n, w, st1, _VOICE0, uniforms.reshape((1,) + uniforms.shape),
                            forced.reshape((1,) + forced.shape), out.reshape((1,) + out.shape),
                            logits_out.reshape((1,) + logits_out.shape))

@@ -123,7 +123,7 @@ def tidy_lsf(lsf: np.ndarray) -> None:
         hi = lsf[i] - LSF_MIN_GAP
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=False)  # explicit: a callee inherits a fast-math caller's flags otherwise
 def predict(a: np.ndarray, hist: np.ndarray, pos: int) -> float:
     """The short-term prediction p_t = -sum_k a_k s_(t-k) from ring ``hist`` (length a power of two >= order + 1)
     whose newest sample s_(t-1) sits at ``pos``."""
@@ -154,7 +154,7 @@ GAIN_FLOOR = 1e-4
 _LOG1P_MU = math.log1p(255.0)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", fastmath=False)
 def encode1(x: float) -> int:
     """One float (clipped to [-1, 1]) -> its 8-bit mu-law class: realtime.model.mulaw.encode, bit for bit."""
     x = min(max(x, -1.0), 1.0)
@@ -163,7 +163,7 @@ def encode1(x: float) -> int:
     return int(min(max(k, 0.0), 255.0))
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", fastmath=False)
 def compand(x: float) -> np.float32:
     """The prediction channel's value: x (clipped to [-1, 1]) mu-law companded, -1..1 (float32), as the lag channel
     carries a class but without its rounding."""
