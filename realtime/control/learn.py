@@ -8,7 +8,8 @@ from realtime.control.presets import CC_PARAMS, load_preset, tomllib
 
 
 def bind_cc_text(text: str, cc: int, param: str) -> str:
-    """Preset TOML text with ``cc = "param"`` in [midi.cc]; other bindings of that CC or param removed."""
+    """Preset TOML text with ``cc = "param"`` in [midi.cc]; other bindings of that CC or param removed, and
+    ``N = ""`` for each other CC presets/default.toml binds to ``param`` (a preset inherits those)."""
     from realtime.sound.effects import FX_PARAM
 
     if param not in CC_PARAMS and not FX_PARAM.match(param):
@@ -17,13 +18,27 @@ def bind_cc_text(text: str, cc: int, param: str) -> str:
         raise ValueError(f"CC {cc} out of range 0-127")
     lines = text.splitlines()
     head = next((i for i, ln in enumerate(lines) if ln.strip() == "[midi.cc]"), None)
-    entry = f'{cc} = "{param}"'
+    # a preset inherits presets/default.toml's bindings: those of this param on other CCs are unbound ("")
+    inherited = _default_ccs_of(param, cc)
+    entries = [f'{cc} = "{param}"'] + [f'{k} = ""  # unbound: {param} is on CC {cc}' for k in inherited]
     if head is None:
-        return text.rstrip("\n") + f"\n\n[midi.cc]\n{entry}\n"
+        return text.rstrip("\n") + "\n\n[midi.cc]\n" + "\n".join(entries) + "\n"
     end = next((i for i in range(head + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
     body = [ln for ln in lines[head + 1:end]
-            if not re.match(rf'\s*("?){cc}\1\s*=', ln) and not re.search(rf'=\s*"{param}"', ln)]
-    return "\n".join(lines[:head + 1] + [entry] + body + lines[end:]) + "\n"
+            if not any(re.match(rf'\s*("?){k}\1\s*=', ln) for k in (cc, *inherited))
+            and not re.search(rf'=\s*"{param}"', ln)]
+    return "\n".join(lines[:head + 1] + entries + body + lines[end:]) + "\n"
+
+
+def _default_ccs_of(param: str, cc: int) -> list[int]:
+    """The CCs other than ``cc`` that presets/default.toml binds to ``param``."""
+    from realtime.control.presets import DEFAULT_PRESET
+
+    try:
+        table = tomllib.loads(DEFAULT_PRESET.read_text()).get("midi", {}).get("cc", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    return [int(k) for k, v in table.items() if v == param and str(k).isdigit() and int(k) != cc]
 
 
 def user_preset_path() -> Path:

@@ -32,9 +32,13 @@ def test_learn_binds_the_next_cc_and_writes_the_preset(tmp_path):
     assert s.controller.learned == (74, "temperature")
     assert evs[0]["param"] == "temperature" and s.engine.temperature[0] == pytest.approx(1.2)
     save_binding(preset_path, *s.controller.learned)
-    assert load_preset(preset_path).midi.cc == {74: "temperature"}
+    default = load_preset(DEFAULT_PRESET)
+    # the default preset's bindings are inherited, but its temperature CC (21) is unbound: one CC per parameter
+    assert default.midi.cc[21] == "temperature" and default.midi.cc[74] == "loop_lowpass"
+    want = {k: v for k, v in default.midi.cc.items() if v != "temperature"} | {74: "temperature"}
+    assert load_preset(preset_path).midi.cc == want
     s.apply_midi(bytes([0xB0, 74, 0]))
-    assert s.engine.temperature[0] == pytest.approx(0.5)
+    assert s.engine.temperature[0] == pytest.approx(default.sound.temperature_min) == pytest.approx(0.3)
 
 
 def test_learn_into_a_new_preset_copies_the_default(tmp_path):
@@ -66,4 +70,7 @@ def test_learn_live_under_jack(jack_server, tmp_path):
         proc.stop(signal.SIGKILL)
         if kbd is not None:
             kbd.close_port()
-    assert load_preset(preset).midi.cc == {74: "glide", 21: "temperature", 1: "morph"}
+    default = load_preset(DEFAULT_PRESET).midi.cc  # inherited, but for its glide CC (5): unbound
+    assert default[5] == "glide"
+    want = {k: v for k, v in default.items() if v != "glide"} | {74: "glide", 21: "temperature", 1: "morph"}
+    assert load_preset(preset).midi.cc == want
