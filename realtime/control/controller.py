@@ -67,6 +67,8 @@ class Controller:
         self.program_notes: list[str] = []
         self._noted: set[str] = set()
         self.channel_inst: dict[int, int] = {}         # one voice: each channel's instrument, taken at its notes
+        self.sustain: dict[int, bool] = {}             # each channel's sustain pedal (CC 64) is down
+        self.sustained: set[tuple[int, int]] = set()   # (channel, note) released while its pedal was down
         self.drums = self.instruments.index("drums") if "drums" in self.instruments else None
         self.bank_attack = instrument_names(preset.model.bank_attack)
         rf = engine.cfg.receptive_field
@@ -165,6 +167,7 @@ class Controller:
         if want is not None and want != s.instrument:  # one voice: it plays the instrument of this note's channel
             self._set_instrument(want)
         self._note_ch = self.ch
+        self.sustained.discard((self.ch, note))
         if note in s.held:
             s.held.remove(note)
         s.held.append(note)
@@ -189,6 +192,9 @@ class Controller:
 
     def note_off(self, note: int) -> dict[str, Any]:
         s, e = self.state, self.engine
+        if self.sustain.get(self.ch) and note in s.held:  # the pedal holds it until it comes up
+            self.sustained.add((self.ch, note))
+            return {"param": "note_off", "value": note, "sustained": True}
         if note in s.held:
             s.held.remove(note)
         if note == s.note:
@@ -204,8 +210,19 @@ class Controller:
                 self.stage.set_targets(env=0.0)
         return {"param": "note_off", "value": note}
 
+    def sustain_pedal(self, down: bool) -> dict[str, Any]:
+        """CC 64 on this channel: down holds the notes released from now on; up releases them."""
+        ch = self.ch
+        was, self.sustain[ch] = self.sustain.get(ch, False), down
+        if was and not down:
+            for c, note in sorted(k for k in self.sustained if k[0] == ch):
+                self.sustained.discard((c, note))
+                self.note_off(note)
+        return {"param": "sustain", "value": int(down)}
+
     def all_notes_off(self) -> dict[str, Any]:
         self.state.held.clear()
+        self.sustained.clear()
         self.state.note = None
         self.engine.set_note(gate=0.0)
         self.stage.set_targets(env=0.0)
@@ -282,6 +299,8 @@ class Controller:
     def control_change(self, cc: int, value: int) -> dict[str, Any] | None:
         if cc in (120, 123):
             return self.all_notes_off()
+        if cc == 64 and 64 not in self.preset.midi.cc:  # the sustain pedal (unless a preset binds CC 64)
+            return self.sustain_pedal(value >= 64)
         if self.learn is not None:  # MIDI learn: the first CC that moves is bound to the parameter
             for old in [k for k, v in self.preset.midi.cc.items() if v == self.learn]:
                 del self.preset.midi.cc[old]

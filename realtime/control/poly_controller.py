@@ -308,7 +308,7 @@ class PolyController(Controller):
     def control_change(self, cc: int, value: int) -> dict[str, Any] | None:
         if cc in (120, 123):
             return self.all_notes_off(self.ch)
-        if cc == 64:  # sustain pedal
+        if cc == 64 and 64 not in self.preset.midi.cc:  # the sustain pedal (unless a preset binds CC 64)
             p = self.part()
             down = value >= 64
             if p.sustain and not down:

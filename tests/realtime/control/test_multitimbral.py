@@ -11,6 +11,7 @@ from wnl_testutil import ROOT, run_cli, small_model, write_preset
 
 from realtime.control import gm
 from realtime.control.presets import PresetError, load_preset, override
+from realtime.model import local_cond
 from realtime.model.model_file import load_model
 from realtime.offline.midi_file import load_events, peak_notes
 from realtime.offline.render import Session, render_timeline
@@ -226,3 +227,17 @@ def test_one_voice_plays_the_instrument_of_each_notes_channel(tmp_path):
     s.apply_midi(bytes([0x80, 60, 0]))
     s.apply_midi(bytes([0x91, 60, 100]))
     assert s.controller.state.instrument == 2 and s.engine.instrument == 2
+
+
+def test_one_voice_sustain_pedal_holds_released_notes_until_it_comes_up(tmp_path):
+    m = small_model().save(tmp_path / "m.npz")
+    s = Session.open(load_preset(write_preset(tmp_path / "p.toml", m)), load_model(m))
+    s.apply_midi(bytes([0xB0, 64, 127]))
+    s.apply_midi(bytes([0x90, 60, 100]))
+    assert s.apply_midi(bytes([0x80, 60, 0]))[0]["sustained"] is True
+    gate = s.engine.ctrl[local_cond.GATE_TARGET]
+    assert s.controller.state.note == 60 and gate == 1.0  # still sounding under the pedal
+    s.apply_midi(bytes([0xB1, 64, 0]))  # another channel's pedal: nothing changes here
+    assert s.controller.state.note == 60
+    s.apply_midi(bytes([0xB0, 64, 0]))
+    assert s.controller.state.note is None and s.engine.ctrl[local_cond.GATE_TARGET] == 0.0
