@@ -339,6 +339,12 @@ def cmd_play(a) -> int:
         if midi is not None:
             midi.close()
         raise
+    loader = None
+    if session.swapper is not None:  # [swap] slots: a thread builds the next model off the audio path
+        from realtime.live.swap_loader import SwapLoader
+
+        session.swapper.say = None  # its one-line messages are printed below, between status lines
+        loader = SwapLoader(session.swapper)
     host = LiveHost(session, device=device, samplerate=au.samplerate or None, blocksize=au.blocksize,
                     latency=latency, lead_ms=au.lead_ms, midi=midi, resample=au.resample,
                     client_name=a.client_name, tee=recorder)
@@ -360,6 +366,7 @@ def cmd_play(a) -> int:
             print(f"wavenet-live: MIDI learn: move the control to use for {a.learn}", file=sys.stderr, flush=True)
         deadline = time.monotonic() + a.seconds if a.seconds else None
         said = 0  # program notes said (a GM family the model lacks), each once
+        said_swap = 0  # model hot-swap messages said (a slot that failed to load)
         with StatusLine(quiet=a.quiet) as status:
             while not stopping:
                 time.sleep(0.25)
@@ -367,6 +374,9 @@ def cmd_play(a) -> int:
                 while said < len(notes):
                     print(f"\nwavenet-live: {notes[said]}", file=sys.stderr, flush=True)
                     said += 1
+                while loader is not None and said_swap < len(session.swapper.messages):  # a model that failed
+                    print(f"\nwavenet-live: {session.swapper.messages[said_swap]}", file=sys.stderr, flush=True)
+                    said_swap += 1
                 status.update(host.snapshot())
                 if host.error is not None or (deadline and time.monotonic() >= deadline):
                     break
@@ -386,6 +396,8 @@ def cmd_play(a) -> int:
                     break
     finally:
         host.stop_generator()
+        if loader is not None:
+            loader.close()
         for sig, h in old.items():
             signal.signal(sig, h)
         if recorder is not None:  # before the devices: a hung device must not cost the take

@@ -115,12 +115,23 @@ class WatchdogSection:
 
 
 @dataclass
+class SwapSection:
+    """[swap]: models or presets to switch to while playing, crossfaded (realtime/control/swap.py)."""
+
+    slots: list = field(default_factory=list)  # model files (.npz) or presets (.toml), relative to this file
+    crossfade_ms: float = 50.0
+    cc: int = 0                # a CC whose value picks a slot: 0-127 split evenly among the slots (0 = none)
+    program_channel: int = 0   # program N on this channel (1-16) picks slot N (0 = none); other channels as before
+
+
+@dataclass
 class Preset:
     model: ModelSection = field(default_factory=ModelSection)
     sound: SoundSection = field(default_factory=SoundSection)
     audio: AudioSection = field(default_factory=AudioSection)
     midi: MidiSection = field(default_factory=MidiSection)
     watchdog: WatchdogSection = field(default_factory=WatchdogSection)
+    swap: SwapSection = field(default_factory=SwapSection)
     # [[effects]]: pedalboard effects in order, each {"type": ..., parameters} (realtime/sound/effects.py)
     effects: list[dict[str, Any]] = field(default_factory=list)
     name: str = "default"
@@ -153,7 +164,7 @@ class Preset:
 
 
 _SECTIONS = {"model": ModelSection, "sound": SoundSection, "audio": AudioSection, "midi": MidiSection,
-             "watchdog": WatchdogSection}
+             "watchdog": WatchdogSection, "swap": SwapSection}
 
 
 _DEFAULT_PROGRAMS: dict[int, str] | None = None
@@ -257,6 +268,9 @@ def _section(where, sec: str, cls, raw: dict[str, Any]):
         if sec == "midi" and key in ("cc", "programs"):
             vals[key] = _number_table(where, f"{sec}.{key}", value)
             continue
+        if sec == "swap" and key == "slots":
+            vals[key] = _slot_paths(where, value)
+            continue
         vals[key] = _typed(where, f"{sec}.{key}", value, want)
     return cls(**vals)
 
@@ -268,6 +282,20 @@ def _typed(where, key: str, value: Any, want: str):
     if not ok:
         raise PresetError(f"{where}: {key}: expected {want}, got {type(value).__name__} {value!r}")
     return float(value) if want == "float" else value
+
+
+def _slot_paths(where, value: Any) -> list[str]:
+    """[swap] slots: a list of model/preset paths, made absolute against the preset file's folder (a missing
+    file is no error here: it fails at its swap with a one-line message, and playing goes on)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise PresetError(f"{where}: swap.slots: expected a list of model (.npz) or preset (.toml) paths")
+    out = []
+    for v in value:
+        p = Path(v.strip()).expanduser()
+        if not p.is_absolute() and isinstance(where, Path):
+            p = (where.parent / p).resolve()
+        out.append(str(p))
+    return out
 
 
 def _number_table(where, key: str, value: Any) -> dict[int, str]:
@@ -376,6 +404,17 @@ def _validate(where, p: Preset) -> None:
         bad("midi.channel", "must be 0 (omni) or 1-16")
     if not 0 <= p.midi.drum_channel <= 16:
         bad("midi.drum_channel", "must be 0 (none) or 1-16")
+    sw = p.swap
+    if not 0 <= sw.crossfade_ms <= 5000:
+        bad("swap.crossfade_ms", "must be within 0-5000")
+    if not 0 <= sw.cc <= 119:
+        bad("swap.cc", "must be 0 (none) or a CC number 1-119")
+    if sw.cc and sw.cc in p.midi.cc:
+        bad("swap.cc", f"CC {sw.cc} is bound to {p.midi.cc[sw.cc]!r} in [midi.cc] (unbind it there with \"\")")
+    if not 0 <= sw.program_channel <= 16:
+        bad("swap.program_channel", "must be 0 (none) or 1-16")
+    if (sw.cc or sw.program_channel) and not sw.slots:
+        bad("swap.slots", "empty: swap.cc / swap.program_channel need slots to pick from")
     for cc, param in p.midi.cc.items():
         if param.startswith("fx") and p.effects:  # an effect's parameter: fxN.PARAM (realtime/sound/effects.py)
             from realtime.sound.effects import check_fx_param

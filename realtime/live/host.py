@@ -89,6 +89,7 @@ class HostStats:
     warning: str = ""             # e.g. the recorder stopped writing (disk full); playback goes on
     voices: str = ""              # polyphony: "busy/total" voices
     effects: str = ""             # the effect chain: "fx Reverb>Delay" ("" = none)
+    model: str = ""               # the model playing ("default"; "a (loading b)" during a hot-swap's load)
     priority: str = ""            # the generator thread's scheduling: "SCHED_FIFO 3", "nice -10" or "normal"
     error: str = ""
 
@@ -278,6 +279,13 @@ class LiveHost:
         fx = getattr(self.session, "effects", None)
         if fx is not None:
             st.effects = fx.describe()
+        sw, model = getattr(self.session, "swapper", None), getattr(self.session, "model", None)
+        if sw is not None:
+            st.model = sw.label + (f" (loading {sw.loading})" if sw.loading else "")
+        elif model is not None:
+            from realtime.control.swap import model_label
+
+            st.model = model_label(getattr(model, "path", None))
         dog = getattr(self.session, "watchdog", None)
         if dog is not None:
             st.recoveries = dog.total
@@ -314,6 +322,7 @@ class LiveHost:
         if take is not None:
             take()  # drop what was logged before we started
         t_acc, n_acc, t_mark = 0.0, 0, time.perf_counter()
+        engine = self.session.engine
         while self._running:
             if self._stall_s:
                 s, self._stall_s = self._stall_s, 0.0
@@ -340,6 +349,12 @@ class LiveHost:
             t0 = time.perf_counter()
             self.session.generate(block)
             t1 = time.perf_counter()
+            if self.session.engine is not engine:  # a model hot-swap: its batch's worker thread as ours
+                from realtime.live.priority import raise_priority
+
+                engine = self.session.engine
+                for tid in getattr(engine, "worker_thread_ids", ()):
+                    raise_priority(tid)
             if take is not None:  # MIDI events and the session's own (e.g. recoveries), drained every block
                 evs = take()
                 if evs:

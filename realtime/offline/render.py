@@ -83,6 +83,7 @@ class Session:
     keep_log: bool = True
     effects: EffectChain | None = None  # the preset's [[effects]] (realtime/sound/effects.py), before the limiter
     stopped: bool = False  # after stop(): silence into the effect chain, whose tail rings out
+    swapper: Any = None  # [swap]: the model hot-swap (realtime/control/swap.py), None without slots
 
     @classmethod
     def open(cls, preset: Preset, model: ModelFile | None = None,
@@ -114,7 +115,13 @@ class Session:
             controller = Controller(engine, stage, preset)
         effects = EffectChain(preset.effects, sr, preset.path or "preset", say) if preset.effects else None
         controller.effects = effects
-        return cls(preset, model, engine, stage, controller, Watchdog(preset.watchdog, sr), effects=effects)
+        session = cls(preset, model, engine, stage, controller, Watchdog(preset.watchdog, sr), effects=effects)
+        if preset.swap.slots:
+            from realtime.control.swap import Swapper
+
+            session.swapper = Swapper(session)
+            session.swapper.say = say
+        return session
 
     def prepare_live(self, say: Callable[[str], None] | None = None) -> float:
         """Before live play (main thread): make every re-prime state now (realtime.engine.prime_bank), so
@@ -137,6 +144,20 @@ class Session:
 
     def apply_midi(self, data: bytes) -> list[dict[str, Any]]:
         """Apply raw MIDI bytes now (at ``position``); returns the applied events (also logged)."""
+        if self.swapper is not None:  # swap triggers out, held notes tracked, both sessions during a crossfade
+            return self.swapper.apply_midi(data)
+        return self._apply_midi(data)
+
+    def apply_event(self, ev: dict[str, Any]) -> None:
+        """Replay a logged event that is not MIDI: a model swap (loaded now, crossfaded from here)."""
+        if ev.get("param") == "swap":
+            from realtime.control.swap import Swapper
+
+            if self.swapper is None:
+                self.swapper = Swapper(self)
+            self.swapper.open_event(ev)
+
+    def _apply_midi(self, data: bytes) -> list[dict[str, Any]]:
         evs = [self.emit(ev) for ev in self.controller.feed(data)]
         if self.watchdog is not None and any(e.get("param") == "note_on" for e in evs):
             self.watchdog.note_started()
@@ -147,6 +168,8 @@ class Session:
         tail rings out (see ``ringing``); logged as an event, so a replay stops at the same sample."""
         if not self.stopped:
             self.stopped = True
+            if self.swapper is not None and self.swapper.incoming is not None:  # mid-crossfade: both stop
+                self.swapper.incoming.stopped = True
             self.emit({"param": "stop", "value": 0})
 
     @property
@@ -156,6 +179,11 @@ class Session:
 
     def generate(self, out: np.ndarray) -> np.ndarray:
         """Generate ``len(out)`` samples through engine, watchdog, output stage and effect chain into ``out``."""
+        if self.swapper is not None and self.swapper.active:  # a model swap: two sessions, crossfaded
+            return self.swapper.generate(out)
+        return self._generate(out)
+
+    def _generate(self, out: np.ndarray) -> np.ndarray:
         if self.stopped:
             out[:] = 0.0
             self.position += len(out)
@@ -201,7 +229,11 @@ def run_stream(session: Session, timeline: list[tuple[int, bytes]], n_samples: i
                 break
             session.stop()
         while k < len(timeline) and timeline[k][0] <= pos:
-            session.apply_midi(timeline[k][1])
+            item = timeline[k][1]  # MIDI bytes, or a logged event to replay (a model swap)
+            if isinstance(item, (bytes, bytearray)):
+                session.apply_midi(item)
+            else:
+                session.apply_event(item)
             k += 1
         end = min(n_samples, pos + block)
         if k < len(timeline):

@@ -80,6 +80,14 @@ def timeline_of(events: list[dict[str, Any]]) -> list[tuple[int, bytes]]:
     return sorted(tl, key=lambda x: x[0])
 
 
+def replay_timeline(events: list[dict[str, Any]]) -> list[tuple[int, Any]]:
+    """timeline_of's MIDI plus the logged model swaps (as their event dicts), each swap after the MIDI of its
+    sample (live, the MIDI at a block boundary is applied before the block that begins the crossfade)."""
+    tl: list[tuple[int, Any]] = list(timeline_of(events))
+    tl += [(int(e["sample"]), e) for e in events if e.get("param") == "swap" and "sample" in e]
+    return sorted(tl, key=lambda x: (x[0], isinstance(x[1], dict)))
+
+
 def open_session_for_replay(manifest: dict[str, Any], folder: Path) -> Session:
     """A fresh Session configured exactly as the recorded one (same model file bytes required)."""
     try:
@@ -114,6 +122,6 @@ def replay(folder: str | Path) -> tuple[np.ndarray, int]:
     block = int(manifest.get("gen_block", 1024))
     n_model = int(np.ceil(frames * model_rate / rate)) + block + 4096
     stops = [int(e["sample"]) for e in events if e.get("param") == "stop" and "sample" in e]
-    out = run_stream(session, timeline_of(events), n_model, block, resampler, stop_after=int(frames),
+    out = run_stream(session, replay_timeline(events), n_model, block, resampler, stop_after=int(frames),
                      stop_at=stops[0] if stops else None)
     return out[:frames], rate
