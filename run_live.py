@@ -53,10 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--midi", help="standard MIDI file to play")
     r.add_argument("--samplerate", type=int, help="resample the output to this rate (Hz)")
     r.add_argument("--block", type=int, default=1024, help="engine block size in samples")
+    r.add_argument("--input-file", metavar="PATH",
+                   help="an audio file as the audio input (from the render's first sample): the preset's [input] "
+                        "mode primes notes from it, continues it or mixes it through")
     _common(r)
     p = sub.add_parser("play", help="play live (default)")
     p.add_argument("--seconds", type=float, help="stop after this many seconds")
     p.add_argument("-l", "--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("-i", "--input", metavar="DEVICE",
+                   help="audio input: index or name substring, 'default' for the default input (overrides the "
+                        "preset's [input] device); the preset's [input] mode says what it does")
     p.add_argument("-d", "--device", help="output device: index or name substring (overrides the preset)")
     p.add_argument("-r", "--samplerate", type=int, help="device sample rate in Hz (default: the device's)")
     p.add_argument("-b", "--blocksize", type=int, help="audio callback block size in frames")
@@ -148,6 +154,10 @@ def cmd_render(a) -> int:
         seconds = a.seconds if a.seconds is not None else 8.0
         progs = demo_programs(session.controller.programs, session.controller.instruments)
         timeline = demo_events(sr, seconds, progs)
+    if getattr(a, "input_file", None):  # the audio input from a file, sample-locked to the render
+        from realtime.sound.audio_input import FileFeed, load_input_file
+
+        session.attach_input(FileFeed(load_input_file(a.input_file, sr, preset.input.channel)))
     if a.max_seconds is not None and a.seconds is None:
         seconds = min(seconds, a.max_seconds)
     if not seconds > 0:
@@ -168,7 +178,7 @@ def cmd_render(a) -> int:
         out_sr = a.samplerate or sr
         rec = Recorder(out, synchronous=True)
         rec.begin(out_sr, {**manifest_for(session), "device_rate": out_sr, "gen_block": a.block, "resample": "hq",
-                           "kind": "render"})
+                           "kind": "render", **({"input_rate": sr} if session.input is not None else {})})
         session.keep_log = False  # the events go to events.jsonl as they happen
         t0 = time.perf_counter()
         try:
@@ -312,6 +322,8 @@ def cmd_play(a) -> int:
 
     au = preset.audio
     device = devices.choose_output_device(au.device)
+    in_spec = a.input if a.input is not None else preset.input.device
+    input_device = devices.choose_input_device(in_spec) if in_spec else False  # False: no audio input
     latency = au.latency if au.latency in ("low", "high") else float(au.latency)
     virtual = a.virtual_midi or ("midi_in" if preset.midi.virtual else None)
     midi = None if a.demo else midi_in.open_input(preset.midi.port or None, virtual, preset.midi.api or None,
@@ -334,7 +346,8 @@ def cmd_play(a) -> int:
             from realtime.offline.replay import manifest_for
 
             recorder = Recorder(a.record, audio_format=preset.audio.record_format)
-            recorder.manifest_base = {**manifest_for(session), "kind": "live"}
+            recorder.manifest_base = {**manifest_for(session), "kind": "live",
+                                      **({"input_rate": session.engine.sample_rate} if in_spec else {})}
     except BaseException:
         if midi is not None:
             midi.close()
@@ -347,7 +360,8 @@ def cmd_play(a) -> int:
         loader = SwapLoader(session.swapper)
     host = LiveHost(session, device=device, samplerate=au.samplerate or None, blocksize=au.blocksize,
                     latency=latency, lead_ms=au.lead_ms, midi=midi, resample=au.resample,
-                    client_name=a.client_name, tee=recorder)
+                    client_name=a.client_name, tee=recorder, input_device=input_device,
+                    input_channel=preset.input.channel)
     stopping: list[int] = []  # the handlers only append (no locks in a signal handler)
     old = {sig: signal.signal(sig, lambda sig, _: stopping.append(sig)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -7,6 +7,7 @@ glide. Every applied change is returned as an event dict for the session log.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from realtime.control.presets import Preset, SoundSection, instrument_names
 from realtime.engine.base import Engine
 from realtime.engine.prime_bank import SILENCE, PrimeBank
 from realtime.kernel import loop_lowpass, period_noise
+from realtime.model import mulaw
 from realtime.sound.output_stage import OutputStage
 
 BEND_GLIDE_S = 0.005  # a pitch-wheel move glides this long (s), so a coarse wheel does not click
@@ -80,6 +82,9 @@ class Controller:
         self.crossfade = int(preset.model.reprime_crossfade_ms / 1000.0 * engine.sample_rate)
         self.smooth = max(1, int(0.01 * engine.sample_rate))  # 10 ms for morph changes
         engine.set_temperature(self.state.temperature)
+        #: the session's audio input (realtime/sound/audio_input.py; Session.attach_input), None without one
+        self.input = None
+        self._continuing = False  # continue mode: the network goes on from a capture (no key held)
         self.unpitched = instrument_names(preset.model.unpitched)
         self._set_pitched_loop()
         stage.set_targets(env=0.0, level=1.0, gain=10 ** (snd.gain_db / 20.0))
@@ -162,7 +167,8 @@ class Controller:
     # ---------------------------------------------------------------- notes
     def note_on(self, note: int, velocity: int) -> dict[str, Any]:
         s, e = self.state, self.engine
-        was_sounding = s.note is not None
+        was_sounding = s.note is not None and not self._continuing  # a continuation ends at the next note
+        self._continuing = False
         want = self._channel_instrument(self.ch)
         if want is not None and want != s.instrument:  # one voice: it plays the instrument of this note's channel
             self._set_instrument(want)
@@ -184,11 +190,13 @@ class Controller:
         e.set_note(gate=1.0, pitch=note + s.bend, glide_s=0.0)
         e.play_level(s.instrument, note, velocity)
         e.set_conditioning(pitch=e.embed_pitch(note, s.bend), velocity=velocity)
-        k = self._reprime() if self.preset.model.reprime != "off" else None
+        primed = self._prime_from_input()  # prime mode: the input's last prime_ms, not the seed bank
+        k = self._reprime() if self.preset.model.reprime != "off" and not primed else None
         # the recorded attack (a drum hit) first, when the network goes on from that very snippet
         bank = self.instruments[s.instrument] in self.bank_attack
         self.line.start(attack_audio(self.seedbank, k, self._attacks) if bank else None)
-        return {"param": "note_on", "value": note, "velocity": velocity, "legato": False}
+        return {"param": "note_on", "value": note, "velocity": velocity, "legato": False} | (
+            {"prime": "input"} if primed else {})
 
     def note_off(self, note: int) -> dict[str, Any]:
         s, e = self.state, self.engine
@@ -197,7 +205,7 @@ class Controller:
             return {"param": "note_off", "value": note, "sustained": True}
         if note in s.held:
             s.held.remove(note)
-        if note == s.note:
+        if note == s.note and not self._continuing:  # a continuation goes on until the next capture or note
             if s.held:  # last-note priority: fall back to the previous held note
                 prev = s.held[-1]
                 s.note = prev
@@ -221,6 +229,7 @@ class Controller:
         return {"param": "sustain", "value": int(down)}
 
     def all_notes_off(self) -> dict[str, Any]:
+        self._continuing = False
         self.state.held.clear()
         self.sustained.clear()
         self.state.note = None
@@ -235,6 +244,68 @@ class Controller:
             return
         self.engine.reprime_state(self.primes.get(SILENCE), self.crossfade)
         self.state.reprimes += 1
+
+    def _prime_from_input(self, audio: np.ndarray | None = None) -> bool:
+        """Re-prime from the audio input (issue 40): ``audio``, else in prime mode the input's last prime_ms
+        (None when it is quieter than [input] gate_db). One prime pass under the note's conditioning, on this
+        thread (the generator's, live: ~10-25 ms, ``input.prime_s``); returns whether it primed."""
+        inp = self.input
+        if inp is None:
+            return False
+        if audio is None:
+            if inp.mode != "prime":
+                return False
+            audio = inp.prime_audio()
+            if audio is None:
+                return False
+        t0 = time.perf_counter()
+        self.engine.reprime(mulaw.encode(audio), self.crossfade)
+        inp.prime_s = time.perf_counter() - t0
+        self.state.reprimes += 1
+        return True
+
+    def _input_param(self, param: str, x: float) -> dict[str, Any]:
+        """input_mode, input_level and input_capture (the continue mode's footswitch: press captures the
+        input, release primes the network from the capture at its pitch and opens the gate)."""
+        from realtime.sound.audio_input import estimate_f0, midi_of_hz, rms_db
+
+        inp, s, e = self.input, self.state, self.engine
+        if inp is None:  # no input: logged, nothing to change
+            return {"param": param, "value": round(x, 6)}
+        if param == "input_mode":
+            return {"param": param, "value": inp.set_mode_from(x)}
+        if param == "input_level":
+            inp.level_db = -60.0 + 66.0 * x if x > 0 else -math.inf
+            return {"param": param, "value": round(float(inp.level_db), 3)}
+        pressed = x >= 0.5
+        if inp.mode != "continue":
+            return {"param": param, "value": int(pressed), "mode": inp.mode}
+        if pressed:
+            if inp.capture_from is None:
+                inp.capture_from = inp.total
+                if self._continuing:  # a new capture ends the continuation
+                    self._continuing, s.note = False, None
+                    e.set_note(gate=0.0)
+                    self.stage.set_targets(env=0.0)
+            return {"param": param, "value": 1}
+        if inp.capture_from is None:
+            return {"param": param, "value": 0}
+        n, inp.capture_from = inp.total - inp.capture_from, None
+        audio = inp.last(min(n, e.cfg.receptive_field))
+        if len(audio) == 0 or rms_db(audio) < inp.cfg.gate_db:
+            return {"param": param, "value": 0, "continued": None}
+        f0 = estimate_f0(inp.last(min(n, 2048)), e.sample_rate)
+        pitch = float(np.clip(midi_of_hz(f0), 0.0, 127.0)) if f0 else float(s.note if s.note is not None else e.pitch)
+        note = int(round(pitch))
+        s.held.clear()
+        s.note = note
+        e.set_note(gate=1.0, pitch=pitch, glide_s=0.0)
+        e.play_level(s.instrument, note, s.velocity)
+        e.set_conditioning(pitch=e.embed_pitch(note, pitch - note), velocity=s.velocity)
+        self.stage.set_targets(env=1.0, level=velocity_level(self.preset.sound, s.velocity))
+        self._prime_from_input(audio)
+        self._continuing = True
+        return {"param": param, "value": 0, "continued": round(pitch, 4)}
 
     def _reprime(self) -> int | None:
         s = self.state
@@ -316,6 +387,8 @@ class Controller:
         """Set a mapped parameter from a normalised position ``x`` in 0..1."""
         if param.startswith("fx") and getattr(self, "effects", None) is not None:  # fxN.PARAM: the effect chain
             return self.effects.set_param(param, x)
+        if param.startswith("input_"):  # the audio input (issue 40)
+            return self._input_param(param, x)
         s, snd = self.state, self.preset.sound
         if param == "temperature":
             s.temperature = snd.temperature_min + x * (snd.temperature_max - snd.temperature_min)

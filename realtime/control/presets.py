@@ -25,7 +25,10 @@ PRESET_DIR = Path(__file__).resolve().parents[2] / "presets"
 DEFAULT_PRESET = PRESET_DIR / "default.toml"
 
 #: parameters a CC can drive
-CC_PARAMS = ("temperature", "morph", "gain", "glide", "expression", "period_noise", "loop_lowpass")
+CC_PARAMS = ("temperature", "morph", "gain", "glide", "expression", "period_noise", "loop_lowpass",
+             "input_mode", "input_capture", "input_level")
+#: what the live audio input does ([input] mode; realtime/sound/audio_input.py)
+INPUT_MODES = ("off", "prime", "continue", "through")
 #: engines that play without the network: the envelope bank's filter driven by a pulse train (engine/pulse_engine.py)
 REFERENCE_ENGINES = ("lpc-pulse", "lpc-pulse-mulaw")
 ENGINES = ("numba", "numba-bf16", "numba-bf16dot", "numba-int8", "numba-int8dot", "torchscript", "auto") + REFERENCE_ENGINES
@@ -87,6 +90,18 @@ class AudioSection:
 
 
 @dataclass
+class InputSection:
+    """Live audio input (issue 40; realtime/sound/audio_input.py): --input DEVICE, or render --input-file."""
+
+    device: str = ""         # name substring or index; "" = no input unless --input / --input-file gives one
+    channel: int = 1         # the device channel to take (1-based; 0 = the mean of all)
+    mode: str = "prime"      # off | prime | continue | through (a CC bound to input_mode switches)
+    prime_ms: float = 128.0  # prime: the last N ms of the input become the prime at each note-on
+    level_db: float = -6.0   # through: the input's level in the output (a CC bound to input_level moves it)
+    gate_db: float = -60.0   # prime: an input quieter than this (RMS over prime_ms) primes from the seed bank
+
+
+@dataclass
 class MidiSection:
     port: str = ""
     api: str = ""
@@ -132,6 +147,7 @@ class Preset:
     midi: MidiSection = field(default_factory=MidiSection)
     watchdog: WatchdogSection = field(default_factory=WatchdogSection)
     swap: SwapSection = field(default_factory=SwapSection)
+    input: InputSection = field(default_factory=InputSection)
     # [[effects]]: pedalboard effects in order, each {"type": ..., parameters} (realtime/sound/effects.py)
     effects: list[dict[str, Any]] = field(default_factory=list)
     name: str = "default"
@@ -164,7 +180,7 @@ class Preset:
 
 
 _SECTIONS = {"model": ModelSection, "sound": SoundSection, "audio": AudioSection, "midi": MidiSection,
-             "watchdog": WatchdogSection, "swap": SwapSection}
+             "watchdog": WatchdogSection, "input": InputSection, "swap": SwapSection}
 
 
 _DEFAULT_PROGRAMS: dict[int, str] | None = None
@@ -386,6 +402,17 @@ def _validate(where, p: Preset) -> None:
             ok = False
         if not ok:
             bad("audio.latency", "must be 'low', 'high' or seconds >= 0 as a string")
+    i = p.input
+    if i.mode not in INPUT_MODES:
+        bad("input.mode", f"{i.mode!r} is not one of {', '.join(INPUT_MODES)}")
+    if not 0 <= i.channel <= 64:
+        bad("input.channel", "must be 0 (the mean of all) or 1-64")
+    if not 1 <= i.prime_ms <= 2000:
+        bad("input.prime_ms", "must be within 1-2000")
+    if i.level_db > 12:
+        bad("input.level_db", "must be <= 12")
+    if i.gate_db > 0:
+        bad("input.gate_db", "must be <= 0 (dBFS)")
     w = p.watchdog
     if w.silence_db > 0:
         bad("watchdog.silence_db", "must be <= 0 (dBFS)")

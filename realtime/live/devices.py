@@ -103,3 +103,38 @@ def choose_output_device(spec: str | int | None) -> int | None:
         why = "no output device matches" if not hits else "several output devices match"
         raise DeviceError(f"output device {text!r}: {why} (available: {describe_outputs()})")
     return int(hits[0]["index"])
+
+
+def input_devices() -> list[dict[str, Any]]:
+    """Devices with at least one input channel, each with ``index`` and ``hostapi_name`` (issue 40: --input)."""
+    sd = import_sounddevice()
+    apis = sd.query_hostapis()
+    return [dict(d, hostapi_name=apis[d["hostapi"]]["name"]) for d in sd.query_devices() if d["max_input_channels"] > 0]
+
+
+def choose_input_device(spec: str | int | None) -> int | None:
+    """``--input DEVICE`` as sounddevice chooses devices: an index, or a case-insensitive name substring
+    (''/'default' = the default input). Raises :class:`DeviceError`, one line naming the device and saying
+    how to find devices, when nothing (or more than one input) matches."""
+    devs = input_devices()
+    listed = "; ".join(f"[{d['index']}] {d['name']} ({d['hostapi_name']})" for d in devs) or "none"
+    how = f"available inputs: {listed}; `wavenet-live --list-devices` lists every device"
+    text = "" if spec is None else str(spec).strip()
+    if text.lower() in ("", "default"):
+        sd = import_sounddevice()
+        default = sd.default.device[0]
+        if default is None or default < 0:
+            if not devs:
+                raise DeviceError(f"input device: there is no audio input ({how})")
+            return int(devs[0]["index"])
+        return None
+    if text.lstrip("-").isdigit():
+        idx = int(text)
+        if any(d["index"] == idx for d in devs):
+            return idx
+        raise DeviceError(f"input device {idx}: no such input device ({how})")
+    hits = [d for d in devs if text.lower() in d["name"].lower()]
+    if len(hits) != 1:
+        why = "no input device matches" if not hits else "several input devices match"
+        raise DeviceError(f"input device {text!r}: {why} ({how})")
+    return int(hits[0]["index"])

@@ -89,6 +89,7 @@ class HostStats:
     warning: str = ""             # e.g. the recorder stopped writing (disk full); playback goes on
     voices: str = ""              # polyphony: "busy/total" voices
     effects: str = ""             # the effect chain: "fx Reverb>Delay" ("" = none)
+    input: str = ""               # the audio input: "in -18 dB prime" (its last block's peak, its mode; "" = none)
     model: str = ""               # the model playing ("default"; "a (loading b)" during a hot-swap's load)
     priority: str = ""            # the generator thread's scheduling: "SCHED_FIFO 3", "nice -10" or "normal"
     error: str = ""
@@ -105,7 +106,8 @@ class LiveHost:
     def __init__(self, session: Any, *, device: int | None = None, samplerate: float | None = None,
                  blocksize: int = 256, latency: str | float = "low", lead_ms: float = 40.0,
                  channels: int | None = None, midi: Any = None, tee: TeeSink | None = None,
-                 resample: str = "hq", client_name: str = "wavenet-live", gen_block: int | None = None) -> None:
+                 resample: str = "hq", client_name: str = "wavenet-live", gen_block: int | None = None,
+                 input_device: int | None | bool = False, input_channel: int = 1) -> None:
         if resample not in RESAMPLE_MODES:
             raise ValueError(f"resample mode {resample!r}: one of {', '.join(RESAMPLE_MODES)}")
         self.session = session
@@ -119,6 +121,9 @@ class LiveHost:
         self.resample_mode = resample
         self.client_name = client_name
         self.gen_block_arg = gen_block
+        #: the audio input (issue 40; realtime/live/audio_in.py): a device index, None = the default, False = none
+        self.input_device, self.input_channel = input_device, input_channel
+        self.audio_in = None
         self.error: BaseException | None = None
         self.output: AudioOutput | None = None
         self.ring: Ring | None = None
@@ -163,6 +168,12 @@ class LiveHost:
         self.output = AudioOutput(self.ring, self.device, rate, self.blocksize, self.latency, self.channels)
         self.rate = self.output.samplerate
         self.resampler = Resampler(self.model_rate, self.rate, self.resample_mode)
+        if self.input_device is not False:  # its own stream and ring; the session pulls it each block
+            from realtime.live.audio_in import AudioInput, LiveFeed
+
+            self.audio_in = AudioInput(self.input_device, self.rate, self.blocksize, self.latency, self.input_channel)
+            self.session.attach_input(LiveFeed(self.audio_in.ring, self.audio_in.samplerate, self.model_rate))
+            self.audio_in.start()
         self._block = np.zeros(self.gen_block, np.float32)
         self._silence = np.zeros(int(np.ceil(self.block_out)), np.float32)
         self._pos0 = int(getattr(self.session, "position", 0))  # session sample index of our first block
@@ -210,6 +221,8 @@ class LiveHost:
         def close() -> None:
             if self.output is not None:
                 self.output.stop()
+            if self.audio_in is not None:
+                self.audio_in.stop()
             if self.midi is not None:
                 self.midi.close()
 
@@ -279,6 +292,9 @@ class LiveHost:
         fx = getattr(self.session, "effects", None)
         if fx is not None:
             st.effects = fx.describe()
+        inp = getattr(self.session, "input", None)
+        if inp is not None:
+            st.input = inp.describe()
         sw, model = getattr(self.session, "swapper", None), getattr(self.session, "model", None)
         if sw is not None:
             st.model = sw.label + (f" (loading {sw.loading})" if sw.loading else "")
@@ -359,6 +375,9 @@ class LiveHost:
                 evs = take()
                 if evs:
                     self._forward(evs)
+            inp = getattr(self.session, "input", None)
+            if inp is not None and self.tee is not None and hasattr(self.tee, "write_input"):
+                self._tee("write_input", inp.block[:inp.n_block])  # the input the block used (model rate)
             y = self.resampler.process(block)
             self._generated += len(block)
             t_acc += t1 - t0

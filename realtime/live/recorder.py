@@ -11,7 +11,9 @@ dropped; a disk error stops the writing (playback goes on) and is reported.
 Layout: ``PATH.wav``/``PATH.flac`` is just the audio file; any other PATH is
 a session folder with ``audio.wav`` (float32), ``events.jsonl`` (one applied
 control change per line, with its model-rate sample index) and
-``session.json`` (what is needed to replay the take, and at close the counts).
+``session.json`` (what is needed to replay the take, and at close the counts); with an audio input (issue 40)
+also ``input.wav``: the input the session used, float32 at the model rate, one sample per generated sample
+from the take's first (``write_input``; replay feeds it back, so input-primed notes replay exactly).
 """
 from __future__ import annotations
 
@@ -61,6 +63,9 @@ class Recorder:
         self.manifest: dict[str, Any] = {}
         self.manifest_base: dict[str, Any] = {}  # merged into the manifest at begin()
         self._events: collections.deque = collections.deque()
+        self._in_ring: Ring | None = None  # the audio input (write_input), when the manifest has input_rate
+        self._in_sf = None
+        self.input_frames = 0
         self._ring: Ring | None = None
         self._sf = None
         self._events_fh = None
@@ -104,6 +109,16 @@ class Recorder:
             raise RecordError(f"record {self.audio_path}: cannot open ({e})") from None
         self.manifest = {**self.manifest_base, **manifest, "audio": self.audio_path.name, "device_rate": self.samplerate,
                          "audio_subtype": subtype, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        in_rate = int(self.manifest.get("input_rate") or 0)
+        if in_rate and self.events_path is not None:  # a session folder with an audio input
+            in_path = self.audio_path.parent / "input.wav"
+            try:
+                self._in_sf = sf.SoundFile(str(in_path), "w", in_rate, 1, subtype="FLOAT", format="WAV")
+            except (OSError, RuntimeError) as e:
+                raise RecordError(f"record {in_path}: cannot open ({e})") from None
+            self._in_ring = Ring(int(self.max_buffer_s * in_rate))
+            self._in_chunk = np.zeros(self._in_ring.capacity, np.float32)
+            self.manifest["input"] = in_path.name
         self._write_manifest()
         self._running = True
         if not self.synchronous:
@@ -126,6 +141,12 @@ class Recorder:
                 self.error = self.error or f"closing {self.audio_path}: {e}"
         if self._events_fh is not None:
             self._events_fh.close()
+        if self._in_sf is not None:
+            try:
+                self._in_sf.close()
+            except Exception as e:  # noqa: BLE001 - a full disk can fail here too
+                self.error = self.error or f"closing input.wav: {e}"
+            self.manifest["input_frames"] = self.input_frames
         self.manifest.update({"closed": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "frames_written": self.frames_written,
                               "frames_dropped": self.frames_dropped, "events_written": self.events_written,
                               "error": self.error, **(stats or {})})
@@ -150,6 +171,20 @@ class Recorder:
         if pos < len(block):
             self.dropped_full += len(block) - pos
 
+    def write_input(self, block: np.ndarray) -> None:
+        """Copy a block of the audio input (model rate) into its ring (generator thread); what does not fit
+        is counted as dropped (and the take then cannot replay exactly)."""
+        if self._in_ring is None or not self._running:
+            return
+        pos = 0
+        while True:
+            pos += self._in_ring.write(block[pos:])
+            if pos == len(block) or not self.synchronous:
+                break
+            self._drain()
+        if pos < len(block):
+            self.dropped_full += len(block) - pos
+
     def event(self, ev: dict[str, Any]) -> None:
         """Queue an applied control change for events.jsonl."""
         if self._running:
@@ -167,6 +202,12 @@ class Recorder:
             return
         n = self._ring.read(self._chunk)
         try:
+            k = self._in_ring.read(self._in_chunk) if self._in_ring is not None else 0
+            if k:
+                self._in_sf.write(self._in_chunk[:k])
+                self._in_sf.flush()
+                _update_header(self._in_sf)
+                self.input_frames += k
             if n:
                 self._sf.write(self._chunk[:n])
                 self._sf.flush()
@@ -185,6 +226,8 @@ class Recorder:
             self.error = f"record {self.audio_path}: writing stopped ({e})"
 
     def _discard(self) -> None:
+        if self._in_ring is not None:
+            self._in_ring.read(self._in_chunk)
         if self._ring is not None:
             n = self._ring.read(self._chunk)
             self.dropped_error += n

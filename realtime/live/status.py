@@ -22,8 +22,8 @@ def note_name(note: int | None) -> str:
 
 def format_status(st: HostStats, width: int | None = None) -> str:
     """One line, most useful first: instrument, note, temperature (and voices); any warning or error; time;
-    the model (``model default``); the effect chain (``fx Reverb>Delay``); underruns; latency; MIDI port;
-    watchdog recoveries; engine speed
+    the audio input (``in -18 dB prime``); the model (``model default``); the effect chain (``fx Reverb>Delay``);
+    underruns; latency; MIDI port; watchdog recoveries; engine speed
     (RTF); ring fill; the generator thread's scheduling (``prio SCHED_FIFO 3``, ``prio nice -10`` or ``prio normal``).
 
     With ``width`` (terminal columns, e.g. 80) the parts after the time are dropped from the end until the
@@ -36,7 +36,8 @@ def format_status(st: HostStats, width: int | None = None) -> str:
     if st.error:
         head.append(f"ERROR {st.error}")
     head.append(f"{st.seconds:.1f}s")
-    tail = [f"model {st.model}"] if st.model else []  # the model playing (a hot-swap changes it)
+    tail = [st.input] if st.input else []  # the audio input's level and mode, "in -18 dB prime"
+    tail += [f"model {st.model}"] if st.model else []  # the model playing (a hot-swap changes it)
     tail += [st.effects] if st.effects else []  # the effect chain, "fx Reverb>Delay"
     tail += [f"underruns {st.underruns}" + (f" ({1000.0 * st.missing / st.samplerate:.0f} ms)" if st.missing else ""),
             f"latency ~{st.latency_ms:.0f} ms", f"MIDI {st.midi or 'none'}"]

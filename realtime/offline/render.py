@@ -18,6 +18,7 @@ from realtime.control.presets import ENGINES, Preset
 from realtime.engine.base import Engine
 from realtime.engine.priming import prime_waveform
 from realtime.model.model_file import ModelFile, load_model
+from realtime.sound.audio_input import InputChannel
 from realtime.sound.effects import EffectChain
 from realtime.sound.output_stage import OutputStage
 from realtime.sound.watchdog import Watchdog
@@ -84,6 +85,7 @@ class Session:
     effects: EffectChain | None = None  # the preset's [[effects]] (realtime/sound/effects.py), before the limiter
     stopped: bool = False  # after stop(): silence into the effect chain, whose tail rings out
     swapper: Any = None  # [swap]: the model hot-swap (realtime/control/swap.py), None without slots
+    input: InputChannel | None = None  # the live audio input (realtime/sound/audio_input.py), see attach_input
 
     @classmethod
     def open(cls, preset: Preset, model: ModelFile | None = None,
@@ -129,6 +131,14 @@ class Session:
         not: a state made at its first note has the same bits."""
         return self.controller.primes.prepare(say=say)
 
+    def attach_input(self, feed) -> InputChannel:
+        """Give the session an audio input (issue 40): ``feed.read(out)`` supplies it at the model rate, one
+        sample per generated sample (a file: realtime.sound.audio_input.FileFeed; live:
+        realtime.live.audio_in.LiveFeed); the preset's [input] says what it does."""
+        self.input = InputChannel(feed, self.preset.input, self.engine.sample_rate)
+        self.controller.input = self.input
+        return self.input
+
     def emit(self, ev: dict[str, Any]) -> dict[str, Any]:
         """Log an applied change at the current sample (``position``)."""
         ev = {"sample": self.position, **ev}
@@ -158,6 +168,8 @@ class Session:
             self.swapper.open_event(ev)
 
     def _apply_midi(self, data: bytes) -> list[dict[str, Any]]:
+        if self.input is not None:  # the controller primes from it (one swapped in gets it too)
+            self.controller.input = self.input
         evs = [self.emit(ev) for ev in self.controller.feed(data)]
         if self.watchdog is not None and any(e.get("param") == "note_on" for e in evs):
             self.watchdog.note_started()
@@ -184,6 +196,7 @@ class Session:
         return self._generate(out)
 
     def _generate(self, out: np.ndarray) -> np.ndarray:
+        x_in = self.input.pull(len(out)) if self.input is not None else None
         if self.stopped:
             out[:] = 0.0
             self.position += len(out)
@@ -196,11 +209,15 @@ class Session:
         if self.watchdog is not None:  # the controller's watch: per voice when polyphonic
             for reason in ctl.watch(out, self.watchdog):
                 self.emit({"param": "recovery", "value": reason, "count": self.watchdog.total})
-        if self.effects is None:
+        through = x_in is not None and self.input.mode == "through"
+        if self.effects is None and not through:
             self.stage.process(out)
-        else:  # the chain between the output stage and its safety limiter
+        else:  # the input (through) and the chain between the output stage and its safety limiter
             self.stage.process(out, limit=False)
-            self.effects.process(out)
+            if through:
+                self.input.mix_into(out)
+            if self.effects is not None:
+                self.effects.process(out)
             self.stage.limit(out)
         return out
 
@@ -241,6 +258,8 @@ def run_stream(session: Session, timeline: list[tuple[int, bytes]], n_samples: i
         if stop_at is not None and pos < stop_at:
             end = min(end, stop_at)
         x = session.generate(buf[:end - pos])
+        if sink is not None and session.input is not None and hasattr(sink, "write_input"):
+            sink.write_input(session.input.block[:session.input.n_block])  # the input, for an exact replay
         if sink is not None:
             for ev in session.take_events():
                 sink.event(ev)

@@ -122,6 +122,13 @@ def replay(folder: str | Path) -> tuple[np.ndarray, int]:
     block = int(manifest.get("gen_block", 1024))
     n_model = int(np.ceil(frames * model_rate / rate)) + block + 4096
     stops = [int(e["sample"]) for e in events if e.get("param") == "stop" and "sample" in e]
+    if manifest.get("input"):  # the audio input the take used (model rate, from its first sample): fed back
+        from realtime.sound.audio_input import FileFeed, InputFileError, load_input_file
+
+        try:
+            session.attach_input(FileFeed(load_input_file(folder / manifest["input"], model_rate)))
+        except InputFileError as e:
+            raise SessionError(f"session {folder}: {e}") from None
     out = run_stream(session, replay_timeline(events), n_model, block, resampler, stop_after=int(frames),
                      stop_at=stops[0] if stops else None)
     return out[:frames], rate
