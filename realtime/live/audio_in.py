@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from realtime.live.ring import Ring
+from realtime.sound.resample import RESAMPLE_MODES
 
 #: ``stats`` (int64): callbacks, frames, frames that did not fit in the ring, PortAudio input_overflow flags
 IN_CALLBACKS, IN_FRAMES, IN_OVERFLOWS, IN_PA_OVERFLOWS = range(4)
@@ -119,7 +120,8 @@ class LiveFeed:
         if self.device_rate != self.model_rate:
             import soxr
 
-            self._stream = soxr.ResampleStream(self.device_rate, self.model_rate, 1, dtype="float32", quality="HQ")
+            self._stream = soxr.ResampleStream(self.device_rate, self.model_rate, 1, dtype="float32",
+                                               **RESAMPLE_MODES["hq"])  # steady output, as the output side
         self.fifo = np.zeros(max(4096, int(2.0 * model_rate)), np.float32)
         self.fill = 0
         self.cushion = int(cushion_ms / 1000.0 * model_rate)
