@@ -38,6 +38,8 @@ class _Sources:
         self.root = root
         self.text: dict[Path, bytes] = {}
         self.deps: dict[Path, set[Path]] = {}
+        self.file_digests: dict[Path, bytes] = {}
+        self.modules: dict[str, list[Path]] = {}
         self.digests: dict[Path, str] = {}
 
     def _read(self, f: Path) -> bytes:
@@ -48,8 +50,18 @@ class _Sources:
                 self.text[f] = b""
         return self.text[f]
 
+    def _file_digest(self, f: Path) -> bytes:
+        if f not in self.file_digests:
+            self.file_digests[f] = hashlib.sha1(str(f.relative_to(self.root)).encode() + b"\0" + self._read(f)).digest()
+        return self.file_digests[f]
+
     def _module(self, name: str) -> list[Path]:
         """The files importing module ``name`` runs: the module and its packages' ``__init__.py``."""
+        if name not in self.modules:
+            self.modules[name] = self._find_module(name)
+        return self.modules[name]
+
+    def _find_module(self, name: str) -> list[Path]:
         parts = name.split(".")
         out = [self.root.joinpath(*parts[:i], "__init__.py") for i in range(1, len(parts))]
         for f in (self.root.joinpath(*parts).with_suffix(".py"), self.root.joinpath(*parts, "__init__.py")):
@@ -84,8 +96,7 @@ class _Sources:
                     todo.extend(self.imports(g))
             h = hashlib.sha1()
             for g in sorted(seen):
-                h.update(str(g.relative_to(self.root) if g.is_relative_to(self.root) else g).encode())
-                h.update(self._read(g))
+                h.update(self._file_digest(g))
             self.digests[f] = h.hexdigest()
         return self.digests[f]
 
@@ -114,7 +125,7 @@ def invalidate_stale(root: Path = ROOT, stamp: Path = STAMP) -> int:
     cached = [f for d in CACHE_DIRS for f in (root / d).rglob("__pycache__/*.nb[ic]")]
     sources = {f.parent.parent / (f.name.split(".")[0] + ".py") for f in cached}
     for d in CACHE_DIRS:  # every file that compiles cached code: what it compiles from now on is current
-        sources.update(f for f in (root / d).rglob("*.py") if b"cache=True" in src._read(f))
+        sources.update(f for f in (root / d).rglob("*.py") if b"numba" in src._read(f))
     new = {str(f.relative_to(root)): src.digest(f) for f in sorted(sources) if f.is_file()}
     removed = 0
     try:

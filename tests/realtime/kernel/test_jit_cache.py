@@ -33,7 +33,10 @@ def _tree(tmp: Path) -> Path:
     (tmp / "realtime" / "lazy.py").write_text("w = 5\n")
     (tmp / "realtime" / "presets.py").write_text("from realtime.kernel import generate_voices\n")
     (tmp / "models" / "local_cond.py").write_text("z = 3\n")
-    (tmp / "tests" / "test_int8dot.py").write_text("from realtime.int8dot import y  # @njit(cache=True) helpers\n")
+    (tmp / "tests" / "test_int8dot.py").write_text("from numba import njit\nfrom realtime.int8dot import y\n")
+    # cached code whose options (cache=True) come from another module
+    (tmp / "models" / "traj.py").write_text("from numba import njit\nfrom realtime.kernel import JIT\n\n\n"
+                                            "@njit(**JIT)\ndef run_free():\n    pass\n")
     return tmp
 
 
@@ -106,3 +109,18 @@ def test_a_separate_numba_cache_dir_is_left_alone(tmp_path, monkeypatch):
     files = _cache_files(root)
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "elsewhere"))
     assert jit_cache.invalidate_stale(root, root / "stamp") == 0 and all(f.exists() for f in files)
+
+
+def test_code_compiled_after_the_stamp_is_kept_next_time(tmp_path, monkeypatch):
+    """A file whose cached code is first compiled in this process (no cache files at import time), its
+    cache=True among options it imports (models/trajectory/kernel.py: ``@njit(**JIT)``), keeps it."""
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    root = _tree(tmp_path)
+    stamp = root / "stamp"
+    assert jit_cache.invalidate_stale(root, stamp) == 0  # nothing cached yet
+    traj = [root / "models" / "__pycache__" / f"traj.run_free-5.py311.{x}" for x in ("nbi", "1.nbc")]
+    for f in traj:
+        f.write_bytes(b"compiled")  # compiled during the run, after the stamp
+    assert jit_cache.invalidate_stale(root, stamp) == 0 and all(f.exists() for f in traj)
+    (root / "realtime" / "kernel.py").write_text(KERNEL + "JIT = {}\n")  # what it imports changed
+    assert jit_cache.invalidate_stale(root, stamp) == 2 and not any(f.exists() for f in traj)
