@@ -264,6 +264,9 @@ def check_offline(argv: list[str], cwd: Path) -> None:
         midi = option(argv, "--midi")
         if midi and not (cwd / midi).exists():
             write_song(cwd / midi)
+        feed = option(argv, "--input-file")  # an audio file as the input: a render of its own when missing
+        if feed and not (cwd / feed).exists():
+            render_substitute(cwd, feed)
     elif sub in ("replay", "plot", "repair"):
         src = argv[2]
         if not (cwd / src).exists():
