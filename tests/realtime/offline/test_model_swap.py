@@ -120,6 +120,19 @@ def test_held_note_keeps_its_f0_after_the_swap(tmp_path):
     assert abs(before - 220) < 220 * 0.03 and abs(after - 220) < 220 * 0.03
     level = [np.sqrt(np.mean(y[a:a + 6000] ** 2)) for a in (at - 6000, at + 8000)]
     assert level[1] > 0.3 * level[0]
+    # no click: the largest step around the crossfade is no larger than the note's own, before and after it
+    fade = session.swapper.fade_len
+    own = max(max_step(y[2000:at]), max_step(y[at + fade:n]))
+    around = max_step(y[at - 512:at + fade + 512])
+    # the same swap cut hard (crossfade_ms = 0), for comparison
+    p0 = swap_preset(tmp_path, model, [str(other)], swap="cc = 20").read_text().replace("crossfade_ms = 40.0",
+                                                                                       "crossfade_ms = 0.0")
+    (tmp_path / "cut.toml").write_text(p0)
+    _, cut = render(tmp_path / "cut.toml", [(0, bytes([0x90, 57, 100])), (at, bytes([0xB0, 20, 127]))], at + 2000,
+                    block=512)
+    print(f"largest step around the crossfade {around:.4f}, the note's own {own:.4f}, a hard cut's "
+          f"{abs(float(cut[at]) - float(cut[at - 1])):.4f}")
+    assert around <= own
 
 
 def test_a_model_that_fails_to_load_is_one_line_and_the_audio_goes_on(tmp_path):
