@@ -39,7 +39,8 @@ def allocate_state(cfg: WaveNetConfig, voices: tuple[int, ...] = ()) -> dict[str
 
     queues (sum(d), R) float32 layer input histories; q_pos (L,) ring positions; bias,
     bias_target, bias_step (L, 2R) float32 per-layer bias (conditioning folded in) and its glide;
-    ints (4,) (see INT_*); temperature (1,) float64; ctrl (local_cond.STATE_SIZE,) float64;
+    ints (4,) (see INT_*); temperature (2,) float64 [the sampling temperature, the probability floor];
+    ctrl (local_cond.STATE_SIZE,) float64;
     hist (local_cond.HIST,) float32 the ring of past inputs the lag channel reads; the envelope and filter state of
     a source-filter model (realtime.engine.sf_tracks; unused otherwise): sf_f (4,) float64 [gain knot before,
     after, the current prediction, de-emphasis memory], sf_i (3,) int64 [samples since key-down, key-up,
@@ -55,7 +56,7 @@ def allocate_state(cfg: WaveNetConfig, voices: tuple[int, ...] = ()) -> dict[str
         "bias_target": aligned.zeros(voices + (L, 2 * r), f32),
         "bias_step": aligned.zeros(voices + (L, 2 * r), f32),
         "ints": np.zeros(voices + (4,), np.int64),
-        "temperature": np.ones(voices + (1,), np.float64),
+        "temperature": np.tile(np.array([1.0, 0.0]), voices + (1,)),
         "ctrl": np.zeros(voices + (local_cond.STATE_SIZE,), np.float64),
         "hist": aligned.zeros(voices + (local_cond.HIST,), f32),
         "sf_f": np.zeros(voices + (4,), np.float64),
@@ -227,6 +228,13 @@ class Engine(ABC):
         bank = self.model.levelbank
         return level.DEFAULT.copy() if bank is None else bank.lookup(instrument, pitch, velocity)
 
+    def set_prob_floor(self, floor: float) -> None:
+        """LPCNet's probability floor (0..0.01; 0 = off): each class's probability is lowered by ``floor`` before
+        the draw (realtime.kernel.generate.sample_row); from the next sample. Thread: generator."""
+        if not 0.0 <= floor <= 0.01:
+            raise ValueError(f"probability floor must be in 0..0.01, got {floor}")
+        self.temperature[1] = float(floor)
+
     def set_temperature(self, t: float) -> None:
         """Sampling temperature (0 = argmax); takes effect at the next sample."""
         if not np.isfinite(t) or t < 0:
@@ -240,8 +248,10 @@ class Engine(ABC):
 
     def set_loop_lowpass(self, a: float) -> None:
         """The low-pass inside the feedback loop (realtime/kernel/loop_lowpass.py), amount ``a`` in 0..A_MAX,
-        0 = off; from the next sample, and kept across :meth:`reset`. Thread: generator."""
-        loop_lowpass.set_amount(self.ctrl, a, self.sample_rate)
+        0 = off; from the next sample, and kept across :meth:`reset`. A source-filter model has none (its loop is
+        the filter's; the kernel does not run the low-pass for it, so the f0 period it reads is not shortened
+        either): 0. Thread: generator."""
+        loop_lowpass.set_amount(self.ctrl, 0.0 if self.source_filter else a, self.sample_rate)
         for i in (local_cond.LOOP_A, local_cond.LOOP_REL):
             self._ctrl_rest[i] = self.ctrl[i]
 

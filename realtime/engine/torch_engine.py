@@ -82,7 +82,7 @@ class IncrementalStep(torch.nn.Module):
         x = min(max(x, -1.0), 1.0)
         return math.copysign(math.log1p(255.0 * abs(x)) / self.log1p_mu, x)
 
-    def cdf(self, logits: torch.Tensor, m: torch.Tensor, temperature: float) -> torch.Tensor:
+    def cdf(self, logits: torch.Tensor, m: torch.Tensor, temperature: float, floor: float) -> torch.Tensor:
         """The kernel's softmax CDF, operation for operation in float32 (see kernel.sample_from_logits)."""
         scale = torch.tensor(self.log2e / temperature, dtype=torch.float32)
         y = torch.clamp_min((logits - m) * scale, -126.0)
@@ -93,6 +93,10 @@ class IncrementalStep(torch.nn.Module):
         for j in range(2, 7):
             p = p * f + c[j]
         e = p * self.pow2[ki.to(torch.long)]
+        if floor > 0.0:  # the probability floor (kernel.sample_row): a sequential float64 sum, as the kernel's
+            total = float(torch.cumsum(e.to(torch.float64), 0)[-1])
+            thr = torch.tensor(floor * total, dtype=torch.float64).to(torch.float32)
+            e = torch.clamp_min(e - thr, 0.0)
         return torch.cumsum(e.to(torch.float64), 0).to(torch.float32)
 
     def tap(self, hist: torch.Tensor, hpos: int, period: torch.Tensor) -> torch.Tensor:
@@ -104,7 +108,7 @@ class IncrementalStep(torch.nn.Module):
         return (a + f * (b - a)) * self.lag_gain
 
     def forward(self, n: int, queues: torch.Tensor, q_pos: torch.Tensor, bias: torch.Tensor,
-                bias_target: torch.Tensor, bias_step: torch.Tensor, ints: torch.Tensor, temperature: float,
+                bias_target: torch.Tensor, bias_step: torch.Tensor, ints: torch.Tensor, temperature: float, floor: float,
                 feats: torch.Tensor, uniforms: torch.Tensor, forced: torch.Tensor, out: torch.Tensor,
                 logits_out: torch.Tensor, hist: torch.Tensor, loop: torch.Tensor, sf_a: torch.Tensor,
                 sf_g: torch.Tensor, sf_ring: torch.Tensor, sf_f: torch.Tensor, sf_i: torch.Tensor) -> int:
@@ -185,7 +189,7 @@ class IncrementalStep(torch.nn.Module):
             elif temperature <= 0.0:
                 k = int(torch.argmax(logits))
             else:
-                cdf = self.cdf(logits, m, temperature)
+                cdf = self.cdf(logits, m, temperature, floor)
                 if not bool(torch.isfinite(cdf[-1])):
                     held = True
                     k = inp
@@ -271,7 +275,7 @@ class TorchScriptEngine(Engine):
         loop_t = torch.from_numpy(loop_np).to(dev)  # on the CPU: the control state itself
         with torch.no_grad():
             self.step(n, d["queues"], d["q_pos"], d["bias"], d["bias_target"], d["bias_step"], d["ints"],
-                      float(self.temperature[0]), torch.from_numpy(feats).to(dev),
+                      float(self.temperature[0]), float(self.temperature[1]), torch.from_numpy(feats).to(dev),
                       torch.from_numpy(uniforms).to(dev), torch.from_numpy(forced).to(dev), out_t, logits_t,
                       d["hist"], loop_t, torch.from_numpy(sf_a).to(dev), torch.from_numpy(sf_g).to(dev),
                       d["sf_ring"], d["sf_f"], d["sf_i"])

@@ -351,16 +351,18 @@ STRICT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
 
 
 @njit(**STRICT)
-def sample_from_logits(logits, temperature, u, probs, pow2):
+def sample_from_logits(logits, temperature, u, probs, pow2, floor=0.0):
     """Inverse-CDF sample of softmax(logits / temperature) with uniform ``u`` in [0, 1).
 
     exp is 2^(y) = 2^-k * poly(f) in float32 (vectorisable; relative error 2e-7); the
     CDF accumulates in float64 and is stored as float32 partial sums, like torch.cumsum.
     ``temperature <= 0`` is argmax. ``probs`` is (256,) float32 scratch; ``pow2`` is POW2_NEG.
+    ``floor`` > 0: LPCNet's probability floor, every class's probability lowered by ``floor`` (and
+    at least 0) before the draw, so the improbable tail, a noise floor when drawn, is never drawn.
     Returns -1 if the logits hold NaN/Inf.
     """
     n = logits.shape[0]
-    return sample_row(logits.reshape((1, n)), 0, temperature, u, probs.reshape((1, n)), pow2)
+    return sample_row(logits.reshape((1, n)), 0, temperature, u, probs.reshape((1, n)), pow2, floor)
 
 
 #: order-preserving int32 keys of +Inf / -Inf: a key outside [KEY_NEG_INF, KEY_POS_INF] is a NaN
@@ -376,7 +378,7 @@ def _key(x):
 
 
 @njit(**STRICT)
-def sample_row(logits, v, temperature, u, probs, pow2):
+def sample_row(logits, v, temperature, u, probs, pow2, floor):
     """:func:`sample_from_logits` of row ``v`` of (V, 256) ``logits`` with (V, 256) ``probs`` scratch (no views).
 
     Written so the loops vectorise without changing a single result: the max via
@@ -423,6 +425,13 @@ def sample_row(logits, v, temperature, u, probs, pow2):
         p = p * f + c1
         p = p * f + c0
         probs[v, k] = p * _f32_from_bits((np.int32(127) - ki) << np.int32(23))  # == pow2[ki] (ki <= 126)
+    if floor > 0.0:  # p_k - floor of the normalised probabilities: the unnormalised ones less floor x their sum
+        c = 0.0
+        for k in range(n):
+            c += np.float64(probs[v, k])
+        thr = np.float32(floor * c)
+        for k in range(n):
+            probs[v, k] = max(probs[v, k] - thr, np.float32(0.0))
     c = 0.0
     for k in range(n):
         c += np.float64(probs[v, k])
@@ -623,7 +632,8 @@ def generate_voices(n, w, st, vidx, uniforms, forced, out, logits_out):
             if keep_logits:
                 for o in range(Q):
                     logits_out[v, t, o] = logits[v, o]
-            k = forced[v, t] if forcing_exc else sample_row(logits, v, temperature[v, 0], uniforms[v, t], probs, pow2)
+            k = forced[v, t] if forcing_exc else sample_row(logits, v, temperature[v, 0], uniforms[v, t], probs, pow2,
+                                                            temperature[v, 1])
             if source_filter:
                 if k < 0:
                     bad += 1

@@ -197,3 +197,13 @@ def test_a_prime_fills_the_filter_with_the_pre_emphasised_prime():
     np.testing.assert_array_equal(e.sf_ring[(e.sf_i[2] - np.arange(32)[::-1]) & 31], s[-32:])
     assert e.ints[0] == mulaw.encode(s[-1:])[0]  # the next input: the emphasised prime's last class
     assert e.sf_f[3] == x[-1]
+
+
+def test_a_source_filter_model_has_no_loop_lowpass():
+    """The kernel runs no loop low-pass for a source filter, so the period its lag reads is not shortened for one."""
+    e = NumbaEngine(sf_model(), seed=0)
+    e.set_loop_lowpass(0.3)
+    assert e.ctrl[local_cond.LOOP_A] == 0.0
+    plain = NumbaEngine(random_model(SMALL, seed=0), seed=0)
+    plain.set_loop_lowpass(0.3)
+    assert plain.ctrl[local_cond.LOOP_A] > 0.0
