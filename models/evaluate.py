@@ -553,11 +553,13 @@ def teacher_forced_spread_db(model, data, engine: str, temperature: float, every
 
 def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: str | None = None,
              log=print, engine: str | None = None, seed: int = 0, temperature: float | None = None,
-             period_noise: float | None = None, loop_lowpass: float | None = None) -> dict:
+             period_noise: float | None = None, loop_lowpass: float | None = None,
+             prob_floor: float | None = None) -> dict:
     """All the figures as one dict. ``seed`` seeds every generated note's sampler: two seeds give the
     figures' own noise, against which to judge a difference between engines. ``temperature`` replaces
     the preset's sampling temperature (to compare temperatures), ``period_noise`` its sampler-noise
-    correlation one period back, ``loop_lowpass`` its low-pass inside the feedback loop."""
+    correlation one period back, ``loop_lowpass`` its low-pass inside the feedback loop, ``prob_floor`` its
+    probability floor (LPCNet's: each class's probability lowered by it before the draw)."""
     from models.dataset import estimate_f0, load_dataset
     from realtime.control.presets import load_preset
     from realtime.kernel.loop_lowpass import check_amount
@@ -576,7 +578,10 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     preset = replace(preset, model=replace(preset.model, seed=seed, temperature=(
         preset.model.temperature if temperature is None else float(temperature)), period_noise=(
         preset.model.period_noise if period_noise is None else period_noise), loop_lowpass=(
-        preset.model.loop_lowpass if loop_lowpass is None else check_amount(loop_lowpass))))
+        preset.model.loop_lowpass if loop_lowpass is None else check_amount(loop_lowpass)), prob_floor=(
+        preset.model.prob_floor if prob_floor is None else float(prob_floor))))
+    if not 0.0 <= preset.model.prob_floor <= 0.01:
+        raise ValueError(f"--prob-floor {preset.model.prob_floor}: must be within 0-0.01")
     # auto probed once here, not once per generated note
     engine = resolve_engine(engine or preset.model.engine, model, preset.model.compute, log)
     preset = replace(preset, model=replace(preset.model, engine=engine))
@@ -588,7 +593,7 @@ def evaluate(model_path: str, data_dir: str | None, quick: bool = False, png: st
     held = held_part(sr)
     res: dict = {"model": str(model_path), "engine": preset.model.engine, "preset_reprime": preset.model.reprime,
                  "seed": seed, "temperature": preset.model.temperature, "period_noise": preset.model.period_noise,
-                 "loop_lowpass": preset.model.loop_lowpass}
+                 "loop_lowpass": preset.model.loop_lowpass, "prob_floor": preset.model.prob_floor}
 
     # pitch, with and without seed-bank priming
     generated: dict[tuple[int, int], np.ndarray] = {}
@@ -793,6 +798,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loop-lowpass", type=float, default=None, metavar="A",
                     help="low-pass inside the feedback loop for pitched instruments, 0-0.5, 0 = off "
                          "(default: the preset's; realtime/kernel/loop_lowpass.py)")
+    ap.add_argument("--prob-floor", type=float, default=None, metavar="P",
+                    help="LPCNet's probability floor: each class's probability lowered by P before the draw, 0-0.01, "
+                         "0 = off (default: the preset's)")
     ap.add_argument("--log", default=None,
                     help="append a JSON line (training steps/hours + figures) to this file: the quality curve")
     a = ap.parse_args(argv)
@@ -805,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         res = evaluate(a.model, data, a.quick, png, log=(lambda *x: None) if a.json else print, engine=a.engine,
                        seed=a.seed, temperature=a.temperature, period_noise=a.period_noise,
-                       loop_lowpass=a.loop_lowpass)
+                       loop_lowpass=a.loop_lowpass, prob_floor=a.prob_floor)
     except (ModelFileError, DatasetError, ValueError, OSError) as e:
         print(f"evaluate: error: {e}", file=sys.stderr)
         return 2

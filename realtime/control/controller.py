@@ -96,11 +96,12 @@ class Controller:
 
     def _set_pitched_loop(self) -> None:
         """The period-noise correlation and the loop low-pass (the preset's, or their CCs') for a pitched
-        instrument, neither for an unpitched one."""
+        instrument, neither for an unpitched one; the preset's probability floor for any."""
         pitched = self.instruments[self.state.instrument] not in self.unpitched
         for e in self._voice_engines():
             e.set_period_noise(self.state.period_noise if pitched else 0.0)
             e.set_loop_lowpass(self.state.loop_lowpass if pitched else 0.0)
+            e.set_prob_floor(self.preset.model.prob_floor)
 
     # ---------------------------------------------------------------- audio
     def generate(self, out: np.ndarray) -> np.ndarray:

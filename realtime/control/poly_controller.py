@@ -93,13 +93,15 @@ class PolyController(Controller):
         return self.poly.voices
 
     def _set_pitched_loop(self) -> None:
-        """Each voice's period noise and loop low-pass by its own instrument (none for an unpitched one)."""
+        """Each voice's period noise and loop low-pass by its own instrument (none for an unpitched one), and the
+        preset's probability floor."""
         if not hasattr(self, "poly"):
             return
         for v, e in enumerate(self.poly.voices):
             pitched = self.instruments[self.voice_inst[v]] not in self.unpitched
             e.set_period_noise(self.state.period_noise if pitched else 0.0)
             e.set_loop_lowpass(self.state.loop_lowpass if pitched else 0.0)
+            e.set_prob_floor(self.preset.model.prob_floor)
 
     def part(self, ch: int | None = None) -> Part:
         """The part of channel ``ch`` (default: the channel of the message being applied)."""

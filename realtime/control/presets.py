@@ -57,6 +57,8 @@ class ModelSection:
     period_noise: float = 0.0  # sampler noise correlated one f0 period back (0..0.95; realtime/kernel/period_noise.py)
     # low-pass inside the feedback loop, pitched instruments (0..0.5; realtime/kernel/loop_lowpass.py)
     loop_lowpass: float = 0.0
+    # LPCNet's probability floor: each class's probability lowered by this before the draw (0..0.01, 0 = off)
+    prob_floor: float = 0.0
     unpitched: str = "drums"   # comma-separated instrument names without an f0: independent noise, no loop low-pass
     # instruments whose note-on plays the seed bank's recorded attack before the network goes on from it
     bank_attack: str = "drums"
@@ -370,6 +372,8 @@ def _validate(where, p: Preset) -> None:
         bad("model.period_noise", f"must be within 0-{period_noise.RHO_MAX}")
     if not 0 <= p.model.loop_lowpass <= loop_lowpass.A_MAX:
         bad("model.loop_lowpass", f"must be within 0-{loop_lowpass.A_MAX}")
+    if not 0 <= p.model.prob_floor <= 0.01:
+        bad("model.prob_floor", "must be within 0-0.01")
     s = p.sound
     if not 0 <= s.velocity_to_level <= 1:
         bad("sound.velocity_to_level", "must be within 0-1")
