@@ -23,12 +23,18 @@ def demo_path(record: str | None = None) -> Path:
 
 def demo_programs(programs: dict[int, str], instruments) -> list[int]:
     """One program per instrument, in the model's order: the lowest program number the preset's program map
-    (the controller's, ``{}`` for none) gives to it; with no map, 0..N-1 (program N plays instrument N)."""
+    (the controller's, ``{}`` for none) gives to it from the instrument's own General MIDI family (73 for a
+    flute, not 64, a reed that plays flute), else the lowest of any; with no map, 0..N-1."""
+    from realtime.control.gm import substitution
+
     if not programs:
         return list(range(len(instruments)))
     first: dict[str, int] = {}
-    for prog in sorted(programs):
-        first.setdefault(programs[prog], prog)
+    for own in (True, False):
+        for prog in sorted(programs):
+            name = programs[prog]
+            if not own or substitution(prog, name, instruments) is None:
+                first.setdefault(name, prog)
     return [first[name] for name in instruments if name in first]
 
 

@@ -241,3 +241,11 @@ def test_one_voice_sustain_pedal_holds_released_notes_until_it_comes_up(tmp_path
     assert s.controller.state.note == 60
     s.apply_midi(bytes([0xB0, 64, 0]))
     assert s.controller.state.note is None and s.engine.ctrl[local_cond.GATE_TARGET] == 0.0
+
+
+def test_the_demo_plays_one_program_per_instrument_in_the_models_order():
+    from realtime.offline.demo import demo_programs
+
+    shipped = ("piano", "guitar", "strings", "flute", "lead", "bass", "drums")
+    assert demo_programs(load_preset(None).midi.programs, shipped) == [0, 24, 40, 72, 80, 32, 112]  # own families
+    assert demo_programs({}, ("a", "b", "c")) == [0, 1, 2]
