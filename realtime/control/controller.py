@@ -279,7 +279,7 @@ class Controller:
             inp.level_db = -60.0 + 66.0 * x if x > 0 else -math.inf
             return {"param": param, "value": round(float(inp.level_db), 3)}
         pressed = x >= 0.5
-        if inp.mode != "continue":
+        if inp.mode != "continue" or getattr(self, "alloc", None) is not None:  # continue plays one voice
             return {"param": param, "value": int(pressed), "mode": inp.mode}
         if pressed:
             if inp.capture_from is None:

@@ -150,3 +150,12 @@ def test_a_note_primed_from_the_jack_input_continues_the_tone_and_the_take_repla
     replayed, _ = sf.read(str(tmp_path / "replay.wav"), dtype="float32")
     np.testing.assert_array_equal(replayed, audio)
     assert json.loads(r.stdout.strip().splitlines()[-1])["matches_recording"] is True
+
+
+def test_a_wrong_input_device_is_one_line_naming_it(jack_server, tmp_path):
+    r = _run(["--input", "no-such-input", "--seconds", "1", "--client-name", f"{NAME}-bad"], timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wavenet-live: error: input device 'no-such-input': no input "
+                                                   "device matches (available inputs: ["), lines
+    assert "--list-devices" in lines[0]

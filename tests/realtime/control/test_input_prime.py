@@ -125,3 +125,19 @@ def test_input_mode_cc_switches_modes():
     assert [e["value"] for e in s.events if e["param"] == "input_mode"] == ["through", "off", "continue"]
     assert np.all(y[:1000] == 0) and rms_db(y[1000:2000]) > -20 and np.all(y[2000:] == 0)
     assert s.input.describe() == "in -6 dB continue"
+
+
+def test_polyphony_mixes_through_and_its_notes_prime_from_the_seed_bank():
+    p = override(load_preset(), "sound", gain_db=0.0, velocity_to_level=0.0, voices=2)
+    p = replace(p, input=replace(p.input, mode="through", level_db=-6.0))
+    p.midi.cc.update({64: "input_capture", 30: "input_mode"})
+    s = Session.open(p)
+    x = tone(330.0, 1.0, 0.5)
+    s.attach_input(FileFeed(x))
+    tl = [(4000, bytes([0xB0, 30, 40])), (4000, bytes([0x90, 57, 100])),  # prime mode: one voice only
+          (6000, bytes([0xB0, 30, 70])), (6000, bytes([0xB0, 64, 127])), (7000, bytes([0xB0, 64, 0]))]
+    y = render_timeline(s, tl, 8000, 256)
+    np.testing.assert_allclose(y[:4000], x[:4000] * 10 ** (-6 / 20), atol=1e-6)
+    assert [e.get("prime") for e in s.events if e["param"] == "note_on"] == [None]
+    assert [e["value"] for e in s.events if e["param"] == "input_capture"] == [1, 0]  # logged, nothing captured
+    assert s.input.capture_from is None and not s.controller._continuing
