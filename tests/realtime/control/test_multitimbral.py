@@ -152,6 +152,8 @@ def test_render_midi_plays_every_channel_and_says_which_instrument_each_got(tmp_
     evs = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
     got = {e["channel"]: e["instrument"] for e in evs if e.get("param") == "note_on"}
     assert got == {ch: inst for ch, _, _, inst in PARTS}
+    r = run_cli("replay", str(out), "--out", str(tmp_path / "again.wav"))  # the take knows its 7 voices
+    assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["matches_recording"] is True
 
 
 # ------------------------------------------------------------------ drums
