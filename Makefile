@@ -35,7 +35,7 @@ play: setup
 test: setup
 	$(BIN)/python -m pytest -q -m "" $(PYTEST_ARGS)
 
-# the inner loop: no slow and no JACK tests (a few minutes); `make test` still runs everything
+# the inner loop: no slow and no JACK tests (~2.5 min of one core once Numba's cache is warm; realtime/README.md, Tests); `make test` still runs everything
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not jack" $(PYTEST_ARGS)
 
