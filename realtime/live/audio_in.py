@@ -70,16 +70,20 @@ class AudioInput:
         channels = have if channel == 0 else channel
         channels = max(1, min(channels, 32))
         self.channel = channel - 1 if channel > 0 else -1
-        self.ring = Ring(int(ring_s * samplerate))
+        self.ring = Ring(int(ring_s * max(samplerate, info["default_samplerate"])))
         self.stats = np.zeros(4, np.int64)
         copy_input(Ring(8).buf, np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros((2, 2), np.float32), -1,
                    np.zeros(4, np.int64))  # compile before the stream exists
-        try:
-            self.stream = sd.InputStream(samplerate=samplerate, blocksize=blocksize, device=device,
-                                         channels=channels, dtype="float32", latency=latency, callback=self._callback)
-        except sd.PortAudioError as e:
-            raise devices.DeviceError(f"input device {info['name']!r}: cannot open ({e}; `wavenet-live "
-                                      f"--list-devices` lists every device)") from None
+        rates = [samplerate] + ([info["default_samplerate"]] if info["default_samplerate"] != samplerate else [])
+        for k, rate in enumerate(rates):  # the output's rate, else the input's own (LiveFeed resamples either)
+            try:
+                self.stream = sd.InputStream(samplerate=rate, blocksize=blocksize, device=device, channels=channels,
+                                             dtype="float32", latency=latency, callback=self._callback)
+                break
+            except sd.PortAudioError as e:
+                if k == len(rates) - 1:
+                    raise devices.DeviceError(f"input device {info['name']!r}: cannot open ({e}; `wavenet-live "
+                                              f"--list-devices` lists every device)") from None
         devices.open_streams[0] += 1
         self._counted = True
         self.samplerate = float(self.stream.samplerate)
