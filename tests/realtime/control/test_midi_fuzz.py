@@ -326,7 +326,8 @@ def test_controller_byte_soup_keeps_engine_sane(model, tmp_path):
         assert_sane(session)
         session.generate(buf[:int(rng.integers(1, 64))])
     assert kinds == {"note_on", "note_off", "all_notes_off", "instrument", "bend", "temperature", "morph",
-                     "gain", "glide", "expression", "loop_lowpass"}  # the last two: CC 11, 74 from default.toml
+                     "gain", "glide", "expression", "loop_lowpass",  # the last two: CC 11, 74 from default.toml
+                     "sustain"}  # CC 64, the sustain pedal (issue 39)
     assert session.controller.state.reprimes > 0
     assert session.controller.parser.dropped > 0
     out = session.generate(np.zeros(4000, np.float32))
