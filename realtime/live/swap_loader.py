@@ -24,8 +24,35 @@ class SwapLoader:
         self._running = True
         self.loads = 0
         swapper.loader = self.request
+        self.warm_up()
         self._thread = threading.Thread(target=self._run, name="wavenet-live-swap-loader", daemon=True)
         self._thread.start()
+
+    def warm_up(self) -> None:
+        """Main thread, before the stream starts: import what a load imports, and run each preset slot once
+        (a throwaway session, 64 samples), so an engine kind the first preset does not play is compiled now:
+        Numba compiles holding the GIL, which would starve the generator thread mid-performance. A slot that
+        fails here is skipped (its swap says why, in one line)."""
+        import numpy as np
+
+        import realtime.offline.replay  # noqa: F401 - the swap event's engine name and model hash
+        from realtime.control.presets import load_preset
+        from realtime.model.model_file import load_model
+        from realtime.offline.render import Session
+
+        for path in self.swapper.slots:
+            if not path.lower().endswith(".toml"):
+                continue  # a model file plays with the first preset's engine: compiled already
+            try:
+                preset = load_preset(path)
+                s = Session.open(preset, load_model(preset.model_path()))
+                s.swapper = None
+                s.generate(np.zeros(64, np.float32))
+                close = getattr(s.engine, "close", None)
+                if close is not None:
+                    close()
+            except Exception:  # noqa: BLE001 - said at its swap
+                continue
 
     def request(self, slot: int) -> None:
         """Generator thread: load ``slot`` (replaces a request not yet started)."""
