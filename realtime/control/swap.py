@@ -98,6 +98,10 @@ class Swapper:
         self.pos = 0
         self._tmp = np.zeros(0, np.float32)
         self.label = model_label(session.model.path or self.base.model_path())
+        #: prepared re-prime states by (model file, engine): they depend on nothing else
+        #: (realtime/engine/prime_bank.py), so a slot of a model already played shares them and loads at once
+        self.banks: dict[tuple[str, str, str], dict] = {}
+        self._share_bank(session)
         self.loading = ""   # the slot being loaded (status line)
 
     # ------------------------------------------------------------ triggers
@@ -166,7 +170,8 @@ class Swapper:
         new = Session.open(preset, model)
         new.swapper = None
         new.keep_log = False
-        if self.loader is not None:  # live: every re-prime state now, not at a note-on on the generator thread
+        shared = self._share_bank(new)
+        if self.loader is not None and not shared:  # live: every re-prime state now, not at a note-on
             new.controller.primes.prepare(threads=1)
         d = asdict(new.preset)
         d.pop("path", None)
@@ -176,6 +181,22 @@ class Swapper:
         ev = {"param": "swap", "value": label, "slot": slot, "model": str(mpath),
               "sha256": model_bytes_hash(mpath), "preset": d}
         return new, ev
+
+    def _share_bank(self, session: "Session") -> bool:
+        """Give ``session`` the prepared states of an earlier session of the same model file and engine, or
+        keep its own for later ones; True if it got an earlier one."""
+        from realtime.offline.replay import engine_name
+
+        primes = getattr(session.controller, "primes", None)
+        if primes is None or session.model.path is None:
+            return False
+        path = Path(session.model.path).resolve()
+        key = (f"{path}:{path.stat().st_mtime_ns}", type(session.engine).__name__, engine_name(session.engine))
+        if key in self.banks:
+            primes._states = self.banks[key]
+            return True
+        self.banks[key] = primes._states
+        return False
 
     def open_event(self, ev: dict[str, Any]) -> None:
         """Replay: build the logged swap's session now (same model bytes required) and queue it."""

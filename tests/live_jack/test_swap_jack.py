@@ -131,3 +131,45 @@ def test_swap_while_a_note_is_held_no_underrun_continuous_and_replays(jack_serve
     assert r2.returncode == 0, r2.stderr
     replayed, _ = sf.read(str(tmp_path / "replay.wav"), dtype="float32")
     np.testing.assert_array_equal(replayed, audio)
+
+
+def test_shipped_model_swap_to_the_reverb_preset_while_a_note_is_held(jack_server, tmp_path):
+    """presets/swap.toml as the README plays it: the shipped model, CC 16 to the reverb preset's slot while a
+    note is held (both sessions run the crossfade on the generator thread): no ring underrun, the note goes on."""
+    import rtmidi
+
+    take = tmp_path / "take"
+    proc = LiveProcess(["--preset", "presets/swap.toml", "--virtual-midi", "--midi-api", "jack", "--client-name",
+                        f"{NAME}2", "--record", str(take), "--seconds", "60"])
+    kbd = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, f"{NAME}2-kbd")
+    try:
+        proc.wait_for_line("playing", timeout=300)
+        kbd.open_virtual_port("out")
+        with JackCapture(f"{NAME}2-cap", seconds=20.0) as cap:
+            wait_for_ports(cap.client, rf"{NAME}2-midi:midi_in", is_midi=True)
+            cap.client.connect(f"{NAME}2-kbd:out", f"{NAME}2-midi:midi_in")
+            cap.connect_from(f"{NAME}2:out_0")
+            kbd.send_message([0x90, 57, 100])
+            time.sleep(1.5)
+            kbd.send_message([0xB0, 16, 127])  # the second slot: presets/reverb.toml
+            time.sleep(3.0)
+            kbd.send_message([0x80, 57, 0])
+            time.sleep(0.3)
+            rc = proc.stop(signal.SIGINT, timeout=60)
+    finally:
+        proc.stop(signal.SIGKILL)
+        kbd.close_port()
+        kbd.delete()
+    assert rc == 0, proc.err[-10:]
+    s = proc.summary()
+    evs = [json.loads(x) for x in (take / "events.jsonl").read_text().splitlines()]
+    swaps = [e for e in evs if e["param"] == "swap"]
+    assert len(swaps) == 1 and swaps[0]["value"] == "reverb", ([e["param"] for e in evs], proc.err[-6:])
+    req = next(e for e in evs if e["param"] == "swap_request")
+    audio, r = sf.read(str(take / "audio.wav"), dtype="float32")
+    at = swaps[0]["device_frame"]
+    before, after = rms_db(audio[at - int(0.5 * r):at]), rms_db(audio[at + int(0.5 * r):at + int(1.0 * r)])
+    print(f"\nshipped model swap: load + handover {1000.0 * (swaps[0]['sample'] - req['sample']) / 16000:.0f} ms, "
+          f"underruns {s['underruns']}, RTF {s['rtf']}, level before {before:.1f} dB, after {after:.1f} dB")
+    assert s["underruns"] == 0
+    assert after > before - 12
