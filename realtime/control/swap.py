@@ -86,7 +86,7 @@ class Swapper:
         self.parser = MidiParser()
         self.held = HeldState()
         self.current: int | None = None      # the slot playing (None: the preset's own model)
-        self.requested: int | None = None    # the slot last asked for
+        self.wanted: int | None = None       # the slot last asked for (loading, loaded or failed)
         #: loader -> generator thread: (Session, swap event) ready to crossfade to
         self.ready: collections.deque = collections.deque()
         #: one line per failed load (the host prints them; render says them)
@@ -115,9 +115,11 @@ class Swapper:
 
     def request(self, slot: int) -> dict[str, Any] | None:
         """Ask for slot ``slot`` (generator thread): live the loader thread builds it; offline now."""
-        if slot == self.requested or (self.requested is None and slot == self.current):
+        if slot == self.wanted:  # the knob moved within the same slot's range (or a failed slot again)
             return None
-        self.requested = slot
+        self.wanted = slot
+        if slot == self.current and not self.loading and not self.ready:  # back to what plays: nothing to do
+            return None
         ev = self.session.emit({"param": "swap_request", "value": slot, "path": self.slots[slot]})
         if self.loader is not None:
             self.loading = model_label(self.slots[slot])
@@ -139,8 +141,6 @@ class Swapper:
         line = f"swap: cannot load {path}: {why}; playing on with {self.label}"
         self.messages.append(line)
         self.loading = ""
-        if self.requested == slot:
-            self.requested = None
         if self.say is not None:
             self.say(line)
 
@@ -278,8 +278,6 @@ class Swapper:
             new.stopped = True
         self.incoming, self.pos = new, 0
         self.current = ev.get("slot")
-        if self.current == self.requested:
-            self.requested = None
         self.loading = ""
         self.label = str(ev.get("value", ""))
         s.emit({k: v for k, v in ev.items() if k != "sample"} | {"crossfade": self.fade_len})

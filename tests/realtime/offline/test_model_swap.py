@@ -142,7 +142,8 @@ def test_a_model_that_fails_to_load_is_one_line_and_the_audio_goes_on(tmp_path):
     p = swap_preset(tmp_path, a, [str(tmp_path / "missing.npz"), str(broken)])
     said = []
     session = Session.open(load_preset(p), say=said.append)
-    tl = [(0, bytes([0x90, 60, 100])), (4000, bytes([0xB0, 20, 0])), (8000, bytes([0xB0, 20, 127]))]
+    tl = [(0, bytes([0x90, 60, 100])), (4000, bytes([0xB0, 20, 0])), (6000, bytes([0xB0, 20, 10])),
+          (8000, bytes([0xB0, 20, 127]))]
     y = run_stream(session, tl, 16000, 256)
     assert len(said) == 2 and all("\n" not in m for m in said), said
     assert said[0].startswith(f"swap: cannot load {tmp_path / 'missing.npz'}: file not found; playing on with a")
