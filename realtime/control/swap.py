@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import collections
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from realtime.control.midi_parse import MidiParser
 
-if TYPE_CHECKING:  # pragma: no cover
-    from realtime.offline.render import Session
+#: a playing session (realtime.offline.render.Session; not imported: offline/ builds on control/, not back)
+Session = Any
 
 
 def model_label(path: str | Path | None) -> str:
@@ -77,7 +77,7 @@ class HeldState:
 class Swapper:
     """A session's hot-swap: the trigger map, the held state, the incoming session and the crossfade."""
 
-    def __init__(self, session: "Session") -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
         self.base = session.preset  # the preset with the [swap] table: slots stay selectable after a swap
         sw = self.base.swap
@@ -144,7 +144,7 @@ class Swapper:
         if self.say is not None:
             self.say(line)
 
-    def build(self, slot: int) -> tuple["Session", dict[str, Any]]:
+    def build(self, slot: int) -> tuple[Session, dict[str, Any]]:
         """The session of slot ``slot`` and its ``swap`` event (any thread but the generator's)."""
         from realtime.control.presets import load_preset, override
 
@@ -159,15 +159,14 @@ class Swapper:
             label = model_label(path)
         return self.open(preset, slot, label)
 
-    def open(self, preset, slot: int, label: str) -> tuple["Session", dict[str, Any]]:
+    def open(self, preset, slot: int, label: str) -> tuple[Session, dict[str, Any]]:
         from dataclasses import asdict
 
+        from realtime.engine.numba_engine import preset_engine_name as engine_name
         from realtime.model.model_file import load_model, model_bytes_hash
-        from realtime.offline.render import Session
-        from realtime.offline.replay import engine_name
 
         model = load_model(preset.model_path())
-        new = Session.open(preset, model)
+        new = type(self.session).open(preset, model)  # the playing session's class (offline.render.Session)
         new.swapper = None
         new.keep_log = False
         shared = self._share_bank(new)
@@ -182,10 +181,10 @@ class Swapper:
               "sha256": model_bytes_hash(mpath), "preset": d}
         return new, ev
 
-    def _share_bank(self, session: "Session") -> bool:
+    def _share_bank(self, session: Session) -> bool:
         """Give ``session`` the prepared states of an earlier session of the same model file and engine, or
         keep its own for later ones; True if it got an earlier one."""
-        from realtime.offline.replay import engine_name
+        from realtime.engine.numba_engine import preset_engine_name as engine_name
 
         primes = getattr(session.controller, "primes", None)
         if primes is None or session.model.path is None:
@@ -262,7 +261,7 @@ class Swapper:
             self.adopt()
         return out
 
-    def begin(self, new: "Session", ev: dict[str, Any]) -> None:
+    def begin(self, new: Session, ev: dict[str, Any]) -> None:
         s = self.session
         ctl = new.controller
         if hasattr(ctl, "state") and not self.held.programs and hasattr(ctl, "_set_instrument"):

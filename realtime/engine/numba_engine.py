@@ -59,6 +59,13 @@ def engine_name(precision: str) -> str:
 ENGINE_NAMES = tuple(engine_name(p) for p in BY_ACCURACY)
 
 
+def preset_engine_name(engine) -> str:
+    """The engine name (as in presets) that rebuilds ``engine``: a Numba engine's or batch's precision, or the
+    engine's own name."""
+    precision = getattr(engine, "precision", None)
+    return engine.name if precision is None else engine_name(precision)
+
+
 def precision_error(precision: str, r: int, s: int) -> str | None:
     """Why ``precision`` cannot run a model with R residual / S skip channels on this machine, or None."""
     if precision not in PRECISIONS:

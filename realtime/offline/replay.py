@@ -22,11 +22,10 @@ class SessionError(ValueError):
 
 
 def engine_name(engine: Any) -> str:
-    """The engine name (as in presets) that rebuilds ``engine``: a Numba engine's or batch's precision."""
-    from realtime.engine.numba_engine import engine_name as numba_name
+    """The engine name (as in presets) that rebuilds ``engine`` (realtime.engine.numba_engine.preset_engine_name)."""
+    from realtime.engine.numba_engine import preset_engine_name
 
-    precision = getattr(engine, "precision", None)
-    return engine.name if precision is None else numba_name(precision)
+    return preset_engine_name(engine)
 
 
 def manifest_for(session: Session) -> dict[str, Any]:
