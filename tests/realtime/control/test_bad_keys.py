@@ -50,6 +50,7 @@ WRONG = {
     "float": ["0.5", True, [0.5], {"a": 0.5}, dt.date(2024, 1, 2)],
     "bool": [1, 0, "true", 1.0, [True]],
     "dict[int, str]": [5, "x", [1, 2], True, {"1": 5}, {"1": ["a"]}, {"x": "a"}],
+    "list": [5, "a.npz", 1.5, True, {"a": "b"}, [5], [""], dt.date(2024, 1, 2)],  # [swap] slots: a list of paths
 }
 
 SCHEMA = [(sec, f.name, f.type) for sec, cls in _SECTIONS.items() for f in fields(cls)]
@@ -59,7 +60,8 @@ WRONG_CASES = [(sec, key, v) for sec, key, typ in SCHEMA for v in WRONG[typ]]
 def test_schema_is_what_the_cases_cover():
     assert {typ for _, _, typ in SCHEMA} <= set(WRONG)
     assert len(SCHEMA) >= 25 and {"model", "sound", "audio", "midi"} <= set(_SECTIONS)
-    assert set(_SECTIONS) == {f.name for f in fields(Preset)} - {"name", "path"}
+    # [[effects]] is an array of tables, pedalboard's own parameters: tests/realtime/sound/test_effects_presets.py
+    assert set(_SECTIONS) == {f.name for f in fields(Preset)} - {"name", "path", "effects"}
 
 
 def preset_error(path: Path, text: str, *must: str) -> str:
