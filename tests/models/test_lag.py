@@ -10,7 +10,7 @@ from wnl_testutil import small_model
 from models.crops import make_crop
 from models.grow import add_local
 from realtime.engine.base import INT_HPOS
-from realtime.engine.numba_engine import NumbaEngine
+from realtime.engine.numba_engine import KERNEL_STATE, NumbaEngine
 from realtime.engine.poly_engine import PolyEngine
 from realtime.model import local_cond, mulaw
 
@@ -115,7 +115,7 @@ def test_the_engine_reads_the_lag_training_labels_its_crops_with():
     e = NumbaEngine(small_model(), max_block=4096)
     e.set_note(gate=1.0, pitch=55.0)
     e.teacher_force(inputs)
-    kernel_feats = e._state[9]  # the kernel's feature rows of the last block (see numba_engine.scratch)
+    kernel_feats = e._state[len(KERNEL_STATE)]  # the kernel's feature rows of the last block (numba_engine.scratch)
     for col in (local_cond.LAG, local_cond.LAG2, local_cond.LAGAVG):
         np.testing.assert_array_equal(kernel_feats[:n, col], local[col])
         assert np.ptp(local[col]) > 1.0  # a real tone, not a constant

@@ -120,7 +120,9 @@ def test_poly_controller_applies_it_to_every_voice():
     try:
         c = PolyController(p, OutputStage(p.sample_rate), Preset(model=ModelSection(loop_lowpass=0.2, unpitched="c")))
         assert [amount(v) for v in p.voices] == [0.2] * 3
-        c.program_change(2)
+        c.program_change(2)  # "c", unpitched: each voice takes it at its next note (voices play their own parts)
+        for note in (60, 64, 67):
+            c.note_on(note, 100)
         assert [amount(v) for v in p.voices] == [0.0] * 3
     finally:
         p.close()

@@ -201,7 +201,9 @@ def test_poly_controller_applies_it_to_every_voice(model):
     try:
         c = PolyController(p, OutputStage(p.sample_rate), preset(0.3))
         assert [v.period_noise for v in p.voices] == [0.3] * 3
-        c.program_change(2)
+        c.program_change(2)  # "c", unpitched: each voice takes it at its next note (voices play their own parts)
+        for note in (60, 64, 67):
+            c.note_on(note, 100)
         assert [v.period_noise for v in p.voices] == [0.0] * 3
     finally:
         p.close()
