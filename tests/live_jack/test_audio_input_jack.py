@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from jack_server import JackCapture, wait_for_ports
-from test_host_jack import LiveProcess, _run
+from jack_server import wait_for_ports
+from live_rig import live_rig
+from test_host_jack import _run
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 NAME = "wnl-input"
@@ -79,43 +80,30 @@ prime_ms = 128.0
 
 
 def test_a_note_primed_from_the_jack_input_continues_the_tone_and_the_take_replays(jack_server, tmp_path):
-    import rtmidi
-
     from realtime.sound.audio_input import estimate_f0
 
     take = tmp_path / "take"
-    proc = LiveProcess(["--preset", str(input_preset(tmp_path)), "--virtual-midi", "--midi-api", "jack",
-                        "--client-name", NAME, "--input", "default", "--record", str(take), "--seconds", "90"])
-    kbd = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, f"{NAME}-kbd")
-    try:
-        proc.wait_for_line("playing", timeout=300)
-        kbd.open_virtual_port("out")
-        with JackCapture(f"{NAME}-cap", seconds=30.0, channels=2) as cap, \
-                TonePlayer(f"{NAME}-tone", tone(cap.rate, 20.0)) as player:
-            rate = cap.rate
-            wait_for_ports(cap.client, rf"{NAME}-midi:midi_in", is_midi=True)
-            (host_in,) = wait_for_ports(cap.client, rf"^{NAME}:in_0$", is_input=True)
-            for src in cap.client.get_all_connections(host_in):  # only the tone (the dummy capture is silent anyway)
-                cap.client.disconnect(src, host_in)
-            cap.client.connect(f"{NAME}-tone:out", host_in)
-            cap.client.connect(f"{NAME}-kbd:out", f"{NAME}-midi:midi_in")
-            cap.connect_from(f"{NAME}:out_0", f"{NAME}-tone:out")  # the host's output, and the tone it hears
-            cap.recording = True
-            player.playing = True
-            time.sleep(1.0)  # the input's history fills
-            on = cap.frame_time()
-            kbd.send_message([0x90, 57, 100])
-            time.sleep(1.0)
-            kbd.send_message([0x80, 57, 0])
-            time.sleep(0.5)
-            proc.proc.send_signal(signal.SIGINT)
-            rc = proc.stop(signal.SIGINT, timeout=60)
-            y, heard = cap.audio[:cap.pos, 0].copy(), cap.audio[:cap.pos, 1].copy()
-            i_on = cap.index_of_frame(on)
-    finally:
-        proc.stop(signal.SIGKILL)
-        kbd.close_port()
-        kbd.delete()
+    with live_rig(NAME, input_preset(tmp_path), take=take, seconds=90, args=("--input", "default"),
+                  playing_timeout=300, channels=2, connect=False) as (proc, kbd, cap), \
+            TonePlayer(f"{NAME}-tone", tone(cap.rate, 20.0)) as player:
+        rate = cap.rate
+        (host_in,) = wait_for_ports(cap.client, rf"^{NAME}:in_0$", is_input=True)
+        for src in cap.client.get_all_connections(host_in):  # only the tone (the dummy capture is silent anyway)
+            cap.client.disconnect(src, host_in)
+        cap.client.connect(f"{NAME}-tone:out", host_in)
+        cap.connect_from(f"{NAME}:out_0", f"{NAME}-tone:out")  # the host's output, and the tone it hears
+        cap.recording = True
+        player.playing = True
+        time.sleep(1.0)  # the input's history fills
+        on = cap.frame_time()
+        kbd.send_message([0x90, 57, 100])
+        time.sleep(1.0)
+        kbd.send_message([0x80, 57, 0])
+        time.sleep(0.5)
+        proc.proc.send_signal(signal.SIGINT)
+        rc = proc.stop(signal.SIGINT, timeout=60)
+        y, heard = cap.audio[:cap.pos, 0].copy(), cap.audio[:cap.pos, 1].copy()
+        i_on = cap.index_of_frame(on)
     assert rc == 0, proc.err[-10:]
     summary = proc.summary()
     # the status line shows the input's level: the tone's peak is -20 dBFS

@@ -10,26 +10,15 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from jack_server import JackCapture, wait_for_ports
-from test_host_jack import LiveProcess, _run, sharp_random_model
+from live_rig import live_rig, write_preset
+from test_host_jack import _run, sharp_random_model
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 NAME = "wnl-fx"
 
 
 def reverb_preset(tmp):
-    p = tmp / "reverb.toml"
-    p.write_text(f"""name = "fx-test"
-[model]
-path = "{sharp_random_model(tmp / "m.npz")}"
-reprime = "off"
-temperature = 0.9
-[sound]
-release_ms = 30.0
-[audio]
-blocksize = 256
-lead_ms = 40.0
-[[effects]]
+    return write_preset(tmp / "reverb.toml", sharp_random_model(tmp / "m.npz"), name="fx-test", extra="""[[effects]]
 type = "Reverb"
 room_size = 0.9
 damping = 0.3
@@ -38,7 +27,6 @@ dry_level = 0.8
 [midi.cc]
 91 = "fx1.wet_level"
 """)
-    return p
 
 
 def db(x: np.ndarray) -> float:
@@ -46,44 +34,27 @@ def db(x: np.ndarray) -> float:
 
 
 def test_reverb_tail_live_after_note_off_and_after_stop_and_the_take_replays(jack_server, tmp_path):
-    import rtmidi
-
     take = tmp_path / "take"
-    proc = LiveProcess(["--preset", str(reverb_preset(tmp_path)), "--virtual-midi", "--midi-api", "jack",
-                        "--client-name", NAME, "--record", str(take), "--seconds", "60"])
-    kbd = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, f"{NAME}-kbd")
-    try:
-        proc.wait_for_line("playing", timeout=180)
-        kbd.open_virtual_port("out")
-        with JackCapture(f"{NAME}-cap", seconds=40.0) as cap:
-            wait_for_ports(cap.client, rf"{NAME}-midi:midi_in", is_midi=True)
-            cap.client.connect(f"{NAME}-kbd:out", f"{NAME}-midi:midi_in")
-            cap.connect_from(f"{NAME}:out_0")
-            cap.recording = True
-            time.sleep(0.5)
-            on = cap.frame_time()
-            kbd.send_message([0x90, 60, 110])
-            for k in range(12):  # the CC sweeps the reverb's wet level while the note sounds
-                kbd.send_message([0xB0, 91, 40 + 7 * k])
-                time.sleep(0.05)
-            off = cap.frame_time()
-            kbd.send_message([0x80, 60, 0])
-            time.sleep(1.5)
-            kbd.send_message([0x90, 64, 110])
-            time.sleep(0.5)
-            kbd.send_message([0x80, 64, 0])
-            stop = cap.frame_time()
-            proc.proc.send_signal(signal.SIGINT)  # Ctrl-C right after the note-off: the tail still rings out
-            rc = proc.stop(signal.SIGINT, timeout=60)
-            ended = cap.frame_time()
-            time.sleep(0.3)
-            y, rate = cap.recorded().copy(), cap.rate
-            i_on, i_off, i_stop = cap.index_of_frame(on), cap.index_of_frame(off), cap.index_of_frame(stop)
-            i_end = cap.index_of_frame(ended)
-    finally:
-        proc.stop(signal.SIGKILL)
-        kbd.close_port()
-        kbd.delete()
+    with live_rig(NAME, reverb_preset(tmp_path), take=take, capture_seconds=40.0) as (proc, kbd, cap):
+        on = cap.frame_time()
+        kbd.send_message([0x90, 60, 110])
+        for k in range(12):  # the CC sweeps the reverb's wet level while the note sounds
+            kbd.send_message([0xB0, 91, 40 + 7 * k])
+            time.sleep(0.05)
+        off = cap.frame_time()
+        kbd.send_message([0x80, 60, 0])
+        time.sleep(1.5)
+        kbd.send_message([0x90, 64, 110])
+        time.sleep(0.5)
+        kbd.send_message([0x80, 64, 0])
+        stop = cap.frame_time()
+        proc.proc.send_signal(signal.SIGINT)  # Ctrl-C right after the note-off: the tail still rings out
+        rc = proc.stop(signal.SIGINT, timeout=60)
+        ended = cap.frame_time()
+        time.sleep(0.3)
+        y, rate = cap.recorded().copy(), cap.rate
+        i_on, i_off, i_stop = cap.index_of_frame(on), cap.index_of_frame(off), cap.index_of_frame(stop)
+        i_end = cap.index_of_frame(ended)
     assert rc == 0, proc.err[-10:]
     assert any("fx Reverb" in line for line in proc.err), proc.err[-5:]  # the status line names the chain
     held = db(y[i_on + int(0.1 * rate):i_off])

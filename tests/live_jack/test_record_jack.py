@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from jack_server import wait_for_ports
+from live_rig import write_preset
 from test_host_jack import LiveProcess, _run, sharp_random_model
 
 from realtime.model.model_file import SeedBank, load_model
@@ -23,22 +24,10 @@ def take_preset(tmp, name: str):
     rng = np.random.default_rng(0)
     m.seedbank = SeedBank(rng.integers(0, 256, (6, 300)), [0, 0, 0, 1, 1, 1], [48, 60, 72] * 2, [100] * 6)
     m.save(model)
-    p = tmp / f"{name}.toml"
-    p.write_text(f"""name = "{name}"
-[model]
-path = "{model}"
-reprime = "note_on"
-temperature = 0.9
-[sound]
-release_ms = 30.0
-[audio]
-blocksize = 256
-lead_ms = 40.0
-[midi.cc]
+    return write_preset(tmp / f"{name}.toml", model, name=name, reprime="note_on", extra="""[midi.cc]
 21 = "temperature"
 1 = "morph"
 """)
-    return p
 
 
 def keyboard(client_name: str):

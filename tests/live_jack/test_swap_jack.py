@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from jack_server import JackCapture, wait_for_ports
-from test_host_jack import LiveProcess, _run, sharp_random_model
+from live_rig import live_rig, write_preset
+from test_host_jack import _run, sharp_random_model
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 NAME = "wnl-swap"
@@ -20,31 +20,12 @@ NAME = "wnl-swap"
 
 def other_model(path):
     """A second random model (another seed, the same shape as sharp_random_model's)."""
-    from realtime.model.config import ConditioningSpec, WaveNetConfig
-    from realtime.model.model_file import random_model
-
-    spec = ConditioningSpec(instruments=("a", "b"), local=("gate", "f0_sin", "f0_cos"))
-    m = random_model(WaveNetConfig(16, 32, 8, 1, conditioning=spec), seed=5)
-    for name in ("w_out1", "w_out2", "w_glob"):
-        m.weights[name] = (m.weights[name] * 4.0).astype(np.float32)
-    m.save(path)
-    return path
+    return sharp_random_model(path, seed=5)
 
 
 def swap_preset(tmp):
     a, b = sharp_random_model(tmp / "first.npz"), other_model(tmp / "second.npz")
-    p = tmp / "swap.toml"
-    p.write_text(f"""name = "swap-test"
-[model]
-path = "{a}"
-reprime = "off"
-temperature = 0.9
-[sound]
-release_ms = 30.0
-[audio]
-blocksize = 256
-lead_ms = 40.0
-[swap]
+    p = write_preset(tmp / "swap.toml", a, name="swap-test", extra=f"""[swap]
 crossfade_ms = 50.0
 cc = 20
 slots = ["{a}", "{b}", "{tmp / 'missing.npz'}"]
@@ -57,40 +38,23 @@ def rms_db(x: np.ndarray) -> float:
 
 
 def test_swap_while_a_note_is_held_no_underrun_continuous_and_replays(jack_server, tmp_path):
-    import rtmidi
-
     take = tmp_path / "take"
     preset, second = swap_preset(tmp_path)
-    proc = LiveProcess(["--preset", str(preset), "--virtual-midi", "--midi-api", "jack", "--client-name", NAME,
-                        "--record", str(take), "--seconds", "60"])
-    kbd = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, f"{NAME}-kbd")
-    try:
-        proc.wait_for_line("playing", timeout=180)
-        kbd.open_virtual_port("out")
-        with JackCapture(f"{NAME}-cap", seconds=30.0) as cap:
-            wait_for_ports(cap.client, rf"{NAME}-midi:midi_in", is_midi=True)
-            cap.client.connect(f"{NAME}-kbd:out", f"{NAME}-midi:midi_in")
-            cap.connect_from(f"{NAME}:out_0")
-            cap.recording = True
-            time.sleep(0.5)
-            on = cap.frame_time()
-            kbd.send_message([0x90, 60, 110])
-            time.sleep(1.0)
-            kbd.send_message([0xB0, 20, 64])   # slot 2: the second model, while the note is held
-            time.sleep(2.0)
-            kbd.send_message([0xB0, 20, 127])  # slot 3: a missing file -> one line, the note plays on
-            time.sleep(1.5)
-            off = cap.frame_time()
-            kbd.send_message([0x80, 60, 0])
-            time.sleep(0.3)
-            rc = proc.stop(signal.SIGINT, timeout=60)
-            y, rate = cap.recorded().copy(), cap.rate
-            i_on, i_off = cap.index_of_frame(on), cap.index_of_frame(off)
-            gaps = cap.gaps()
-    finally:
-        proc.stop(signal.SIGKILL)
-        kbd.close_port()
-        kbd.delete()
+    with live_rig(NAME, preset, take=take) as (proc, kbd, cap):
+        on = cap.frame_time()
+        kbd.send_message([0x90, 60, 110])
+        time.sleep(1.0)
+        kbd.send_message([0xB0, 20, 64])   # slot 2: the second model, while the note is held
+        time.sleep(2.0)
+        kbd.send_message([0xB0, 20, 127])  # slot 3: a missing file -> one line, the note plays on
+        time.sleep(1.5)
+        off = cap.frame_time()
+        kbd.send_message([0x80, 60, 0])
+        time.sleep(0.3)
+        rc = proc.stop(signal.SIGINT, timeout=60)
+        y, rate = cap.recorded().copy(), cap.rate
+        i_on, i_off = cap.index_of_frame(on), cap.index_of_frame(off)
+        gaps = cap.gaps()
     assert rc == 0, proc.err[-10:]
     s = proc.summary()
     evs = [json.loads(x) for x in (take / "events.jsonl").read_text().splitlines()]
@@ -136,30 +100,16 @@ def test_swap_while_a_note_is_held_no_underrun_continuous_and_replays(jack_serve
 def test_shipped_model_swap_to_the_reverb_preset_while_a_note_is_held(jack_server, tmp_path):
     """presets/swap.toml as the README plays it: the shipped model, CC 16 to the reverb preset's slot while a
     note is held (both sessions run the crossfade on the generator thread): no ring underrun, the note goes on."""
-    import rtmidi
-
     take = tmp_path / "take"
-    proc = LiveProcess(["--preset", "presets/swap.toml", "--virtual-midi", "--midi-api", "jack", "--client-name",
-                        f"{NAME}2", "--record", str(take), "--seconds", "60"])
-    kbd = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, f"{NAME}2-kbd")
-    try:
-        proc.wait_for_line("playing", timeout=300)
-        kbd.open_virtual_port("out")
-        with JackCapture(f"{NAME}2-cap", seconds=20.0) as cap:
-            wait_for_ports(cap.client, rf"{NAME}2-midi:midi_in", is_midi=True)
-            cap.client.connect(f"{NAME}2-kbd:out", f"{NAME}2-midi:midi_in")
-            cap.connect_from(f"{NAME}2:out_0")
-            kbd.send_message([0x90, 57, 100])
-            time.sleep(1.5)
-            kbd.send_message([0xB0, 16, 127])  # the second slot: presets/reverb.toml
-            time.sleep(3.0)
-            kbd.send_message([0x80, 57, 0])
-            time.sleep(0.3)
-            rc = proc.stop(signal.SIGINT, timeout=60)
-    finally:
-        proc.stop(signal.SIGKILL)
-        kbd.close_port()
-        kbd.delete()
+    with live_rig(f"{NAME}2", "presets/swap.toml", take=take, playing_timeout=300, capture_seconds=20.0,
+                  record=False) as (proc, kbd, _cap):
+        kbd.send_message([0x90, 57, 100])
+        time.sleep(1.5)
+        kbd.send_message([0xB0, 16, 127])  # the second slot: presets/reverb.toml
+        time.sleep(3.0)
+        kbd.send_message([0x80, 57, 0])
+        time.sleep(0.3)
+        rc = proc.stop(signal.SIGINT, timeout=60)
     assert rc == 0, proc.err[-10:]
     s = proc.summary()
     evs = [json.loads(x) for x in (take / "events.jsonl").read_text().splitlines()]
