@@ -11,6 +11,12 @@ import soundfile as sf
 from wnl_testutil import ROOT, small_model, write_preset
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """In the child before exec: SIGINT's default disposition, as a render started at a terminal has (a shell runs
+    background jobs, such as a CI script started with ``&``, with SIGINT ignored, and Python then keeps it so)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_a_valid_shorter_file(tmp_path):
     preset = write_preset(tmp_path / "p.toml", small_model().save(tmp_path / "m.npz"))
     out = tmp_path / "long.wav"
@@ -19,7 +25,7 @@ def test_ctrl_c_keeps_a_valid_shorter_file(tmp_path):
     with open(tmp_path / "stdout", "w") as so, open(tmp_path / "stderr", "w") as se:
         proc = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "render", "--out", str(out), "--preset",
                                  str(preset), "--seconds", "3000"], stdout=so, stderr=se, text=True, cwd=ROOT,
-                                env=env)
+                                env=env, preexec_fn=_ctrl_c_as_at_a_terminal)
         err = lambda: (tmp_path / "stderr").read_text()  # noqa: E731
         try:
             deadline = time.monotonic() + 240
