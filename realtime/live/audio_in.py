@@ -101,15 +101,7 @@ class AudioInput:
         """Stop and close the stream (idempotent)."""
         from realtime.live import devices
 
-        try:
-            if not self.stream.closed:
-                self.stream.stop()
-        finally:
-            if not self.stream.closed:
-                self.stream.close()
-            if self._counted:
-                self._counted = False
-                devices.open_streams[0] -= 1
+        devices.close_stream(self)
 
 
 class LiveFeed:

@@ -17,6 +17,20 @@ class DeviceError(ValueError):
     """No such output device (the message is one line and lists what is available)."""
 
 
+def close_stream(owner: Any) -> None:
+    """Stop and close ``owner.stream`` (a sounddevice stream; idempotent) and, if ``owner._counted``, count it out
+    of :data:`open_streams` (AudioOutput and AudioInput). Thread: the caller's (main), never the callback."""
+    try:
+        if not owner.stream.closed:
+            owner.stream.stop()
+    finally:
+        if not owner.stream.closed:
+            owner.stream.close()
+        if owner._counted:
+            owner._counted = False
+            open_streams[0] -= 1
+
+
 def import_sounddevice(jack_client_name: str | None = None) -> ModuleType:
     """Import ``sounddevice``; with ``jack_client_name``, name PortAudio's JACK client (re-initialises PortAudio).
 
