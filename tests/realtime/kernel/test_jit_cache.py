@@ -49,6 +49,16 @@ def _cache_files(tmp: Path) -> list[Path]:
     return files
 
 
+def _guarded_tree(tmp_path: Path, monkeypatch) -> tuple[Path, Path, list[Path]]:
+    """A project tree whose cache guard has run once (its stamp written, Numba's cache beside the sources):
+    (root, stamp, the cache files)."""
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    root = _tree(tmp_path)
+    stamp = root / "stamp"
+    jit_cache.invalidate_stale(root, stamp)
+    return root, stamp, _cache_files(root)
+
+
 def test_an_edit_to_a_dependency_drops_the_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     root = _tree(tmp_path)
@@ -71,22 +81,14 @@ def test_an_edit_to_a_dependency_drops_the_cache(tmp_path, monkeypatch):
 
 
 def test_lazy_and_parenthesised_imports_count(tmp_path, monkeypatch):
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
-    root = _tree(tmp_path)
-    stamp = root / "stamp"
-    jit_cache.invalidate_stale(root, stamp)
-    files = _cache_files(root)
+    root, stamp, files = _guarded_tree(tmp_path, monkeypatch)
     (root / "realtime" / "lazy.py").write_text("w = 6\n")  # imported inside a function, in parentheses
     assert jit_cache.invalidate_stale(root, stamp) == 2
     assert [f.exists() for f in files] == [False, False, True]
 
 
 def test_an_edit_nothing_cached_imports_keeps_the_cache(tmp_path, monkeypatch):
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
-    root = _tree(tmp_path)
-    stamp = root / "stamp"
-    jit_cache.invalidate_stale(root, stamp)
-    files = _cache_files(root)
+    root, stamp, files = _guarded_tree(tmp_path, monkeypatch)
     assert jit_cache.invalidate_stale(root, stamp) == 0
     (root / "realtime" / "presets.py").write_text("from realtime.kernel import generate_voices  # edited\n")
     (root / "tests" / "test_other.py").write_text("def test_x():\n    pass\n")
@@ -94,11 +96,7 @@ def test_an_edit_nothing_cached_imports_keeps_the_cache(tmp_path, monkeypatch):
 
 
 def test_cached_code_of_a_deleted_file_is_dropped(tmp_path, monkeypatch):
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
-    root = _tree(tmp_path)
-    stamp = root / "stamp"
-    jit_cache.invalidate_stale(root, stamp)
-    files = _cache_files(root)
+    root, stamp, files = _guarded_tree(tmp_path, monkeypatch)
     (root / "tests" / "test_int8dot.py").unlink()
     assert jit_cache.invalidate_stale(root, stamp) == 1
     assert [f.exists() for f in files] == [True, True, False]
